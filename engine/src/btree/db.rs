@@ -1,0 +1,471 @@
+//! Opening, recovering and closing a database file; beginning transactions.
+//!
+//! Invariants:
+//! - One process has the file open (exclusive `flock`); within it, one write
+//!   transaction at a time (the writer state is handed from transaction to
+//!   transaction) and any number of readers, each pinned to a snapshot.
+//! - A commit writes its new pages and its meta, then issues one fdatasync.
+//!   Pages it writes were free in the previous commit's tree, so that tree is
+//!   intact whatever part of the commit reached the disk. On open, a meta is
+//!   accepted only if its whole tree verifies (each node against the checksum
+//!   its parent recorded, the root against the meta); otherwise the previous
+//!   meta is used. A file closed cleanly carries its freelist and is trusted
+//!   without a walk.
+//! - After a failed write or sync the database is poisoned: no further write
+//!   transaction begins (retrying an fsync can report success for lost data).
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use fs2::FileExt;
+
+use super::freelist::Freelist;
+use super::io::{FileIo, StorageIo};
+use super::meta::{valid_page_size, Meta, META_LEN};
+use super::mmap::Mapping;
+use super::page::{
+    checksum, seal, Header, NodeBuilder, PageId, TxId, KIND_FREELIST, KIND_LEAF,
+};
+use super::read::ReadTxn;
+use super::tree::PageReader;
+use super::walk::walk;
+use super::write::WriteTxn;
+use crate::error::{Error, Result};
+
+/// Largest key, in bytes.
+pub const MAX_KEY_SIZE: usize = 32 * 1024;
+/// Largest value, in bytes.
+pub const MAX_VALUE_SIZE: usize = 1 << 30;
+pub const DEFAULT_PAGE_SIZE: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Page size for a new file (a power of two, 1 KiB..64 KiB); an existing
+    /// file keeps its own.
+    pub page_size: usize,
+    /// Skip fdatasync at commit. Commits are then not durable: for benchmarks
+    /// and bulk loads only.
+    pub no_sync: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { page_size: DEFAULT_PAGE_SIZE, no_sync: false }
+    }
+}
+
+/// A committed state readers can pin.
+pub(crate) struct Snapshot {
+    pub meta: Meta,
+    pub map: Arc<Mapping>,
+}
+
+/// What only the writer touches; handed from write transaction to write
+/// transaction.
+pub(crate) struct WriterState {
+    pub freelist: Freelist,
+    pub file_len: u64,
+}
+
+pub(crate) struct Shared {
+    pub path: PathBuf,
+    pub io: Box<dyn StorageIo>,
+    pub page_size: usize,
+    pub no_sync: bool,
+    pub current: RwLock<Arc<Snapshot>>,
+    /// Open readers by the txid of their snapshot.
+    pub readers: Mutex<BTreeMap<TxId, usize>>,
+    pub writer: Mutex<Option<WriterState>>,
+    pub writer_cv: Condvar,
+    pub poisoned: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn publish(&self, snap: Snapshot) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+    }
+
+    pub fn readers(&self) -> MutexGuard<'_, BTreeMap<TxId, usize>> {
+        lock(&self.readers)
+    }
+
+    pub fn return_writer(&self, ws: WriterState) {
+        *lock(&self.writer) = Some(ws);
+        self.writer_cv.notify_one();
+    }
+
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
+    /// Writes the freelist into a node past the last page and commits a meta
+    /// naming it, so the next open need not walk the tree.
+    fn persist_freelist(&self, ws: &mut WriterState) -> Result<()> {
+        let snap = self.snapshot();
+        if snap.meta.freelist != 0 || self.is_poisoned() {
+            return Ok(());
+        }
+        let ps = self.page_size;
+        let runs = ws.freelist.all_runs();
+        let size = Freelist::encoded_size(runs.len());
+        let mut b = NodeBuilder::new(KIND_FREELIST, 0, size, ps);
+        Freelist::encode_into(&runs, &mut b.buf);
+        let pgid = snap.meta.page_count;
+        let pages = b.pages(ps);
+        let txid = snap.meta.txid + 1;
+        let crc = seal(&mut b.buf, ps, pgid, txid, runs.len() as u32);
+        let meta = Meta {
+            txid,
+            page_count: pgid + pages,
+            freelist: pgid,
+            freelist_crc: crc,
+            ..snap.meta
+        };
+        let res = (|| -> Result<()> {
+            grow(self, ws, meta.page_count)?;
+            self.io.write_at(&b.buf, pgid * ps as u64)?;
+            self.io.write_at(&meta.encode(), (txid % 2) * ps as u64)?;
+            self.io.sync_data()?;
+            Ok(())
+        })();
+        if res.is_err() {
+            self.poison();
+        }
+        res
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(mut ws) = lock(&self.writer).take() {
+            let _ = self.persist_freelist(&mut ws);
+        }
+    }
+}
+
+/// Grows the file to hold `page_count` pages: doubling up to 1 GiB, then
+/// in 1 GiB steps, so growth is rare.
+pub(crate) fn grow(shared: &Shared, ws: &mut WriterState, page_count: u64) -> Result<()> {
+    let needed = page_count * shared.page_size as u64;
+    if needed <= ws.file_len {
+        return Ok(());
+    }
+    const GIB: u64 = 1 << 30;
+    let new_len = if needed < GIB {
+        needed.next_power_of_two().max(64 * 1024)
+    } else {
+        needed.div_ceil(GIB) * GIB
+    };
+    shared.io.set_len(new_len)?;
+    ws.file_len = new_len;
+    Ok(())
+}
+
+/// A database file. Cheap to clone; the file is closed (and its freelist
+/// saved) when the last handle and transaction are dropped.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Summary figures of an open database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Info {
+    pub page_size: usize,
+    pub txid: TxId,
+    pub page_count: u64,
+    pub file_len: u64,
+    pub free_pages: u64,
+    pub pending_pages: u64,
+    pub root: PageId,
+    pub freelist_saved: bool,
+}
+
+impl Database {
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Database> {
+        let path = path.as_ref();
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        Self::open_with_io(path, Box::new(FileIo(file)), opts)
+    }
+
+    /// Opens a database on a given I/O backend; `path` names it in errors.
+    pub fn open_with_io(path: &Path, io: Box<dyn StorageIo>, opts: Options) -> Result<Database> {
+        if !valid_page_size(opts.page_size) {
+            return Err(Error::InvalidOption(format!("page size {}", opts.page_size)));
+        }
+        io.file().try_lock_exclusive().map_err(|_| Error::Locked(path.to_path_buf()))?;
+        let mut len = io.len()?;
+        if len == 0 {
+            init(&*io, opts.page_size)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            len = io.len()?;
+        }
+        let (meta, map, freelist) = recover(&*io, path, len)?;
+        let shared = Shared {
+            path: path.to_path_buf(),
+            page_size: meta.page_size as usize,
+            no_sync: opts.no_sync,
+            current: RwLock::new(Arc::new(Snapshot { meta, map: Arc::new(map) })),
+            readers: Mutex::new(BTreeMap::new()),
+            writer: Mutex::new(Some(WriterState { freelist, file_len: len })),
+            writer_cv: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            io,
+        };
+        Ok(Database { shared: Arc::new(shared) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// A read transaction on the latest committed state. Never waits for the
+    /// writer.
+    pub fn begin_read(&self) -> ReadTxn {
+        let mut readers = self.shared.readers();
+        let snap = self.shared.snapshot();
+        *readers.entry(snap.meta.txid).or_default() += 1;
+        drop(readers);
+        ReadTxn::new(self.shared.clone(), snap)
+    }
+
+    /// The write transaction; waits while another one is open.
+    pub fn begin_write(&self) -> Result<WriteTxn> {
+        if self.shared.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        let mut slot = lock(&self.shared.writer);
+        let ws = loop {
+            if let Some(ws) = slot.take() {
+                break ws;
+            }
+            slot = self.shared.writer_cv.wait(slot).unwrap_or_else(|e| e.into_inner());
+        };
+        drop(slot);
+        if self.shared.is_poisoned() {
+            self.shared.return_writer(ws);
+            return Err(Error::Poisoned);
+        }
+        Ok(WriteTxn::new(self.shared.clone(), ws, self.shared.snapshot()))
+    }
+
+    pub fn info(&self) -> Info {
+        let snap = self.shared.snapshot();
+        let (free, pending, file_len) = match lock(&self.shared.writer).as_ref() {
+            Some(ws) => (ws.freelist.free_pages(), ws.freelist.pending_pages(), ws.file_len),
+            None => (0, 0, self.shared.io.len().unwrap_or(0)),
+        };
+        Info {
+            page_size: self.shared.page_size,
+            txid: snap.meta.txid,
+            page_count: snap.meta.page_count,
+            file_len,
+            free_pages: free,
+            pending_pages: pending,
+            root: snap.meta.root,
+            freelist_saved: snap.meta.freelist != 0,
+        }
+    }
+
+    /// Free and pending page runs (for tools); waits for the writer.
+    pub fn free_runs(&self) -> Vec<(PageId, u64)> {
+        let mut slot = lock(&self.shared.writer);
+        loop {
+            if let Some(ws) = slot.as_ref() {
+                return ws.freelist.all_runs();
+            }
+            slot = self.shared.writer_cv.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.is_poisoned()
+    }
+
+    /// Closes the database now, saving its freelist, and reports any error.
+    /// Fails if transactions or other handles are still open.
+    pub fn close(self) -> Result<()> {
+        match Arc::try_unwrap(self.shared) {
+            Ok(shared) => {
+                let ws = lock(&shared.writer).take();
+                let res = match ws {
+                    Some(mut ws) => shared.persist_freelist(&mut ws),
+                    None => Ok(()),
+                };
+                // Nothing left to save in Drop.
+                drop(shared);
+                res
+            }
+            Err(_) => Err(Error::InvalidOption("close with open transactions or handles".into())),
+        }
+    }
+}
+
+/// Writes a new file: an empty top-level tree at page 2 and both metas.
+fn init(io: &dyn StorageIo, ps: usize) -> Result<()> {
+    let mut leaf = NodeBuilder::new(KIND_LEAF, 0, 0, ps);
+    let crc = seal(&mut leaf.buf, ps, 2, 0, 0);
+    io.set_len(3 * ps as u64)?;
+    io.write_at(&leaf.buf, 2 * ps as u64)?;
+    for txid in 0..2 {
+        let meta = Meta {
+            txid,
+            page_size: ps as u32,
+            root: 2,
+            root_crc: crc,
+            page_count: 3,
+            freelist: 0,
+            freelist_crc: 0,
+        };
+        io.write_at(&meta.encode(), txid * ps as u64)?;
+    }
+    io.sync_data()?;
+    Ok(())
+}
+
+/// Reads both metas and returns them, valid ones only, newest first.
+pub(crate) fn read_metas(io: &dyn StorageIo, len: u64) -> (Vec<Meta>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut metas = Vec::new();
+    let mut buf = [0u8; META_LEN];
+    let m0 = if len >= META_LEN as u64 {
+        io.read_at(&mut buf, 0).map_err(|e| e.to_string()).and_then(|()| Meta::decode(&buf, 0))
+    } else {
+        Err("file shorter than a meta page".into())
+    };
+    let sizes: Vec<usize> = match &m0 {
+        Ok(m) => vec![m.page_size as usize],
+        Err(_) => (10..=16).map(|s| 1usize << s).collect(),
+    };
+    match m0 {
+        Ok(m) => metas.push(m),
+        Err(e) => errors.push(format!("meta 0: {e}")),
+    }
+    let mut m1_err = None;
+    for ps in sizes {
+        if ps as u64 + META_LEN as u64 > len {
+            continue;
+        }
+        let r = io
+            .read_at(&mut buf, ps as u64)
+            .map_err(|e| e.to_string())
+            .and_then(|()| Meta::decode(&buf, 1))
+            .and_then(|m| {
+                if m.page_size as usize == ps {
+                    Ok(m)
+                } else {
+                    Err("page size differs from meta 0".into())
+                }
+            });
+        match r {
+            Ok(m) => {
+                metas.push(m);
+                m1_err = None;
+                break;
+            }
+            Err(e) => m1_err = Some(e),
+        }
+    }
+    if let Some(e) = m1_err {
+        errors.push(format!("meta 1: {e}"));
+    }
+    metas.retain(|m| {
+        let fits = m.page_count * u64::from(m.page_size) <= len;
+        if !fits {
+            errors.push(format!("meta txid {}: page count beyond the end of the file", m.txid));
+        }
+        fits
+    });
+    metas.sort_by_key(|m| std::cmp::Reverse(m.txid));
+    (metas, errors)
+}
+
+/// Picks the newest meta whose state is whole and returns it with the map
+/// and the freelist to run with.
+fn recover(io: &dyn StorageIo, path: &Path, len: u64) -> Result<(Meta, Mapping, Freelist)> {
+    let (metas, mut errors) = read_metas(io, len);
+    for meta in metas {
+        let ps = meta.page_size as usize;
+        let map = Mapping::new(io.file(), len as usize, ps)?;
+        let reader = PageReader { map: &map, page_count: meta.page_count, path };
+        if meta.freelist != 0 {
+            match load_freelist(&reader, &meta) {
+                Ok(fl) => return Ok((meta, map, fl)),
+                Err(e) => errors.push(format!("meta txid {}: freelist: {e}", meta.txid)),
+            }
+        }
+        match rebuild_freelist(&reader, &meta) {
+            Ok(fl) => return Ok((meta, map, fl)),
+            Err(e) => errors.push(format!("meta txid {}: {e}", meta.txid)),
+        }
+    }
+    Err(Error::corrupted(path, 0, format!("no usable meta page: {}", errors.join("; "))))
+}
+
+fn load_freelist(reader: &PageReader<'_>, meta: &Meta) -> Result<Freelist> {
+    let run = reader.run(meta.freelist)?;
+    let h = Header::read(run).ok_or_else(|| reader.corrupt(meta.freelist, "short page"))?;
+    if h.kind != KIND_FREELIST || h.pgid != meta.freelist || checksum(run) != h.crc || h.crc != meta.freelist_crc {
+        return Err(reader.corrupt(meta.freelist, "freelist node fails its checksum"));
+    }
+    let runs = Freelist::decode(run, h.count as usize, meta.page_count)
+        .map_err(|w| reader.corrupt(meta.freelist, w))?;
+    let mut fl = Freelist::default();
+    for (s, l) in runs {
+        fl.free(s, l);
+    }
+    // The freelist node stays intact while this meta is the fallback: it is
+    // freed by the next commit and reusable from the one after.
+    fl.add_pending(meta.txid + 1, vec![(meta.freelist, u64::from(h.overflow) + 1)]);
+    Ok(fl)
+}
+
+/// Walks the whole state, verifying every node; every page no tree reaches
+/// is free.
+fn rebuild_freelist(reader: &PageReader<'_>, meta: &Meta) -> Result<Freelist> {
+    let n = meta.page_count as usize;
+    let mut used = vec![false; n];
+    used[0] = true;
+    used[1] = true;
+    walk(reader, meta.root, meta.root_crc, &mut |v| {
+        for p in v.pgid..v.pgid + v.pages {
+            let slot = &mut used[p as usize];
+            if *slot {
+                return Err(reader.corrupt(p, "page reachable twice"));
+            }
+            *slot = true;
+        }
+        Ok(())
+    })?;
+    let mut fl = Freelist::default();
+    let mut i = 0;
+    while i < n {
+        if used[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < n && !used[i] {
+            i += 1;
+        }
+        fl.free(start as u64, (i - start) as u64);
+    }
+    Ok(fl)
+}

@@ -1,0 +1,604 @@
+//! The write transaction.
+//!
+//! Changes go to dirty in-memory nodes (see [`super::node`]); the committed
+//! pages they replace are freed, but only into this transaction's list, which
+//! becomes "pending at this txid" when it commits. Dropping the transaction
+//! without committing discards everything: nothing touched the file.
+//!
+//! Commit, in order: spill every modified bucket tree bottom-up (nested
+//! buckets first, each new root recorded in its parent), grow the file if
+//! needed, write the new pages, write the meta into slot `txid % 2`, one
+//! fdatasync, then publish the new snapshot to readers. Any I/O error
+//! poisons the database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::db::{grow, Shared, Snapshot, WriterState, MAX_KEY_SIZE, MAX_VALUE_SIZE};
+use super::meta::Meta;
+use super::mmap::Mapping;
+use super::node::{branch_child_index, split_points, BranchEntry, LeafEntry, Node, NodeId, Ptr};
+use super::page::{
+    branch_elem_size, decode_bucket, encode_bucket, leaf_elem_size, seal, NodeBuilder, PageId,
+    TxId, FLAG_BUCKET, KIND_BRANCH, KIND_LEAF,
+};
+use super::tree::{lookup, Cursor, Entry, NodeRef, PageReader, Source};
+use super::walk::walk;
+use crate::error::{Error, Result};
+
+/// A bucket as seen by a write transaction: a handle valid until the
+/// transaction ends or the bucket is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BucketId(usize);
+
+impl BucketId {
+    /// The top-level namespace: it holds buckets only.
+    pub const ROOT: BucketId = BucketId(0);
+}
+
+struct BucketState {
+    parent: BucketId,
+    name: Vec<u8>,
+    root: Ptr,
+    depth: usize,
+    alive: bool,
+}
+
+/// Page allocation and the pages written during one commit.
+struct Alloc<'w> {
+    ws: &'w mut WriterState,
+    page_count: u64,
+    txid: TxId,
+    page_size: usize,
+    writes: Vec<(PageId, Vec<u8>)>,
+}
+
+impl Alloc<'_> {
+    fn write(&mut self, mut b: NodeBuilder, count: usize) -> (PageId, u32) {
+        let pages = b.pages(self.page_size);
+        let pgid = self.ws.freelist.allocate(pages).unwrap_or_else(|| {
+            let p = self.page_count;
+            self.page_count += pages;
+            p
+        });
+        let crc = seal(&mut b.buf, self.page_size, pgid, self.txid, count as u32);
+        self.writes.push((pgid, b.buf));
+        (pgid, crc)
+    }
+}
+
+type Spilled = Vec<(Vec<u8>, PageId, u32)>;
+/// Nested buckets met while freeing: name and stored root reference.
+type NestedRefs = Vec<(Vec<u8>, Option<(PageId, u32)>)>;
+
+pub struct WriteTxn {
+    shared: Arc<Shared>,
+    ws: Option<WriterState>,
+    snap: Arc<Snapshot>,
+    txid: TxId,
+    nodes: Vec<Option<Node>>,
+    buckets: Vec<BucketState>,
+    by_name: HashMap<(BucketId, Vec<u8>), BucketId>,
+    freed: Vec<(PageId, u64)>,
+}
+
+impl WriteTxn {
+    pub(crate) fn new(shared: Arc<Shared>, ws: WriterState, snap: Arc<Snapshot>) -> WriteTxn {
+        let root = BucketState {
+            parent: BucketId::ROOT,
+            name: Vec::new(),
+            root: Ptr::Page { pgid: snap.meta.root, crc: snap.meta.root_crc },
+            depth: 0,
+            alive: true,
+        };
+        WriteTxn {
+            txid: snap.meta.txid + 1,
+            shared,
+            ws: Some(ws),
+            snap,
+            nodes: Vec::new(),
+            buckets: vec![root],
+            by_name: HashMap::new(),
+            freed: Vec::new(),
+        }
+    }
+
+    /// The txid this transaction commits as.
+    pub fn txid(&self) -> TxId {
+        self.txid
+    }
+
+    fn reader(&self) -> PageReader<'_> {
+        PageReader {
+            map: &self.snap.map,
+            page_count: self.snap.meta.page_count,
+            path: &self.shared.path,
+        }
+    }
+
+    fn state(&self, b: BucketId) -> Result<&BucketState> {
+        self.buckets.get(b.0).filter(|s| s.alive).ok_or(Error::BucketNotFound)
+    }
+
+    fn root_of(&self, b: BucketId) -> Result<Ptr> {
+        Ok(self.state(b)?.root)
+    }
+
+    fn push_node(&mut self, n: Node) -> NodeId {
+        self.nodes.push(Some(n));
+        self.nodes.len() - 1
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        self.nodes[id].as_mut().expect("dirty node taken twice")
+    }
+
+    /// Turns a committed node into a dirty one, freeing its pages.
+    fn materialize(&mut self, ptr: Ptr) -> Result<NodeId> {
+        match ptr {
+            Ptr::Dirty(id) => Ok(id),
+            Ptr::Page { pgid, crc } => {
+                let (node, pages) = {
+                    let r = self.reader();
+                    let view = r.node(pgid, crc)?;
+                    (Node::from_view(&view), r.run(pgid)?.len() / self.shared.page_size)
+                };
+                self.freed.push((pgid, pages as u64));
+                Ok(self.push_node(node))
+            }
+        }
+    }
+
+    /// Materializes child `i` of a dirty branch and points the branch at it.
+    fn materialize_child(&mut self, branch: NodeId, i: usize) -> Result<NodeId> {
+        let child = match self.node_mut(branch) {
+            Node::Branch(es) => es[i].child,
+            Node::Leaf(_) => unreachable!("materialize_child on a leaf"),
+        };
+        let id = self.materialize(child)?;
+        if let Node::Branch(es) = self.node_mut(branch) {
+            es[i].child = Ptr::Dirty(id);
+        }
+        Ok(id)
+    }
+
+    /// Dirties the path from bucket `b`'s root to the leaf for `key`.
+    fn leaf_for(&mut self, b: BucketId, key: &[u8]) -> Result<NodeId> {
+        let root = self.root_of(b)?;
+        let mut id = self.materialize(root)?;
+        self.buckets[b.0].root = Ptr::Dirty(id);
+        loop {
+            let i = match self.node_mut(id) {
+                Node::Leaf(_) => return Ok(id),
+                Node::Branch(es) => branch_child_index(es, key),
+            };
+            id = self.materialize_child(id, i)?;
+        }
+    }
+
+    fn tree_put(&mut self, b: BucketId, key: &[u8], value: Vec<u8>, flags: u8) -> Result<()> {
+        let leaf = self.leaf_for(b, key)?;
+        let Node::Leaf(es) = self.node_mut(leaf) else { unreachable!() };
+        match es.binary_search_by(|e| e.key.as_slice().cmp(key)) {
+            Ok(i) => {
+                es[i].value = value;
+                es[i].flags = flags;
+            }
+            Err(i) => es.insert(i, LeafEntry { key: key.to_vec(), value, flags }),
+        }
+        Ok(())
+    }
+
+    fn tree_remove(&mut self, b: BucketId, key: &[u8]) -> Result<()> {
+        let leaf = self.leaf_for(b, key)?;
+        let Node::Leaf(es) = self.node_mut(leaf) else { unreachable!() };
+        if let Ok(i) = es.binary_search_by(|e| e.key.as_slice().cmp(key)) {
+            es.remove(i);
+        }
+        Ok(())
+    }
+
+    fn find(&self, b: BucketId, key: &[u8]) -> Result<Option<Entry<'_>>> {
+        lookup(self, self.root_of(b)?, key)
+    }
+
+    fn check_key(key: &[u8]) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::KeyRequired);
+        }
+        if key.len() > MAX_KEY_SIZE {
+            return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_SIZE });
+        }
+        Ok(())
+    }
+
+    /// Sets `key` to `value` in bucket `b`.
+    pub fn put(&mut self, b: BucketId, key: &[u8], value: &[u8]) -> Result<()> {
+        Self::check_key(key)?;
+        if value.len() > MAX_VALUE_SIZE {
+            return Err(Error::ValueTooLarge { len: value.len(), max: MAX_VALUE_SIZE });
+        }
+        if b == BucketId::ROOT {
+            return Err(Error::IncompatibleValue);
+        }
+        if self.find(b, key)?.is_some_and(|e| e.is_bucket) {
+            return Err(Error::IncompatibleValue);
+        }
+        self.tree_put(b, key, value.to_vec(), 0)
+    }
+
+    /// Removes `key` from bucket `b`; returns whether it was there.
+    pub fn delete(&mut self, b: BucketId, key: &[u8]) -> Result<bool> {
+        match self.find(b, key)? {
+            None => Ok(false),
+            Some(e) if e.is_bucket => Err(Error::IncompatibleValue),
+            Some(_) => {
+                self.tree_remove(b, key)?;
+                Ok(true)
+            }
+        }
+    }
+
+    pub fn get(&self, b: BucketId, key: &[u8]) -> Result<Option<&[u8]>> {
+        match self.find(b, key)? {
+            Some(e) if e.is_bucket => Err(Error::IncompatibleValue),
+            Some(e) => Ok(Some(e.value)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn cursor(&self, b: BucketId) -> Result<Cursor<'_, WriteTxn>> {
+        Ok(Cursor::new(self, self.root_of(b)?))
+    }
+
+    /// The nested bucket `name` of `parent`, if it exists.
+    pub fn bucket(&mut self, parent: BucketId, name: &[u8]) -> Result<Option<BucketId>> {
+        self.state(parent)?;
+        if let Some(&id) = self.by_name.get(&(parent, name.to_vec())) {
+            if self.buckets[id.0].alive {
+                return Ok(Some(id));
+            }
+        }
+        let root = match self.find(parent, name)? {
+            None => return Ok(None),
+            Some(e) if !e.is_bucket => return Err(Error::IncompatibleValue),
+            Some(e) => decode_bucket(e.value).ok_or_else(|| {
+                self.reader().corrupt(self.snap.meta.root, "malformed bucket reference")
+            })?,
+        };
+        Ok(Some(self.add_state(parent, name, Ptr::Page { pgid: root.0, crc: root.1 })))
+    }
+
+    /// A bucket by its path of names from the top level.
+    pub fn bucket_path(&mut self, path: &[&[u8]]) -> Result<Option<BucketId>> {
+        let mut b = BucketId::ROOT;
+        for name in path {
+            match self.bucket(b, name)? {
+                Some(n) => b = n,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(b))
+    }
+
+    fn add_state(&mut self, parent: BucketId, name: &[u8], root: Ptr) -> BucketId {
+        let id = BucketId(self.buckets.len());
+        let depth = self.buckets[parent.0].depth + 1;
+        self.buckets.push(BucketState { parent, name: name.to_vec(), root, depth, alive: true });
+        self.by_name.insert((parent, name.to_vec()), id);
+        id
+    }
+
+    /// Creates bucket `name` in `parent`.
+    pub fn create_bucket(&mut self, parent: BucketId, name: &[u8]) -> Result<BucketId> {
+        Self::check_key(name)?;
+        if self.bucket(parent, name)?.is_some() {
+            return Err(Error::BucketExists);
+        }
+        // The real root reference is written at commit.
+        self.tree_put(parent, name, encode_bucket(0, 0).to_vec(), FLAG_BUCKET)?;
+        let leaf = self.push_node(Node::Leaf(Vec::new()));
+        Ok(self.add_state(parent, name, Ptr::Dirty(leaf)))
+    }
+
+    pub fn create_bucket_if_missing(&mut self, parent: BucketId, name: &[u8]) -> Result<BucketId> {
+        match self.bucket(parent, name)? {
+            Some(b) => Ok(b),
+            None => self.create_bucket(parent, name),
+        }
+    }
+
+    /// Deletes bucket `name` of `parent` with everything in it.
+    pub fn delete_bucket(&mut self, parent: BucketId, name: &[u8]) -> Result<()> {
+        let id = self.bucket(parent, name)?.ok_or(Error::BucketNotFound)?;
+        self.free_bucket(id)?;
+        self.tree_remove(parent, name)
+    }
+
+    /// Frees every page of bucket `id` and of the buckets inside it, and
+    /// ends their handles. A nested bucket opened in this transaction is
+    /// freed through its handle (its root may be dirty), any other through
+    /// the reference stored in its parent.
+    fn free_bucket(&mut self, id: BucketId) -> Result<()> {
+        self.buckets[id.0].alive = false;
+        let mut stack = vec![self.buckets[id.0].root];
+        let mut nested: NestedRefs = Vec::new();
+        while let Some(ptr) = stack.pop() {
+            match ptr {
+                Ptr::Dirty(n) => match self.nodes[n].take() {
+                    Some(Node::Branch(es)) => stack.extend(es.iter().map(|e| e.child)),
+                    Some(Node::Leaf(es)) => nested.extend(
+                        es.into_iter()
+                            .filter(|e| e.flags & FLAG_BUCKET != 0)
+                            .map(|e| (e.key, decode_bucket(&e.value))),
+                    ),
+                    None => {}
+                },
+                Ptr::Page { pgid, crc } => {
+                    let reader = self.reader();
+                    let view = reader.node(pgid, crc)?;
+                    let pages = reader.run(pgid)?.len() / self.shared.page_size;
+                    for i in 0..view.len() {
+                        if view.is_leaf() {
+                            let (v, flags) = view.value(i);
+                            if flags & FLAG_BUCKET != 0 {
+                                nested.push((view.key(i).to_vec(), decode_bucket(v)));
+                            }
+                        } else {
+                            let (c, cc) = view.child(i);
+                            stack.push(Ptr::Page { pgid: c, crc: cc });
+                        }
+                    }
+                    self.freed.push((pgid, pages as u64));
+                }
+            }
+        }
+        for (name, reference) in nested {
+            match self.by_name.get(&(id, name)).copied() {
+                Some(child) if self.buckets[child.0].alive => self.free_bucket(child)?,
+                _ => {
+                    let (pgid, crc) = reference
+                        .ok_or_else(|| self.reader().corrupt(0, "malformed bucket reference"))?;
+                    let mut freed = Vec::new();
+                    walk(&self.reader(), pgid, crc, &mut |v| {
+                        freed.push((v.pgid, v.pages));
+                        Ok(())
+                    })?;
+                    self.freed.extend(freed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges dirty children under a quarter page with a neighbour.
+    fn rebalance(&mut self, es: &mut Vec<BranchEntry>) -> Result<()> {
+        let threshold = self.shared.page_size / 4;
+        let mut i = 0;
+        while i < es.len() && es.len() > 1 {
+            let small = match es[i].child {
+                Ptr::Dirty(id) => self.nodes[id].as_ref().is_some_and(|n| n.size() < threshold),
+                Ptr::Page { .. } => false,
+            };
+            if !small {
+                i += 1;
+                continue;
+            }
+            let (l, r) = if i + 1 < es.len() { (i, i + 1) } else { (i - 1, i) };
+            let lid = self.materialize_entry(es, l)?;
+            let rid = self.materialize_entry(es, r)?;
+            let right = self.nodes[rid].take();
+            match (self.node_mut(lid), right) {
+                (Node::Leaf(a), Some(Node::Leaf(b))) => a.extend(b),
+                (Node::Branch(a), Some(Node::Branch(b))) => a.extend(b),
+                (_, right) => {
+                    // Different heights cannot happen; keep both.
+                    self.nodes[rid] = right;
+                    i += 1;
+                    continue;
+                }
+            }
+            es.remove(r);
+        }
+        Ok(())
+    }
+
+    fn materialize_entry(&mut self, es: &mut [BranchEntry], i: usize) -> Result<NodeId> {
+        let id = self.materialize(es[i].child)?;
+        es[i].child = Ptr::Dirty(id);
+        Ok(id)
+    }
+
+    /// Writes a dirty node (split into pages as needed) and returns the
+    /// entries its parent needs. An emptied node returns none; a root branch
+    /// left with one child returns that child (the tree gets shorter).
+    fn spill(&mut self, id: NodeId, a: &mut Alloc<'_>, is_root: bool) -> Result<Spilled> {
+        let node = self.nodes[id].take().expect("dirty node spilled twice");
+        let ps = self.shared.page_size;
+        match node {
+            Node::Leaf(es) => {
+                if es.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sizes: Vec<usize> = es.iter().map(|e| leaf_elem_size(e.key.len(), e.value.len())).collect();
+                let mut out = Vec::new();
+                for g in split_points(&sizes, ps) {
+                    let size: usize = sizes[g.clone()].iter().sum::<usize>() + super::page::HEADER;
+                    let mut b = NodeBuilder::new(KIND_LEAF, g.len(), size, ps);
+                    for e in &es[g.clone()] {
+                        b.push_leaf(&e.key, &e.value, e.flags);
+                    }
+                    let (pgid, crc) = a.write(b, g.len());
+                    out.push((es[g.start].key.clone(), pgid, crc));
+                }
+                Ok(out)
+            }
+            Node::Branch(mut es) => {
+                self.rebalance(&mut es)?;
+                let mut children: Spilled = Vec::with_capacity(es.len());
+                for e in es {
+                    match e.child {
+                        Ptr::Page { pgid, crc } => children.push((e.key, pgid, crc)),
+                        Ptr::Dirty(c) => children.extend(self.spill(c, a, false)?),
+                    }
+                }
+                if children.is_empty() || (is_root && children.len() == 1) {
+                    return Ok(children);
+                }
+                let sizes: Vec<usize> = children.iter().map(|c| branch_elem_size(c.0.len())).collect();
+                let mut out = Vec::new();
+                for g in split_points(&sizes, ps) {
+                    let size: usize = sizes[g.clone()].iter().sum::<usize>() + super::page::HEADER;
+                    let mut b = NodeBuilder::new(KIND_BRANCH, g.len(), size, ps);
+                    for (k, p, c) in &children[g.clone()] {
+                        b.push_branch(k, *p, *c);
+                    }
+                    let (pgid, crc) = a.write(b, g.len());
+                    out.push((children[g.start].0.clone(), pgid, crc));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Spills a whole tree and returns its new root.
+    fn spill_root(&mut self, root: Ptr, a: &mut Alloc<'_>) -> Result<(PageId, u32)> {
+        let Ptr::Dirty(id) = root else {
+            let Ptr::Page { pgid, crc } = root else { unreachable!() };
+            return Ok((pgid, crc));
+        };
+        let mut res = self.spill(id, a, true)?;
+        loop {
+            match res.len() {
+                0 => {
+                    let b = NodeBuilder::new(KIND_LEAF, 0, 0, self.shared.page_size);
+                    return Ok(a.write(b, 0));
+                }
+                1 => return Ok((res[0].1, res[0].2)),
+                _ => {
+                    let es = res
+                        .into_iter()
+                        .map(|(key, pgid, crc)| BranchEntry { key, child: Ptr::Page { pgid, crc } })
+                        .collect();
+                    let id = self.push_node(Node::Branch(es));
+                    res = self.spill(id, a, false)?;
+                }
+            }
+        }
+    }
+
+    /// Makes every change durable and visible to new readers.
+    pub fn commit(mut self) -> Result<()> {
+        let Some(mut ws) = self.ws.take() else { return Err(Error::Poisoned) };
+        let res = self.commit_with(&mut ws);
+        self.shared.return_writer(ws);
+        res
+    }
+
+    fn commit_with(&mut self, ws: &mut WriterState) -> Result<()> {
+        let shared = self.shared.clone();
+        if shared.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        if !self.buckets.iter().any(|b| b.alive && matches!(b.root, Ptr::Dirty(_))) {
+            return Ok(()); // nothing changed
+        }
+        let base = self.snap.meta;
+        let oldest = shared.readers().keys().next().copied().unwrap_or(base.txid).min(base.txid);
+        ws.freelist.release(oldest);
+        let res = self.commit_inner(ws, &shared, base);
+        if res.is_err() {
+            // Pages may have been allocated and the file touched.
+            shared.poison();
+        }
+        res
+    }
+
+    fn commit_inner(&mut self, ws: &mut WriterState, shared: &Shared, base: Meta) -> Result<()> {
+        let ps = shared.page_size;
+        let mut order: Vec<usize> = (1..self.buckets.len()).filter(|&i| self.buckets[i].alive).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.buckets[i].depth));
+        let mut alloc = Alloc { ws, page_count: base.page_count, txid: self.txid, page_size: ps, writes: Vec::new() };
+        for i in order {
+            if !matches!(self.buckets[i].root, Ptr::Dirty(_)) {
+                continue;
+            }
+            let (pgid, crc) = self.spill_root(self.buckets[i].root, &mut alloc)?;
+            self.buckets[i].root = Ptr::Page { pgid, crc };
+            let (parent, name) = (self.buckets[i].parent, self.buckets[i].name.clone());
+            self.tree_put(parent, &name, encode_bucket(pgid, crc).to_vec(), FLAG_BUCKET)?;
+        }
+        let (root, root_crc) = self.spill_root(self.buckets[0].root, &mut alloc)?;
+        let meta = Meta { txid: self.txid, root, root_crc, page_count: alloc.page_count, freelist: 0, freelist_crc: 0, ..base };
+        let mut writes = std::mem::take(&mut alloc.writes);
+        let ws = alloc.ws;
+
+        grow(shared, ws, meta.page_count)?;
+        writes.sort_unstable_by_key(|w| w.0);
+        write_coalesced(shared, &writes)?;
+        shared.io.write_at(&meta.encode(), (meta.txid % 2) * ps as u64)?;
+        if !shared.no_sync {
+            shared.io.sync_data()?;
+        }
+
+        ws.freelist.add_pending(self.txid, std::mem::take(&mut self.freed));
+        let map = if ws.file_len as usize > self.snap.map.len() {
+            Arc::new(Mapping::new(shared.io.file(), ws.file_len as usize, ps)?)
+        } else {
+            let m = self.snap.map.clone();
+            for (pgid, _) in &writes {
+                m.clear_verified(*pgid);
+            }
+            m
+        };
+        shared.publish(Snapshot { meta, map });
+        Ok(())
+    }
+}
+
+/// Writes sorted page runs, joining neighbours into larger writes.
+fn write_coalesced(shared: &Shared, writes: &[(PageId, Vec<u8>)]) -> Result<()> {
+    const MAX_WRITE: usize = 8 << 20;
+    let ps = shared.page_size as u64;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut start = 0;
+    for (pgid, data) in writes {
+        let contiguous = !buf.is_empty() && start + buf.len() as u64 / ps == *pgid;
+        if !contiguous || buf.len() + data.len() > MAX_WRITE {
+            if !buf.is_empty() {
+                shared.io.write_at(&buf, start * ps)?;
+                buf.clear();
+            }
+            start = *pgid;
+        }
+        if buf.is_empty() && data.len() >= MAX_WRITE {
+            shared.io.write_at(data, start * ps)?;
+            continue;
+        }
+        buf.extend_from_slice(data);
+    }
+    if !buf.is_empty() {
+        shared.io.write_at(&buf, start * ps)?;
+    }
+    Ok(())
+}
+
+impl Source for WriteTxn {
+    fn node(&self, ptr: Ptr) -> Result<NodeRef<'_>> {
+        match ptr {
+            Ptr::Page { pgid, crc } => Ok(NodeRef::Page(self.reader().node(pgid, crc)?)),
+            Ptr::Dirty(id) => self.nodes[id]
+                .as_ref()
+                .map(NodeRef::Dirty)
+                .ok_or_else(|| self.reader().corrupt(0, "dangling dirty node")),
+        }
+    }
+}
+
+impl Drop for WriteTxn {
+    fn drop(&mut self) {
+        if let Some(ws) = self.ws.take() {
+            self.shared.return_writer(ws);
+        }
+    }
+}

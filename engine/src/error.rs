@@ -1,0 +1,39 @@
+//! The engine's error type. Corruption always names the file and the page (or
+//! byte offset) where it was found; it is never returned as data.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupted data in {}: page {page}: {what}", file.display())]
+    Corrupted { file: PathBuf, page: u64, what: String },
+    #[error("{} is locked by another process", .0.display())]
+    Locked(PathBuf),
+    #[error("a previous write or fsync failed; the database refuses writes until reopened")]
+    Poisoned,
+    #[error("bucket not found")]
+    BucketNotFound,
+    #[error("bucket already exists")]
+    BucketExists,
+    #[error("incompatible value: a bucket where a value was expected, or the reverse")]
+    IncompatibleValue,
+    #[error("key required")]
+    KeyRequired,
+    #[error("key too large: {len} bytes, at most {max}")]
+    KeyTooLarge { len: usize, max: usize },
+    #[error("value too large: {len} bytes, at most {max}")]
+    ValueTooLarge { len: usize, max: usize },
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+}
+
+impl Error {
+    pub(crate) fn corrupted(file: &std::path::Path, page: u64, what: impl Into<String>) -> Error {
+        Error::Corrupted { file: file.to_path_buf(), page, what: what.into() }
+    }
+}

@@ -1,0 +1,14 @@
+//! Strata's storage engine.
+//!
+//! - [`btree`]: a single-file, copy-on-write B+tree with nested buckets, one
+//!   writer and any number of snapshot readers, checksummed pages and
+//!   one-fdatasync commits. The file format is described in docs/format.md.
+//!
+//! The engine knows nothing of raft or gRPC; the server builds on it.
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod btree;
+pub mod error;
+
+pub use error::{Error, Result};
