@@ -10,5 +10,8 @@
 
 pub mod btree;
 pub mod error;
+#[doc(hidden)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub mod fuzzing;
 
 pub use error::{Error, Result};

@@ -186,11 +186,14 @@ pub struct Cursor<'a, S: Source + ?Sized> {
     src: &'a S,
     root: Ptr,
     stack: Vec<(NodeRef<'a>, usize)>,
+    /// Where an empty stack is: past the last key (after `next` ran off the
+    /// end, so `prev` gives the last key) or before the first.
+    past_end: bool,
 }
 
 impl<'a, S: Source + ?Sized> Cursor<'a, S> {
     pub(crate) fn new(src: &'a S, root: Ptr) -> Self {
-        Cursor { src, root, stack: Vec::new() }
+        Cursor { src, root, stack: Vec::new(), past_end: false }
     }
 
     fn current(&self) -> Option<Entry<'a>> {
@@ -272,6 +275,7 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
 
     pub fn first(&mut self) -> Result<Option<Entry<'a>>> {
         self.stack.clear();
+        self.past_end = true;
         self.descend(self.root, false)?;
         self.settle_forward()?;
         Ok(self.current())
@@ -279,6 +283,7 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
 
     pub fn last(&mut self) -> Result<Option<Entry<'a>>> {
         self.stack.clear();
+        self.past_end = false;
         self.descend(self.root, true)?;
         if let Some((node, _)) = self.stack.last() {
             if node.is_empty() {
@@ -291,6 +296,7 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
     /// Positions at the first key >= `key`.
     pub fn seek(&mut self, key: &[u8]) -> Result<Option<Entry<'a>>> {
         self.stack.clear();
+        self.past_end = true;
         let mut ptr = self.root;
         loop {
             let node = self.src.node(ptr)?;
@@ -308,20 +314,27 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
     }
 
     #[allow(clippy::should_implement_trait)]
+    /// The next key; after the last, `None` (and `prev` then gives the
+    /// last key again).
     pub fn next(&mut self) -> Result<Option<Entry<'a>>> {
         match self.stack.last_mut() {
-            None => return Ok(None),
+            None if self.past_end => return Ok(None),
+            None => return self.first(),
             Some((_, i)) => *i += 1,
         }
         self.settle_forward()?;
+        self.past_end = true;
         Ok(self.current())
     }
 
+    /// The previous key; before the first, `None` (and `next` then gives the
+    /// first key again).
     pub fn prev(&mut self) -> Result<Option<Entry<'a>>> {
         if self.stack.is_empty() {
-            return Ok(None);
+            return if self.past_end { self.last() } else { Ok(None) };
         }
         self.step_back()?;
+        self.past_end = false;
         Ok(self.current())
     }
 }

@@ -19,7 +19,7 @@ use super::meta::Meta;
 use super::mmap::Mapping;
 use super::node::{branch_child_index, split_points, BranchEntry, LeafEntry, Node, NodeId, Ptr};
 use super::page::{
-    branch_elem_size, decode_bucket, encode_bucket, leaf_elem_size, seal, NodeBuilder, PageId,
+    HEADER, branch_elem_size, decode_bucket, encode_bucket, leaf_elem_size, seal, NodeBuilder, PageId,
     TxId, FLAG_BUCKET, KIND_BRANCH, KIND_LEAF,
 };
 use super::tree::{lookup, Cursor, Entry, NodeRef, PageReader, Source};
@@ -374,13 +374,20 @@ impl WriteTxn {
     /// Merges dirty children under a quarter page with a neighbour.
     fn rebalance(&mut self, es: &mut Vec<BranchEntry>) -> Result<()> {
         let threshold = self.shared.page_size / 4;
+        let snug = self.shared.page_size * 3 / 4;
+        let dirty_size = |t: &Self, p: Ptr| match p {
+            Ptr::Dirty(id) => t.nodes[id].as_ref().map(Node::size),
+            Ptr::Page { .. } => None,
+        };
         let mut i = 0;
         while i < es.len() && es.len() > 1 {
-            let small = match es[i].child {
-                Ptr::Dirty(id) => self.nodes[id].as_ref().is_some_and(|n| n.size() < threshold),
-                Ptr::Page { .. } => false,
-            };
-            if !small {
+            let size = dirty_size(self, es[i].child);
+            let next = es.get(i + 1).and_then(|e| dirty_size(self, e.child));
+            // Under a quarter page: merge with a neighbour whatever its state.
+            // Two dirty neighbours that fit in three quarters of a page: join.
+            let small = size.is_some_and(|s| s < threshold);
+            let snug_pair = matches!((size, next), (Some(a), Some(b)) if a + b - HEADER <= snug);
+            if !small && !snug_pair {
                 i += 1;
                 continue;
             }
