@@ -1,0 +1,105 @@
+//! Runs the fuzz targets' bodies over the seed corpus in fuzz/corpus, and over
+//! deterministic mutations (bit flips, truncations) of each seed.
+
+use std::path::{Path, PathBuf};
+
+use strata_engine::btree::{BucketId, Database, Options};
+use strata_engine::fuzzing;
+
+fn corpus(target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "empty corpus {}", dir.display());
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
+fn mutations(seed: &[u8], count: usize) -> Vec<Vec<u8>> {
+    let mut out = vec![seed.to_vec()];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..count {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut m = seed.to_vec();
+        if m.is_empty() {
+            break;
+        }
+        let at = (x as usize) % m.len();
+        if i % 5 == 4 {
+            m.truncate(at);
+        } else {
+            m[at] ^= 1 << (x >> 60 & 7);
+        }
+        out.push(m);
+    }
+    out
+}
+
+#[test]
+fn decode_page_seeds() {
+    for seed in corpus("decode_page") {
+        for m in mutations(&seed, 300) {
+            fuzzing::decode_page(&m);
+        }
+    }
+}
+
+#[test]
+fn open_file_seeds() {
+    for seed in corpus("open_file") {
+        for m in mutations(&seed, 60) {
+            fuzzing::open_file(&m);
+        }
+    }
+}
+
+#[test]
+fn btree_ops_seeds() {
+    for seed in corpus("btree_ops") {
+        fuzzing::ops_against_model(&seed);
+    }
+}
+
+/// Writes the seed corpus (run by hand: `cargo test -p strata-engine --test
+/// fuzz_seeds -- --ignored`), from small real database files.
+#[test]
+#[ignore]
+fn write_seed_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = Database::open(&path, Options { page_size: 1024, no_sync: true }).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let b = tx.create_bucket(BucketId::ROOT, b"key").unwrap();
+    let n = tx.create_bucket(b, b"nested").unwrap();
+    for i in 0..60u32 {
+        tx.put(b, format!("k{i:03}").as_bytes(), &vec![i as u8; if i == 7 { 1500 } else { 20 }]).unwrap();
+    }
+    tx.put(n, b"x", b"y").unwrap();
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let b = tx.bucket(BucketId::ROOT, b"key").unwrap().unwrap();
+    for i in 0..30u32 {
+        tx.delete(b, format!("k{i:03}").as_bytes()).unwrap();
+    }
+    tx.commit().unwrap();
+    drop(db);
+    let file = std::fs::read(&path).unwrap();
+    for t in ["decode_page", "open_file", "btree_ops"] {
+        std::fs::create_dir_all(root.join(t)).unwrap();
+    }
+    std::fs::write(root.join("open_file/small-db"), &file).unwrap();
+    for (i, page) in file.chunks(1024).enumerate().take(12) {
+        std::fs::write(root.join(format!("decode_page/page-{i:02}")), page).unwrap();
+    }
+    let mut ops = Vec::new();
+    for i in 0..200u32 {
+        ops.extend_from_slice(&[(i * 37 % 256) as u8, (i * 11 % 256) as u8, (i % 7 * 40) as u8]);
+    }
+    std::fs::write(root.join("btree_ops/mixed"), &ops).unwrap();
+    std::fs::write(root.join("btree_ops/puts-then-commit"), [0u8, 1, 2, 2, 3, 4, 12, 0, 0, 8, 1, 0, 13, 0, 0]).unwrap();
+}
