@@ -12,6 +12,7 @@
 //! io        the file behind a trait (for crash and failure tests)
 //! check     full integrity check and statistics
 //! compact   copy live data into a new file
+//! inspect   page-level views for the tools
 //! ```
 //!
 //! Guarantees: a commit is durable when `commit` returns (one fdatasync);
@@ -36,6 +37,7 @@ pub mod check;
 pub mod compact;
 pub mod db;
 pub mod freelist;
+pub mod inspect;
 pub mod io;
 pub mod meta;
 mod mmap;

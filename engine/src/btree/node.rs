@@ -20,11 +20,123 @@ pub enum Ptr {
     Dirty(NodeId),
 }
 
-#[derive(Debug, Clone)]
-pub struct LeafEntry {
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
-    pub flags: u8,
+/// A dirty leaf: the bytes of the page it was copied from (one copy, no
+/// per-element allocation) plus anything added since, and an index of its
+/// live elements in key order. A key is always followed by its value.
+#[derive(Debug, Clone, Default)]
+pub struct Leaf {
+    buf: Vec<u8>,
+    elems: Vec<LeafElem>,
+    /// Encoded size of the elements, slots included.
+    size: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LeafElem {
+    off: u32,
+    klen: u32,
+    vlen: u32,
+    flags: u8,
+}
+
+impl LeafElem {
+    fn size(&self) -> usize {
+        leaf_elem_size(self.klen as usize, self.vlen as usize)
+    }
+}
+
+impl Leaf {
+    pub fn from_view(v: &NodeView<'_>) -> Leaf {
+        let mut size = 0;
+        let elems = (0..v.len())
+            .map(|i| {
+                let (off, klen, vlen, flags) = v.leaf_elem(i);
+                let e = LeafElem { off: off as u32, klen: klen as u32, vlen: vlen as u32, flags };
+                size += e.size();
+                e
+            })
+            .collect();
+        Leaf { buf: v.bytes().to_vec(), elems, size }
+    }
+
+    pub fn len(&self) -> usize {
+        self.elems.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.elems.is_empty()
+    }
+
+    pub fn key(&self, i: usize) -> &[u8] {
+        let e = self.elems[i];
+        &self.buf[e.off as usize..(e.off + e.klen) as usize]
+    }
+
+    pub fn value(&self, i: usize) -> &[u8] {
+        let e = self.elems[i];
+        let start = (e.off + e.klen) as usize;
+        &self.buf[start..start + e.vlen as usize]
+    }
+
+    pub fn flags(&self, i: usize) -> u8 {
+        self.elems[i].flags
+    }
+
+    pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        self.elems.binary_search_by(|e| self.buf[e.off as usize..(e.off + e.klen) as usize].cmp(key))
+    }
+
+    fn append(&mut self, key: &[u8], value: &[u8], flags: u8) -> LeafElem {
+        let off = self.buf.len() as u32;
+        self.buf.extend_from_slice(key);
+        self.buf.extend_from_slice(value);
+        LeafElem { off, klen: key.len() as u32, vlen: value.len() as u32, flags }
+    }
+
+    pub fn insert(&mut self, i: usize, key: &[u8], value: &[u8], flags: u8) {
+        let e = self.append(key, value, flags);
+        self.size += e.size();
+        self.elems.insert(i, e);
+    }
+
+    /// Replaces the value of element i (its old bytes stay as garbage until
+    /// the node is written).
+    pub fn set(&mut self, i: usize, value: &[u8], flags: u8) {
+        let old = self.elems[i];
+        let e = if value.len() <= old.vlen as usize {
+            let start = (old.off + old.klen) as usize;
+            self.buf[start..start + value.len()].copy_from_slice(value);
+            LeafElem { vlen: value.len() as u32, flags, ..old }
+        } else {
+            let key = self.key(i).to_vec();
+            self.append(&key, value, flags)
+        };
+        self.size = self.size - old.size() + e.size();
+        self.elems[i] = e;
+    }
+
+    pub fn remove(&mut self, i: usize) {
+        let e = self.elems.remove(i);
+        self.size -= e.size();
+    }
+
+    /// Appends every element of `other`, whose keys all sort after ours.
+    pub fn extend(&mut self, other: &Leaf) {
+        for i in 0..other.len() {
+            let e = self.append(other.key(i), other.value(i), other.flags(i));
+            self.size += e.size();
+            self.elems.push(e);
+        }
+    }
+
+    pub fn elem_size(&self, i: usize) -> usize {
+        self.elems[i].size()
+    }
+
+    /// Encoded size as one node, header included.
+    pub fn size(&self) -> usize {
+        HEADER + self.size
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -35,21 +147,14 @@ pub struct BranchEntry {
 
 #[derive(Debug, Clone)]
 pub enum Node {
-    Leaf(Vec<LeafEntry>),
+    Leaf(Leaf),
     Branch(Vec<BranchEntry>),
 }
 
 impl Node {
     pub fn from_view(v: &NodeView<'_>) -> Node {
         if v.is_leaf() {
-            Node::Leaf(
-                (0..v.len())
-                    .map(|i| {
-                        let (value, flags) = v.value(i);
-                        LeafEntry { key: v.key(i).to_vec(), value: value.to_vec(), flags }
-                    })
-                    .collect(),
-            )
+            Node::Leaf(Leaf::from_view(v))
         } else {
             Node::Branch(
                 (0..v.len())
@@ -66,14 +171,14 @@ impl Node {
     pub fn size(&self) -> usize {
         HEADER
             + match self {
-                Node::Leaf(es) => es.iter().map(|e| leaf_elem_size(e.key.len(), e.value.len())).sum(),
+                Node::Leaf(l) => l.size() - HEADER,
                 Node::Branch(es) => es.iter().map(|e| branch_elem_size(e.key.len())).sum::<usize>(),
             }
     }
 
     pub fn len(&self) -> usize {
         match self {
-            Node::Leaf(es) => es.len(),
+            Node::Leaf(l) => l.len(),
             Node::Branch(es) => es.len(),
         }
     }

@@ -200,6 +200,20 @@ impl<'a> NodeView<'a> {
         }
     }
 
+    /// Leaf only: (offset of the key in the node, key length, value length,
+    /// flags) of element i; the value follows the key.
+    pub fn leaf_elem(&self, i: usize) -> (usize, usize, usize, u8) {
+        let off = self.off(i);
+        let klen = le_u32(self.buf, off + 1) as usize;
+        let vlen = le_u32(self.buf, off + 5) as usize;
+        (off + LEAF_ELEM, klen, vlen, self.buf[off])
+    }
+
+    /// The node's bytes (its whole run).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// Leaf only: the value and flags of element i.
     pub fn value(&self, i: usize) -> (&'a [u8], u8) {
         let off = self.off(i);

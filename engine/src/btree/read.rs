@@ -47,6 +47,11 @@ impl ReadTxn {
         self.snap.meta.page_count
     }
 
+    /// The freelist node named by this snapshot's meta, if any.
+    pub fn freelist_page(&self) -> Option<PageId> {
+        (self.snap.meta.freelist != 0).then_some(self.snap.meta.freelist)
+    }
+
     /// The top-level namespace: it holds buckets only.
     pub fn root(&self) -> Bucket {
         Bucket { root: self.snap.meta.root, crc: self.snap.meta.root_crc }

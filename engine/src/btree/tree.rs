@@ -43,7 +43,7 @@ impl<'a> NodeRef<'a> {
     pub fn key(&self, i: usize) -> &'a [u8] {
         match self {
             NodeRef::Page(v) => v.key(i),
-            NodeRef::Dirty(Node::Leaf(es)) => &es[i].key,
+            NodeRef::Dirty(Node::Leaf(l)) => l.key(i),
             NodeRef::Dirty(Node::Branch(es)) => &es[i].key,
         }
     }
@@ -52,7 +52,7 @@ impl<'a> NodeRef<'a> {
     pub fn value(&self, i: usize) -> (&'a [u8], u8) {
         match self {
             NodeRef::Page(v) => v.value(i),
-            NodeRef::Dirty(Node::Leaf(es)) => (&es[i].value, es[i].flags),
+            NodeRef::Dirty(Node::Leaf(l)) => (l.value(i), l.flags(i)),
             NodeRef::Dirty(Node::Branch(_)) => (&[], 0),
         }
     }
@@ -75,7 +75,7 @@ impl<'a> NodeRef<'a> {
             NodeRef::Page(v) => v.lower_bound(key),
             NodeRef::Dirty(n) => {
                 let r = match n {
-                    Node::Leaf(es) => es.binary_search_by(|e| e.key.as_slice().cmp(key)),
+                    Node::Leaf(l) => l.search(key),
                     Node::Branch(es) => es.binary_search_by(|e| e.key.as_slice().cmp(key)),
                 };
                 match r {

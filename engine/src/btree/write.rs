@@ -17,9 +17,9 @@ use std::sync::Arc;
 use super::db::{grow, Shared, Snapshot, WriterState, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 use super::meta::Meta;
 use super::mmap::Mapping;
-use super::node::{branch_child_index, split_points, BranchEntry, LeafEntry, Node, NodeId, Ptr};
+use super::node::{branch_child_index, split_points, BranchEntry, Leaf, Node, NodeId, Ptr};
 use super::page::{
-    HEADER, branch_elem_size, decode_bucket, encode_bucket, leaf_elem_size, seal, NodeBuilder, PageId,
+    HEADER, branch_elem_size, decode_bucket, encode_bucket, seal, NodeBuilder, PageId,
     TxId, FLAG_BUCKET, KIND_BRANCH, KIND_LEAF,
 };
 use super::tree::{lookup, Cursor, Entry, NodeRef, PageReader, Source};
@@ -176,24 +176,25 @@ impl WriteTxn {
         }
     }
 
-    fn tree_put(&mut self, b: BucketId, key: &[u8], value: Vec<u8>, flags: u8) -> Result<()> {
+    /// Sets `key` in bucket `b`'s tree. With `check`, refuses to replace a
+    /// nested bucket (the path is dirtied either way; that only costs a
+    /// rewrite at commit).
+    fn tree_put(&mut self, b: BucketId, key: &[u8], value: &[u8], flags: u8, check: bool) -> Result<()> {
         let leaf = self.leaf_for(b, key)?;
-        let Node::Leaf(es) = self.node_mut(leaf) else { unreachable!() };
-        match es.binary_search_by(|e| e.key.as_slice().cmp(key)) {
-            Ok(i) => {
-                es[i].value = value;
-                es[i].flags = flags;
-            }
-            Err(i) => es.insert(i, LeafEntry { key: key.to_vec(), value, flags }),
+        let Node::Leaf(l) = self.node_mut(leaf) else { unreachable!() };
+        match l.search(key) {
+            Ok(i) if check && l.flags(i) & FLAG_BUCKET != 0 => return Err(Error::IncompatibleValue),
+            Ok(i) => l.set(i, value, flags),
+            Err(i) => l.insert(i, key, value, flags),
         }
         Ok(())
     }
 
     fn tree_remove(&mut self, b: BucketId, key: &[u8]) -> Result<()> {
         let leaf = self.leaf_for(b, key)?;
-        let Node::Leaf(es) = self.node_mut(leaf) else { unreachable!() };
-        if let Ok(i) = es.binary_search_by(|e| e.key.as_slice().cmp(key)) {
-            es.remove(i);
+        let Node::Leaf(l) = self.node_mut(leaf) else { unreachable!() };
+        if let Ok(i) = l.search(key) {
+            l.remove(i);
         }
         Ok(())
     }
@@ -221,10 +222,7 @@ impl WriteTxn {
         if b == BucketId::ROOT {
             return Err(Error::IncompatibleValue);
         }
-        if self.find(b, key)?.is_some_and(|e| e.is_bucket) {
-            return Err(Error::IncompatibleValue);
-        }
-        self.tree_put(b, key, value.to_vec(), 0)
+        self.tree_put(b, key, value, 0, true)
     }
 
     /// Removes `key` from bucket `b`; returns whether it was there.
@@ -296,8 +294,8 @@ impl WriteTxn {
             return Err(Error::BucketExists);
         }
         // The real root reference is written at commit.
-        self.tree_put(parent, name, encode_bucket(0, 0).to_vec(), FLAG_BUCKET)?;
-        let leaf = self.push_node(Node::Leaf(Vec::new()));
+        self.tree_put(parent, name, &encode_bucket(0, 0), FLAG_BUCKET, false)?;
+        let leaf = self.push_node(Node::Leaf(Leaf::default()));
         Ok(self.add_state(parent, name, Ptr::Dirty(leaf)))
     }
 
@@ -327,10 +325,10 @@ impl WriteTxn {
             match ptr {
                 Ptr::Dirty(n) => match self.nodes[n].take() {
                     Some(Node::Branch(es)) => stack.extend(es.iter().map(|e| e.child)),
-                    Some(Node::Leaf(es)) => nested.extend(
-                        es.into_iter()
-                            .filter(|e| e.flags & FLAG_BUCKET != 0)
-                            .map(|e| (e.key, decode_bucket(&e.value))),
+                    Some(Node::Leaf(l)) => nested.extend(
+                        (0..l.len())
+                            .filter(|&i| l.flags(i) & FLAG_BUCKET != 0)
+                            .map(|i| (l.key(i).to_vec(), decode_bucket(l.value(i)))),
                     ),
                     None => {}
                 },
@@ -396,7 +394,7 @@ impl WriteTxn {
             let rid = self.materialize_entry(es, r)?;
             let right = self.nodes[rid].take();
             match (self.node_mut(lid), right) {
-                (Node::Leaf(a), Some(Node::Leaf(b))) => a.extend(b),
+                (Node::Leaf(a), Some(Node::Leaf(b))) => a.extend(&b),
                 (Node::Branch(a), Some(Node::Branch(b))) => a.extend(b),
                 (_, right) => {
                     // Different heights cannot happen; keep both.
@@ -423,20 +421,20 @@ impl WriteTxn {
         let node = self.nodes[id].take().expect("dirty node spilled twice");
         let ps = self.shared.page_size;
         match node {
-            Node::Leaf(es) => {
-                if es.is_empty() {
+            Node::Leaf(l) => {
+                if l.is_empty() {
                     return Ok(Vec::new());
                 }
-                let sizes: Vec<usize> = es.iter().map(|e| leaf_elem_size(e.key.len(), e.value.len())).collect();
+                let sizes: Vec<usize> = (0..l.len()).map(|i| l.elem_size(i)).collect();
                 let mut out = Vec::new();
                 for g in split_points(&sizes, ps) {
-                    let size: usize = sizes[g.clone()].iter().sum::<usize>() + super::page::HEADER;
+                    let size: usize = sizes[g.clone()].iter().sum::<usize>() + HEADER;
                     let mut b = NodeBuilder::new(KIND_LEAF, g.len(), size, ps);
-                    for e in &es[g.clone()] {
-                        b.push_leaf(&e.key, &e.value, e.flags);
+                    for i in g.clone() {
+                        b.push_leaf(l.key(i), l.value(i), l.flags(i));
                     }
                     let (pgid, crc) = a.write(b, g.len());
-                    out.push((es[g.start].key.clone(), pgid, crc));
+                    out.push((l.key(g.start).to_vec(), pgid, crc));
                 }
                 Ok(out)
             }
@@ -455,7 +453,7 @@ impl WriteTxn {
                 let sizes: Vec<usize> = children.iter().map(|c| branch_elem_size(c.0.len())).collect();
                 let mut out = Vec::new();
                 for g in split_points(&sizes, ps) {
-                    let size: usize = sizes[g.clone()].iter().sum::<usize>() + super::page::HEADER;
+                    let size: usize = sizes[g.clone()].iter().sum::<usize>() + HEADER;
                     let mut b = NodeBuilder::new(KIND_BRANCH, g.len(), size, ps);
                     for (k, p, c) in &children[g.clone()] {
                         b.push_branch(k, *p, *c);
@@ -533,7 +531,7 @@ impl WriteTxn {
             let (pgid, crc) = self.spill_root(self.buckets[i].root, &mut alloc)?;
             self.buckets[i].root = Ptr::Page { pgid, crc };
             let (parent, name) = (self.buckets[i].parent, self.buckets[i].name.clone());
-            self.tree_put(parent, &name, encode_bucket(pgid, crc).to_vec(), FLAG_BUCKET)?;
+            self.tree_put(parent, &name, &encode_bucket(pgid, crc), FLAG_BUCKET, false)?;
         }
         let (root, root_crc) = self.spill_root(self.buckets[0].root, &mut alloc)?;
         let meta = Meta { txid: self.txid, root, root_crc, page_count: alloc.page_count, freelist: 0, freelist_crc: 0, ..base };
@@ -552,12 +550,16 @@ impl WriteTxn {
         let map = if ws.file_len as usize > self.snap.map.len() {
             Arc::new(Mapping::new(shared.io.file(), ws.file_len as usize, ps)?)
         } else {
-            let m = self.snap.map.clone();
-            for (pgid, _) in &writes {
-                m.clear_verified(*pgid);
-            }
-            m
+            self.snap.map.clone()
         };
+        // We produced these bytes: no need to verify them on first read.
+        // Later pages of a run are never a node's start.
+        for (pgid, data) in &writes {
+            map.set_verified(*pgid);
+            for p in pgid + 1..pgid + (data.len() / ps) as u64 {
+                map.clear_verified(p);
+            }
+        }
         shared.publish(Snapshot { meta, map });
         Ok(())
     }

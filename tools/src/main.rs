@@ -1,0 +1,52 @@
+//! `strata-util`: offline tools for Strata's data files.
+//!
+//! - `inspect info|check|stats|pages|page|buckets|keys|get`: the bbolt CLI's
+//!   inspection verbs on a B+tree file;
+//! - `compact SRC DST`: copy live data into a new, smaller file;
+//! - `bench`: the engine benchmark, with `bbolt bench`'s flags and output.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod display;
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "strata-util", version, about = "Offline tools for Strata data files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect a B+tree database file (like the bbolt CLI).
+    Inspect {
+        #[command(subcommand)]
+        verb: inspect::Verb,
+    },
+    /// Copy the live data of SRC into a new, compact file DST.
+    Compact { src: PathBuf, dst: PathBuf },
+    /// Engine benchmark with bbolt bench's flags and output.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect { verb } => inspect::run(verb),
+        Command::Compact { src, dst } => inspect::compact(&src, &dst),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("strata-util: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
