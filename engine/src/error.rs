@@ -11,7 +11,11 @@ pub enum Error {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("corrupted data in {}: page {page}: {what}", file.display())]
-    Corrupted { file: PathBuf, page: u64, what: String },
+    Corrupted {
+        file: PathBuf,
+        page: u64,
+        what: String,
+    },
     #[error("{} is locked by another process", .0.display())]
     Locked(PathBuf),
     #[error("a previous write or fsync failed; the database refuses writes until reopened")]
@@ -34,6 +38,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn corrupted(file: &std::path::Path, page: u64, what: impl Into<String>) -> Error {
-        Error::Corrupted { file: file.to_path_buf(), page, what: what.into() }
+        Error::Corrupted {
+            file: file.to_path_buf(),
+            page,
+            what: what.into(),
+        }
     }
 }

@@ -38,12 +38,16 @@ pub fn decode_page(data: &[u8]) {
 pub fn open_file(data: &[u8]) {
     let Ok(dir) = tempfile::tempdir() else { return };
     let path = dir.path().join("db");
-    let Ok(mut f) = std::fs::File::create(&path) else { return };
+    let Ok(mut f) = std::fs::File::create(&path) else {
+        return;
+    };
     if f.write_all(data).is_err() {
         return;
     }
     drop(f);
-    let Ok(db) = Database::open(&path, Options::default()) else { return };
+    let Ok(db) = Database::open(&path, Options::default()) else {
+        return;
+    };
     let _ = check(&db);
     let rx = db.begin_read();
     let mut cur = rx.cursor(rx.root());
@@ -69,9 +73,14 @@ pub fn open_file(data: &[u8]) {
 /// database and to a BTreeMap model, and compares after each commit.
 pub fn ops_against_model(data: &[u8]) {
     let Ok(dir) = tempfile::tempdir() else { return };
-    let opts = Options { page_size: 1024, no_sync: true };
+    let opts = Options {
+        page_size: 1024,
+        no_sync: true,
+    };
     let path = dir.path().join("db");
-    let Ok(mut db) = Database::open(&path, opts.clone()) else { return };
+    let Ok(mut db) = Database::open(&path, opts.clone()) else {
+        return;
+    };
     let mut committed: [BTreeMap<Vec<u8>, Vec<u8>>; 2] = Default::default();
     let mut working = committed.clone();
     let mut tx = None;
@@ -81,7 +90,9 @@ pub fn ops_against_model(data: &[u8]) {
         let key = vec![b'k', bytes.next().unwrap_or(0) % 64];
         let vlen = usize::from(bytes.next().unwrap_or(0)) * 13;
         if tx.is_none() {
-            let Ok(mut t) = db.begin_write() else { panic!("begin_write failed") };
+            let Ok(mut t) = db.begin_write() else {
+                panic!("begin_write failed")
+            };
             for name in [b"a", b"b"] {
                 let _ = t.create_bucket_if_missing(BucketId::ROOT, name);
             }
@@ -89,7 +100,9 @@ pub fn ops_against_model(data: &[u8]) {
         }
         let Some(t) = tx.as_mut() else { return };
         let bucket = t.bucket(BucketId::ROOT, if b == 0 { b"a" } else { b"b" });
-        let Ok(Some(bucket)) = bucket else { panic!("bucket vanished") };
+        let Ok(Some(bucket)) = bucket else {
+            panic!("bucket vanished")
+        };
         match (op >> 1) % 8 {
             0..=3 => {
                 let value = vec![op; vlen];

@@ -21,7 +21,14 @@ fn scan(rx: &ReadTxn) -> Vec<(Vec<u8>, Vec<u8>)> {
 #[test]
 fn snapshots_survive_many_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(dir.path().join("db"), Options { page_size: 1024, no_sync: true }).unwrap();
+    let db = Database::open(
+        dir.path().join("db"),
+        Options {
+            page_size: 1024,
+            no_sync: true,
+        },
+    )
+    .unwrap();
     let mut tx = db.begin_write().unwrap();
     let b = tx.create_bucket(BucketId::ROOT, b"data").unwrap();
     for i in 0..2000u32 {
@@ -76,7 +83,12 @@ fn snapshots_survive_many_commits() {
         }
         tx.commit().unwrap();
     }
-    assert!(db.info().page_count <= before + 10, "{} -> {}", before, db.info().page_count);
+    assert!(
+        db.info().page_count <= before + 10,
+        "{} -> {}",
+        before,
+        db.info().page_count
+    );
 }
 
 #[test]
@@ -84,7 +96,10 @@ fn second_open_is_refused_while_locked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = Database::open(&path, Options::default()).unwrap();
-    assert!(matches!(Database::open(&path, Options::default()), Err(strata_engine::Error::Locked(_))));
+    assert!(matches!(
+        Database::open(&path, Options::default()),
+        Err(strata_engine::Error::Locked(_))
+    ));
     drop(db);
     Database::open(&path, Options::default()).unwrap();
 }

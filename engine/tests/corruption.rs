@@ -10,7 +10,14 @@ use strata_engine::Error;
 const PS: usize = 1024;
 
 fn build(path: &std::path::Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let db = Database::open(path, Options { page_size: PS, no_sync: true }).unwrap();
+    let db = Database::open(
+        path,
+        Options {
+            page_size: PS,
+            no_sync: true,
+        },
+    )
+    .unwrap();
     let mut model = BTreeMap::new();
     let mut tx = db.begin_write().unwrap();
     let b = tx.create_bucket(BucketId::ROOT, b"b").unwrap();
@@ -82,12 +89,18 @@ fn bit_flips_are_detected_in_every_page() {
             let problems = check(&db).unwrap();
             let reads_ok = read_all(&db, &model);
             if reachable.contains(&page) {
-                assert!(!problems.is_empty(), "page {page}+{off}: flip not reported by check");
+                assert!(
+                    !problems.is_empty(),
+                    "page {page}+{off}: flip not reported by check"
+                );
                 detected += 1;
             } else if page >= 2 {
                 // Free pages carry no data; the freelist and metas either
                 // verify or are replaced by a walk / the other meta.
-                assert!(reads_ok, "page {page}+{off}: read failed though the page is not in the tree");
+                assert!(
+                    reads_ok,
+                    "page {page}+{off}: read failed though the page is not in the tree"
+                );
             }
         }
     }

@@ -38,7 +38,10 @@ impl StorageIo for RecordingIo {
         &self.file
     }
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
-        self.log.lock().unwrap().push(IoOp::Write(off, buf.to_vec()));
+        self.log
+            .lock()
+            .unwrap()
+            .push(IoOp::Write(off, buf.to_vec()));
         self.file.write_all_at(buf, off)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -88,9 +91,21 @@ fn partial(op: &IoOp, rng: &mut StdRng, keep: f64) -> Vec<IoOp> {
 fn record(dir: &std::path::Path) -> (Vec<IoOp>, Vec<Model>) {
     let path = dir.join("db");
     let log = Arc::new(Mutex::new(Vec::new()));
-    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
-    let io = RecordingIo { file, log: log.clone() };
-    let opts = Options { page_size: 1024, no_sync: false };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let io = RecordingIo {
+        file,
+        log: log.clone(),
+    };
+    let opts = Options {
+        page_size: 1024,
+        no_sync: false,
+    };
     let db = Database::open_with_io(&path, Box::new(io), opts).unwrap();
     let ack = |log: &Arc<Mutex<Vec<IoOp>>>| log.lock().unwrap().push(IoOp::Ack);
     ack(&log);
@@ -103,7 +118,9 @@ fn record(dir: &std::path::Path) -> (Vec<IoOp>, Vec<Model>) {
         for name in names {
             if t != 6 || name != b"two" {
                 tx.create_bucket_if_missing(BucketId::ROOT, name).unwrap();
-                model.entry(vec![name.to_vec()]).or_insert_with(BTreeMap::new);
+                model
+                    .entry(vec![name.to_vec()])
+                    .or_insert_with(BTreeMap::new);
             }
         }
         if t == 6 {
@@ -115,24 +132,37 @@ fn record(dir: &std::path::Path) -> (Vec<IoOp>, Vec<Model>) {
         }
         let b = tx.bucket(BucketId::ROOT, b"one").unwrap().unwrap();
         let nested = tx.create_bucket_if_missing(b, b"nested").unwrap();
-        model.entry(vec![b"one".to_vec(), b"nested".to_vec()]).or_default();
+        model
+            .entry(vec![b"one".to_vec(), b"nested".to_vec()])
+            .or_default();
         for _ in 0..40 {
             let k = format!("k{:04}", rng.random_range(0..200u32)).into_bytes();
             if rng.random_bool(0.25) {
                 tx.delete(b, &k).unwrap();
                 model.get_mut(&vec![b"one".to_vec()]).unwrap().remove(&k);
             } else {
-                let len = if rng.random_bool(0.05) { 3000 } else { rng.random_range(1..120) };
+                let len = if rng.random_bool(0.05) {
+                    3000
+                } else {
+                    rng.random_range(1..120)
+                };
                 let v = vec![rng.random::<u8>(); len];
                 tx.put(b, &k, &v).unwrap();
                 model.get_mut(&vec![b"one".to_vec()]).unwrap().insert(k, v);
             }
         }
         tx.put(nested, format!("n{t}").as_bytes(), b"x").unwrap();
-        model.get_mut(&vec![b"one".to_vec(), b"nested".to_vec()]).unwrap().insert(format!("n{t}").into_bytes(), b"x".to_vec());
+        model
+            .get_mut(&vec![b"one".to_vec(), b"nested".to_vec()])
+            .unwrap()
+            .insert(format!("n{t}").into_bytes(), b"x".to_vec());
         if let Some(two) = tx.bucket(BucketId::ROOT, b"two").unwrap() {
-            tx.put(two, format!("t{t}").as_bytes(), &[t as u8; 700]).unwrap();
-            model.get_mut(&vec![b"two".to_vec()]).unwrap().insert(format!("t{t}").into_bytes(), vec![t as u8; 700]);
+            tx.put(two, format!("t{t}").as_bytes(), &[t as u8; 700])
+                .unwrap();
+            model
+                .get_mut(&vec![b"two".to_vec()])
+                .unwrap()
+                .insert(format!("t{t}").into_bytes(), vec![t as u8; 700]);
         }
         tx.commit().unwrap();
         ack(&log);
@@ -149,19 +179,34 @@ fn record(dir: &std::path::Path) -> (Vec<IoOp>, Vec<Model>) {
 fn verify_image(dir: &std::path::Path, img: &[u8], allowed: &[&Model], what: &str) {
     let path = dir.join(format!("img-{what}"));
     std::fs::write(&path, img).unwrap();
-    let db = Database::open(&path, Options { page_size: 1024, no_sync: true })
-        .unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
+    let db = Database::open(
+        &path,
+        Options {
+            page_size: 1024,
+            no_sync: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
     assert_eq!(check(&db).unwrap(), Vec::<String>::new(), "{what}: check");
     let got = dump(&db);
-    assert!(allowed.iter().any(|m| **m == got), "{what}: state is neither the acknowledged nor the in-flight one");
+    assert!(
+        allowed.iter().any(|m| **m == got),
+        "{what}: state is neither the acknowledged nor the in-flight one"
+    );
     // Recovery must leave a usable file: write, commit, check.
     let mut tx = db.begin_write().unwrap();
-    let b = tx.create_bucket_if_missing(BucketId::ROOT, b"after").unwrap();
+    let b = tx
+        .create_bucket_if_missing(BucketId::ROOT, b"after")
+        .unwrap();
     for i in 0..50u32 {
         tx.put(b, &i.to_be_bytes(), &[1; 90]).unwrap();
     }
     tx.commit().unwrap();
-    assert_eq!(check(&db).unwrap(), Vec::<String>::new(), "{what}: check after a new commit");
+    assert_eq!(
+        check(&db).unwrap(),
+        Vec::<String>::new(),
+        "{what}: check after a new commit"
+    );
     drop(db);
     std::fs::remove_file(&path).unwrap();
 }
@@ -181,7 +226,10 @@ fn every_crash_point_recovers_the_last_commit() {
         if let Some(m) = models.get(acked) {
             allowed.push(m);
         }
-        let last_sync = ops[..k].iter().rposition(|o| matches!(o, IoOp::Sync)).unwrap();
+        let last_sync = ops[..k]
+            .iter()
+            .rposition(|o| matches!(o, IoOp::Sync))
+            .unwrap();
         let mut durable = Vec::new();
         for op in &ops[..=last_sync] {
             apply(&mut durable, op);
@@ -202,7 +250,10 @@ fn every_crash_point_recovers_the_last_commit() {
             match (op, Some(i) == last) {
                 (IoOp::Write(off, data), true) => {
                     let half = (data.len() / 2).div_ceil(512) * 512;
-                    apply(&mut torn, &IoOp::Write(*off, data[..half.min(data.len())].to_vec()));
+                    apply(
+                        &mut torn,
+                        &IoOp::Write(*off, data[..half.min(data.len())].to_vec()),
+                    );
                 }
                 _ => apply(&mut torn, op),
             }
@@ -247,8 +298,22 @@ fn failed_sync_poisons_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let fail = Arc::new(Mutex::new(false));
-    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
-    let db = Database::open_with_io(&path, Box::new(FailingIo { file, fail: fail.clone() }), Options::default()).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let db = Database::open_with_io(
+        &path,
+        Box::new(FailingIo {
+            file,
+            fail: fail.clone(),
+        }),
+        Options::default(),
+    )
+    .unwrap();
     let mut tx = db.begin_write().unwrap();
     let b = tx.create_bucket(BucketId::ROOT, b"b").unwrap();
     tx.put(b, b"k", b"good").unwrap();
@@ -260,7 +325,10 @@ fn failed_sync_poisons_the_database() {
     assert!(matches!(tx.commit(), Err(strata_engine::Error::Io(_))));
     assert!(db.is_poisoned());
     *fail.lock().unwrap() = false;
-    assert!(matches!(db.begin_write(), Err(strata_engine::Error::Poisoned)));
+    assert!(matches!(
+        db.begin_write(),
+        Err(strata_engine::Error::Poisoned)
+    ));
     let rx = db.begin_read();
     let b = rx.bucket(rx.root(), b"b").unwrap().unwrap();
     assert_eq!(rx.get(b, b"k").unwrap(), Some(&b"good"[..]));

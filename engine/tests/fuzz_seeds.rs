@@ -7,7 +7,9 @@ use strata_engine::btree::{BucketId, Database, Options};
 use strata_engine::fuzzing;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -72,12 +74,24 @@ fn write_seed_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let db = Database::open(&path, Options { page_size: 1024, no_sync: true }).unwrap();
+    let db = Database::open(
+        &path,
+        Options {
+            page_size: 1024,
+            no_sync: true,
+        },
+    )
+    .unwrap();
     let mut tx = db.begin_write().unwrap();
     let b = tx.create_bucket(BucketId::ROOT, b"key").unwrap();
     let n = tx.create_bucket(b, b"nested").unwrap();
     for i in 0..60u32 {
-        tx.put(b, format!("k{i:03}").as_bytes(), &vec![i as u8; if i == 7 { 1500 } else { 20 }]).unwrap();
+        tx.put(
+            b,
+            format!("k{i:03}").as_bytes(),
+            &vec![i as u8; if i == 7 { 1500 } else { 20 }],
+        )
+        .unwrap();
     }
     tx.put(n, b"x", b"y").unwrap();
     tx.commit().unwrap();
@@ -98,8 +112,16 @@ fn write_seed_corpus() {
     }
     let mut ops = Vec::new();
     for i in 0..200u32 {
-        ops.extend_from_slice(&[(i * 37 % 256) as u8, (i * 11 % 256) as u8, (i % 7 * 40) as u8]);
+        ops.extend_from_slice(&[
+            (i * 37 % 256) as u8,
+            (i * 11 % 256) as u8,
+            (i % 7 * 40) as u8,
+        ]);
     }
     std::fs::write(root.join("btree_ops/mixed"), &ops).unwrap();
-    std::fs::write(root.join("btree_ops/puts-then-commit"), [0u8, 1, 2, 2, 3, 4, 12, 0, 0, 8, 1, 0, 13, 0, 0]).unwrap();
+    std::fs::write(
+        root.join("btree_ops/puts-then-commit"),
+        [0u8, 1, 2, 2, 3, 4, 12, 0, 0, 8, 1, 0, 13, 0, 0],
+    )
+    .unwrap();
 }

@@ -61,7 +61,10 @@ fn open_path(tx: &mut WriteTxn, path: &[Vec<u8>]) -> Option<BucketId> {
 fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let opts = Options { page_size: 1024, no_sync: true };
+    let opts = Options {
+        page_size: 1024,
+        no_sync: true,
+    };
     let mut db = Database::open(&path, opts.clone()).unwrap();
     let mut committed = Model::new();
     let mut working = Model::new();
@@ -72,7 +75,11 @@ fn run(ops: Vec<Op>) {
             tx = Some(db.begin_write().unwrap());
         }
         match op {
-            Op::Put { bucket, key: k, len } => {
+            Op::Put {
+                bucket,
+                key: k,
+                len,
+            } => {
                 let t = tx.as_mut().unwrap();
                 let value = vec![(k % 251) as u8; len];
                 match open_path(t, &all[bucket]) {
@@ -87,13 +94,24 @@ fn run(ops: Vec<Op>) {
                 let t = tx.as_mut().unwrap();
                 if let Some(b) = open_path(t, &all[bucket]) {
                     let was = t.delete(b, &key(k)).unwrap();
-                    assert_eq!(was, working.get_mut(&all[bucket]).unwrap().remove(&key(k)).is_some());
+                    assert_eq!(
+                        was,
+                        working
+                            .get_mut(&all[bucket])
+                            .unwrap()
+                            .remove(&key(k))
+                            .is_some()
+                    );
                 }
             }
             Op::CreateBucket(i) => {
                 let t = tx.as_mut().unwrap();
                 let p = &all[i];
-                let parent = if p.len() == 1 { Some(BucketId::ROOT) } else { open_path(t, &p[..1]) };
+                let parent = if p.len() == 1 {
+                    Some(BucketId::ROOT)
+                } else {
+                    open_path(t, &p[..1])
+                };
                 if let Some(parent) = parent {
                     let r = t.create_bucket(parent, p.last().unwrap());
                     if working.contains_key(p) {
@@ -107,7 +125,11 @@ fn run(ops: Vec<Op>) {
             Op::DeleteBucket(i) => {
                 let t = tx.as_mut().unwrap();
                 let p = &all[i];
-                let parent = if p.len() == 1 { Some(BucketId::ROOT) } else { open_path(t, &p[..1]) };
+                let parent = if p.len() == 1 {
+                    Some(BucketId::ROOT)
+                } else {
+                    open_path(t, &p[..1])
+                };
                 if let Some(parent) = parent {
                     let r = t.delete_bucket(parent, p.last().unwrap());
                     if working.contains_key(p) {
@@ -129,9 +151,19 @@ fn run(ops: Vec<Op>) {
                         let keys = m.keys().cloned();
                         let buckets = working
                             .keys()
-                            .filter(|q| q.len() == all[bucket].len() + 1 && q.starts_with(&all[bucket]))
+                            .filter(|q| {
+                                q.len() == all[bucket].len() + 1 && q.starts_with(&all[bucket])
+                            })
                             .map(|q| q.last().unwrap().clone());
-                        keys.chain(buckets).filter(|x| if incl { x.as_slice() >= from } else { x.as_slice() > from }).min()
+                        keys.chain(buckets)
+                            .filter(|x| {
+                                if incl {
+                                    x.as_slice() >= from
+                                } else {
+                                    x.as_slice() > from
+                                }
+                            })
+                            .min()
                     };
                     assert_eq!(got, expect_next(&key(k), true));
                     if let Some(g) = got.take() {
@@ -177,7 +209,14 @@ proptest! {
 #[test]
 fn bulk_insert_delete_shrinks_and_stays_consistent() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(dir.path().join("db"), Options { page_size: 1024, no_sync: true }).unwrap();
+    let db = Database::open(
+        dir.path().join("db"),
+        Options {
+            page_size: 1024,
+            no_sync: true,
+        },
+    )
+    .unwrap();
     let mut tx = db.begin_write().unwrap();
     let b = tx.create_bucket(BucketId::ROOT, b"b").unwrap();
     for i in 0..20_000u32 {
@@ -197,7 +236,12 @@ fn bulk_insert_delete_shrinks_and_stays_consistent() {
     let after = strata_engine::btree::stats(&db).unwrap();
     assert_eq!(after.keys, 2_000);
     // Deletes rebalance: a tenth of the keys in well under a third of the pages.
-    assert!(after.leaf_pages * 3 < full.leaf_pages, "{} vs {}", after.leaf_pages, full.leaf_pages);
+    assert!(
+        after.leaf_pages * 3 < full.leaf_pages,
+        "{} vs {}",
+        after.leaf_pages,
+        full.leaf_pages
+    );
     assert!(after.leaf_fill() > 0.25, "leaf fill {}", after.leaf_fill());
 }
 
@@ -209,8 +253,15 @@ fn prev_after_running_off_the_end() {
         Op::CreateBucket(1),
         Op::Commit,
         Op::CreateBucket(3),
-        Op::Put { bucket: 3, key: 181, len: 4893 },
+        Op::Put {
+            bucket: 3,
+            key: 181,
+            len: 4893,
+        },
         Op::Commit,
-        Op::Seek { bucket: 3, key: 129 },
+        Op::Seek {
+            bucket: 3,
+            key: 129,
+        },
     ]);
 }

@@ -93,20 +93,38 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     if a.key_size < 4 {
         bail!("--key-size must be at least 4 (the key holds a u32)");
     }
-    let batch = if a.batch_size == 0 { a.count } else { a.batch_size };
+    let batch = if a.batch_size == 0 {
+        a.count
+    } else {
+        a.batch_size
+    };
     if batch == 0 || a.count % batch != 0 {
         bail!("number of iterations must be divisible by the batch size");
     }
     let dir = tempfile::tempdir()?;
-    let path = a.path.clone().unwrap_or_else(|| dir.path().join("bench.db"));
+    let path = a
+        .path
+        .clone()
+        .unwrap_or_else(|| dir.path().join("bench.db"));
     if a.work {
         println!("work: {}", path.display());
     }
-    let db = Database::open(&path, Options { page_size: a.page_size, no_sync: a.no_sync })?;
+    let db = Database::open(
+        &path,
+        Options {
+            page_size: a.page_size,
+            no_sync: a.no_sync,
+        },
+    )?;
     let random = matches!(a.write_mode, WriteMode::Rnd | WriteMode::RndNest);
     let nested = matches!(a.write_mode, WriteMode::SeqNest | WriteMode::RndNest);
     let seed = 0x5747_4154;
-    let mut keys = Keys { seq: 0, rng: StdRng::seed_from_u64(seed), random, size: a.key_size };
+    let mut keys = Keys {
+        seq: 0,
+        rng: StdRng::seed_from_u64(seed),
+        random,
+        size: a.key_size,
+    };
     let value = vec![0u8; a.value_size];
     let bar = ProgressBar::new(a.count as u64);
 
@@ -115,7 +133,11 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     for _ in 0..a.count / batch {
         let mut tx = db.begin_write()?;
         let top = tx.create_bucket_if_missing(BucketId::ROOT, BUCKET)?;
-        let b = if nested { tx.create_bucket_if_missing(top, &keys.next())? } else { top };
+        let b = if nested {
+            tx.create_bucket_if_missing(top, &keys.next())?
+        } else {
+            top
+        };
         for _ in 0..batch {
             let k = keys.next();
             tx.put(b, &k, &value)?;
@@ -139,9 +161,21 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         }
     };
     let line = |name: &str, d: Duration, ops: usize| {
-        let per = if ops == 0 { Duration::ZERO } else { d / ops as u32 };
-        let per_sec = if d.is_zero() { 0 } else { (ops as f64 / d.as_secs_f64()) as u64 };
-        eprintln!("# {name}\t{}\t({}/op)\t({per_sec} op/sec)", go_duration(d), go_duration(per));
+        let per = if ops == 0 {
+            Duration::ZERO
+        } else {
+            d / ops as u32
+        };
+        let per_sec = if d.is_zero() {
+            0
+        } else {
+            (ops as f64 / d.as_secs_f64()) as u64
+        };
+        eprintln!(
+            "# {name}\t{}\t({}/op)\t({per_sec} op/sec)",
+            go_duration(d),
+            go_duration(per)
+        );
     };
     line("Write", write_time, a.count);
     line("Read", read_time, read_ops);
@@ -156,7 +190,9 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
 /// Cursor over every key, repeated for at least a second, in one read txn.
 fn read_seq(db: &Database, nested: bool, a: &BenchArgs) -> Result<(usize, Duration)> {
     let rx = db.begin_read();
-    let top = rx.bucket(rx.root(), BUCKET)?.ok_or_else(|| anyhow::anyhow!("bench bucket missing"))?;
+    let top = rx
+        .bucket(rx.root(), BUCKET)?
+        .ok_or_else(|| anyhow::anyhow!("bench bucket missing"))?;
     let start = Instant::now();
     let mut ops = 0;
     loop {
@@ -165,7 +201,9 @@ fn read_seq(db: &Database, nested: bool, a: &BenchArgs) -> Result<(usize, Durati
             let mut outer = rx.cursor(top);
             let mut it = outer.first()?;
             while let Some(e) = it {
-                let b = rx.bucket(top, e.key)?.ok_or_else(|| anyhow::anyhow!("nested bucket missing"))?;
+                let b = rx
+                    .bucket(top, e.key)?
+                    .ok_or_else(|| anyhow::anyhow!("nested bucket missing"))?;
                 let mut c = rx.cursor(b);
                 let mut inner = c.first()?;
                 while inner.is_some() {
@@ -195,7 +233,9 @@ fn read_seq(db: &Database, nested: bool, a: &BenchArgs) -> Result<(usize, Durati
 /// Point lookups of the written keys in random order, for at least a second.
 fn read_rnd(db: &Database, mut keys: Vec<Vec<u8>>) -> Result<(usize, Duration)> {
     let rx = db.begin_read();
-    let b = rx.bucket(rx.root(), BUCKET)?.ok_or_else(|| anyhow::anyhow!("bench bucket missing"))?;
+    let b = rx
+        .bucket(rx.root(), BUCKET)?
+        .ok_or_else(|| anyhow::anyhow!("bench bucket missing"))?;
     keys.shuffle(&mut StdRng::seed_from_u64(1));
     let start = Instant::now();
     let mut ops = 0;

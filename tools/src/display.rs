@@ -16,7 +16,11 @@ pub fn render(bytes: &[u8], f: Format) -> String {
     match f {
         Format::Hex => hex(bytes),
         Format::Bytes => String::from_utf8_lossy(bytes).into_owned(),
-        Format::AsciiEncoded => bytes.iter().flat_map(|&b| std::ascii::escape_default(b)).map(char::from).collect(),
+        Format::AsciiEncoded => bytes
+            .iter()
+            .flat_map(|&b| std::ascii::escape_default(b))
+            .map(char::from)
+            .collect(),
     }
 }
 

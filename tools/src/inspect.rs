@@ -62,13 +62,15 @@ fn open(path: &Path) -> Result<Database> {
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY).set_header(header.iter().copied());
+    t.load_style(UTF8_BORDERS_ONLY)
+        .set_header(header.iter().copied());
     t
 }
 
 fn bucket(rx: &ReadTxn, names: &[String]) -> Result<Bucket> {
     let path: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
-    rx.bucket_path(&path)?.with_context(|| format!("bucket not found: {}", names.join("/")))
+    rx.bucket_path(&path)?
+        .with_context(|| format!("bucket not found: {}", names.join("/")))
 }
 
 pub fn run(verb: Verb) -> Result<ExitCode> {
@@ -86,7 +88,13 @@ pub fn run(verb: Verb) -> Result<ExitCode> {
             println!("Freelist saved: {}", i.freelist_saved);
             let (metas, problems) = inspect::metas(&db);
             for m in metas {
-                println!("Meta slot {}:    txid {}, root {}, {} pages", m.txid % 2, m.txid, m.root, m.page_count);
+                println!(
+                    "Meta slot {}:    txid {}, root {}, {} pages",
+                    m.txid % 2,
+                    m.txid,
+                    m.root,
+                    m.page_count
+                );
             }
             for p in problems {
                 println!("Meta problem:   {p}");
@@ -118,8 +126,14 @@ pub fn run(verb: Verb) -> Result<ExitCode> {
                 ("overflow pages", s.overflow_pages.to_string()),
                 ("free pages", s.free_pages.to_string()),
                 ("pending pages", s.pending_pages.to_string()),
-                ("branch bytes in use", format!("{} ({})", s.branch_inuse, pct(s.branch_fill()))),
-                ("leaf bytes in use", format!("{} ({})", s.leaf_inuse, pct(s.leaf_fill()))),
+                (
+                    "branch bytes in use",
+                    format!("{} ({})", s.branch_inuse, pct(s.branch_fill())),
+                ),
+                (
+                    "leaf bytes in use",
+                    format!("{} ({})", s.leaf_inuse, pct(s.leaf_fill())),
+                ),
                 ("buckets", s.buckets.to_string()),
                 ("keys", s.keys.to_string()),
                 ("max depth", s.max_depth.to_string()),
@@ -142,13 +156,26 @@ pub fn run(verb: Verb) -> Result<ExitCode> {
                     PageUse::Free => "free".to_string(),
                     PageUse::Unused => "unused".to_string(),
                 };
-                let items = if matches!(p.used, PageUse::Branch | PageUse::Leaf) { p.count.to_string() } else { String::new() };
-                let ovf = if p.overflow > 0 { p.overflow.to_string() } else { String::new() };
+                let items = if matches!(p.used, PageUse::Branch | PageUse::Leaf) {
+                    p.count.to_string()
+                } else {
+                    String::new()
+                };
+                let ovf = if p.overflow > 0 {
+                    p.overflow.to_string()
+                } else {
+                    String::new()
+                };
                 t.add_row(vec![p.pgid.to_string(), kind, items, ovf]);
             }
             println!("{t}");
         }
-        Verb::Page { path, id, hex: dump_hex, format } => {
+        Verb::Page {
+            path,
+            id,
+            hex: dump_hex,
+            format,
+        } => {
             let db = open(&path)?;
             let d = inspect::page(&db, id)?;
             println!("Page ID:    {}", d.pgid);
@@ -157,13 +184,20 @@ pub fn run(verb: Verb) -> Result<ExitCode> {
             println!("Txid:       {}", d.header.txid);
             println!("Overflow:   {}", d.header.overflow);
             println!("Count:      {}", d.header.count);
-            println!("Checksum:   {:#010x} ({})", d.header.crc, if d.checksum_ok { "ok" } else { "MISMATCH" });
+            println!(
+                "Checksum:   {:#010x} ({})",
+                d.header.crc,
+                if d.checksum_ok { "ok" } else { "MISMATCH" }
+            );
             if let Some(p) = &d.problem {
                 println!("Problem:    {p}");
             }
             match &d.meta {
                 Some(Ok(m)) => {
-                    println!("Meta:       txid {}, root {} (crc {:#010x}), {} pages, freelist {}", m.txid, m.root, m.root_crc, m.page_count, m.freelist)
+                    println!(
+                        "Meta:       txid {}, root {} (crc {:#010x}), {} pages, freelist {}",
+                        m.txid, m.root, m.root_crc, m.page_count, m.freelist
+                    )
                 }
                 Some(Err(e)) => println!("Meta:       invalid: {e}"),
                 None => {}
@@ -172,9 +206,16 @@ pub fn run(verb: Verb) -> Result<ExitCode> {
                 let mut t = table(&["#", "KEY", "VALUE / CHILD"]);
                 for (i, e) in d.elements.iter().enumerate() {
                     let (k, v) = match e {
-                        Element::Value { key, value } => (render(key, format), render(value, format)),
-                        Element::Bucket { key, root } => (render(key, format), format!("<bucket, root page {root}>")),
-                        Element::Child { key, page, crc } => (render(key, format), format!("page {page} (crc {crc:#010x})")),
+                        Element::Value { key, value } => {
+                            (render(key, format), render(value, format))
+                        }
+                        Element::Bucket { key, root } => {
+                            (render(key, format), format!("<bucket, root page {root}>"))
+                        }
+                        Element::Child { key, page, crc } => (
+                            render(key, format),
+                            format!("page {page} (crc {crc:#010x})"),
+                        ),
                     };
                     t.add_row(vec![i.to_string(), k, v]);
                 }
@@ -196,7 +237,11 @@ pub fn run(verb: Verb) -> Result<ExitCode> {
                 it = c.next()?;
             }
         }
-        Verb::Keys { path, buckets, format } => {
+        Verb::Keys {
+            path,
+            buckets,
+            format,
+        } => {
             let db = open(&path)?;
             let rx = db.begin_read();
             let b = bucket(&rx, &buckets)?;
@@ -207,7 +252,11 @@ pub fn run(verb: Verb) -> Result<ExitCode> {
                 it = c.next()?;
             }
         }
-        Verb::Get { path, buckets_and_key, format } => {
+        Verb::Get {
+            path,
+            buckets_and_key,
+            format,
+        } => {
             let db = open(&path)?;
             let rx = db.begin_read();
             let (key, names) = buckets_and_key.split_last().context("missing key")?;
@@ -226,8 +275,10 @@ pub fn compact(src: &Path, dst: &Path) -> Result<ExitCode> {
     let total = btree::stats(&db)?.keys;
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} keys ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} keys ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let before = std::fs::metadata(src)?.len();
     let info = btree::compact(&db, dst, &mut |n| bar.set_position(n))?;

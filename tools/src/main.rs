@@ -16,7 +16,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "strata-util", version, about = "Offline tools for Strata data files")]
+#[command(
+    name = "strata-util",
+    version,
+    about = "Offline tools for Strata data files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

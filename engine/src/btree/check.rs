@@ -67,10 +67,21 @@ fn scan(db: &Database) -> Result<(Vec<String>, Stats)> {
     let mut owner = vec![0u8; n as usize]; // 0 unseen, 1 meta, 2 reachable, 3 free
     owner[0] = 1;
     owner[1] = 1;
-    let mut st = Stats { page_size: info.page_size, page_count: n, ..Default::default() };
+    let mut st = Stats {
+        page_size: info.page_size,
+        page_count: n,
+        ..Default::default()
+    };
     let mut leaf_depth: Vec<Option<usize>> = vec![None];
     let root = tx.root();
-    let mut stack = vec![Job { pgid: root.root, crc: root.crc, lower: None, upper: None, depth: 0, tree: 0 }];
+    let mut stack = vec![Job {
+        pgid: root.root,
+        crc: root.crc,
+        lower: None,
+        upper: None,
+        depth: 0,
+        tree: 0,
+    }];
     while let Some(job) = stack.pop() {
         let view = match reader.node_uncached(job.pgid, job.crc) {
             Ok(v) => v,
@@ -84,7 +95,10 @@ fn scan(db: &Database) -> Result<(Vec<String>, Stats)> {
         for p in job.pgid..job.pgid + run_pages {
             match owner[p as usize] {
                 0 => owner[p as usize] = 2,
-                _ => problems.push(format!("page {p}: reachable twice (from node {})", job.pgid)),
+                _ => problems.push(format!(
+                    "page {p}: reachable twice (from node {})",
+                    job.pgid
+                )),
             }
         }
         st.overflow_pages += run_pages - 1;
@@ -95,20 +109,31 @@ fn scan(db: &Database) -> Result<(Vec<String>, Stats)> {
             let (last_key, last_len) = (view.key(view.len() - 1), view.len());
             let _ = last_len;
             // End of the last element = end of its key (+ value for leaves).
-            let end = last_key.as_ptr() as usize + last_key.len()
-                + if view.is_leaf() { view.value(view.len() - 1).0.len() } else { 0 };
+            let end = last_key.as_ptr() as usize
+                + last_key.len()
+                + if view.is_leaf() {
+                    view.value(view.len() - 1).0.len()
+                } else {
+                    0
+                };
             (end - reader.run(job.pgid)?.as_ptr() as usize) as u64
         };
         let first = view.len().checked_sub(1).map(|_| view.key(0));
         let last = view.len().checked_sub(1).map(|i| view.key(i));
         if let (Some(lo), Some(f)) = (&job.lower, first) {
             if f < lo.as_slice() {
-                problems.push(format!("page {}: first key below its parent's bound", job.pgid));
+                problems.push(format!(
+                    "page {}: first key below its parent's bound",
+                    job.pgid
+                ));
             }
         }
         if let (Some(hi), Some(l)) = (&job.upper, last) {
             if l >= hi.as_slice() {
-                problems.push(format!("page {}: last key not below the next sibling's bound", job.pgid));
+                problems.push(format!(
+                    "page {}: last key not below the next sibling's bound",
+                    job.pgid
+                ));
             }
         }
         if view.is_leaf() {
@@ -116,9 +141,10 @@ fn scan(db: &Database) -> Result<(Vec<String>, Stats)> {
             st.leaf_inuse += used;
             match leaf_depth[job.tree] {
                 None => leaf_depth[job.tree] = Some(job.depth),
-                Some(d) if d != job.depth => {
-                    problems.push(format!("page {}: leaf at depth {} where others are at {d}", job.pgid, job.depth))
-                }
+                Some(d) if d != job.depth => problems.push(format!(
+                    "page {}: leaf at depth {} where others are at {d}",
+                    job.pgid, job.depth
+                )),
                 _ => {}
             }
             for i in 0..view.len() {
@@ -128,12 +154,24 @@ fn scan(db: &Database) -> Result<(Vec<String>, Stats)> {
                     match decode_bucket(v) {
                         Some((r, c)) => {
                             leaf_depth.push(None);
-                            stack.push(Job { pgid: r, crc: c, lower: None, upper: None, depth: 0, tree: leaf_depth.len() - 1 });
+                            stack.push(Job {
+                                pgid: r,
+                                crc: c,
+                                lower: None,
+                                upper: None,
+                                depth: 0,
+                                tree: leaf_depth.len() - 1,
+                            });
                         }
-                        None => problems.push(format!("page {}: malformed bucket reference", job.pgid)),
+                        None => {
+                            problems.push(format!("page {}: malformed bucket reference", job.pgid))
+                        }
                     }
                 } else if job.tree == 0 {
-                    problems.push(format!("page {}: plain key in the top-level namespace", job.pgid));
+                    problems.push(format!(
+                        "page {}: plain key in the top-level namespace",
+                        job.pgid
+                    ));
                 } else {
                     st.keys += 1;
                 }
@@ -143,9 +181,24 @@ fn scan(db: &Database) -> Result<(Vec<String>, Stats)> {
             st.branch_inuse += used;
             for i in (0..view.len()).rev() {
                 let (c, cc) = view.child(i);
-                let lower = if i == 0 { job.lower.clone() } else { Some(view.key(i).to_vec()) };
-                let upper = if i + 1 < view.len() { Some(view.key(i + 1).to_vec()) } else { job.upper.clone() };
-                stack.push(Job { pgid: c, crc: cc, lower, upper, depth: job.depth + 1, tree: job.tree });
+                let lower = if i == 0 {
+                    job.lower.clone()
+                } else {
+                    Some(view.key(i).to_vec())
+                };
+                let upper = if i + 1 < view.len() {
+                    Some(view.key(i + 1).to_vec())
+                } else {
+                    job.upper.clone()
+                };
+                stack.push(Job {
+                    pgid: c,
+                    crc: cc,
+                    lower,
+                    upper,
+                    depth: job.depth + 1,
+                    tree: job.tree,
+                });
             }
         }
     }
@@ -158,7 +211,12 @@ fn scan(db: &Database) -> Result<(Vec<String>, Stats)> {
             }
         }
     }
-    let leaked: Vec<usize> = owner.iter().enumerate().filter(|(_, &o)| o == 0).map(|(i, _)| i).collect();
+    let leaked: Vec<usize> = owner
+        .iter()
+        .enumerate()
+        .filter(|(_, &o)| o == 0)
+        .map(|(i, _)| i)
+        .collect();
     if !leaked.is_empty() {
         problems.push(format!(
             "{} page(s) neither reachable nor free (first: {})",

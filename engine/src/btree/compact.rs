@@ -80,12 +80,24 @@ impl Copier<'_> {
 /// keys copied so far.
 pub fn compact(src: &Database, dst: &Path, progress: &mut dyn FnMut(u64)) -> Result<Info> {
     if dst.exists() {
-        return Err(Error::InvalidOption(format!("{} already exists", dst.display())));
+        return Err(Error::InvalidOption(format!(
+            "{} already exists",
+            dst.display()
+        )));
     }
-    let opts = Options { page_size: src.info().page_size, ..Options::default() };
+    let opts = Options {
+        page_size: src.info().page_size,
+        ..Options::default()
+    };
     let out = Database::open(dst, opts)?;
     let rx = src.begin_read();
-    let mut c = Copier { dst: &out, tx: None, pending: 0, copied: 0, progress };
+    let mut c = Copier {
+        dst: &out,
+        tx: None,
+        pending: 0,
+        copied: 0,
+        progress,
+    };
     let mut cur = rx.cursor(rx.root());
     let mut item = cur.first()?;
     while let Some(e) = item {

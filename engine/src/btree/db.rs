@@ -26,9 +26,7 @@ use super::freelist::Freelist;
 use super::io::{FileIo, StorageIo};
 use super::meta::{valid_page_size, Meta, META_LEN};
 use super::mmap::Mapping;
-use super::page::{
-    checksum, seal, Header, NodeBuilder, PageId, TxId, KIND_FREELIST, KIND_LEAF,
-};
+use super::page::{checksum, seal, Header, NodeBuilder, PageId, TxId, KIND_FREELIST, KIND_LEAF};
 use super::read::ReadTxn;
 use super::tree::PageReader;
 use super::walk::walk;
@@ -53,7 +51,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { page_size: DEFAULT_PAGE_SIZE, no_sync: false }
+        Options {
+            page_size: DEFAULT_PAGE_SIZE,
+            no_sync: false,
+        }
     }
 }
 
@@ -89,7 +90,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn publish(&self, snap: Snapshot) {
@@ -199,16 +203,26 @@ pub struct Info {
 impl Database {
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Database> {
         let path = path.as_ref();
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         Self::open_with_io(path, Box::new(FileIo(file)), opts)
     }
 
     /// Opens a database on a given I/O backend; `path` names it in errors.
     pub fn open_with_io(path: &Path, io: Box<dyn StorageIo>, opts: Options) -> Result<Database> {
         if !valid_page_size(opts.page_size) {
-            return Err(Error::InvalidOption(format!("page size {}", opts.page_size)));
+            return Err(Error::InvalidOption(format!(
+                "page size {}",
+                opts.page_size
+            )));
         }
-        io.file().try_lock_exclusive().map_err(|_| Error::Locked(path.to_path_buf()))?;
+        io.file()
+            .try_lock_exclusive()
+            .map_err(|_| Error::Locked(path.to_path_buf()))?;
         let mut len = io.len()?;
         if len == 0 {
             init(&*io, opts.page_size)?;
@@ -222,14 +236,22 @@ impl Database {
             path: path.to_path_buf(),
             page_size: meta.page_size as usize,
             no_sync: opts.no_sync,
-            current: RwLock::new(Arc::new(Snapshot { meta, map: Arc::new(map) })),
+            current: RwLock::new(Arc::new(Snapshot {
+                meta,
+                map: Arc::new(map),
+            })),
             readers: Mutex::new(BTreeMap::new()),
-            writer: Mutex::new(Some(WriterState { freelist, file_len: len })),
+            writer: Mutex::new(Some(WriterState {
+                freelist,
+                file_len: len,
+            })),
             writer_cv: Condvar::new(),
             poisoned: AtomicBool::new(false),
             io,
         };
-        Ok(Database { shared: Arc::new(shared) })
+        Ok(Database {
+            shared: Arc::new(shared),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -256,20 +278,32 @@ impl Database {
             if let Some(ws) = slot.take() {
                 break ws;
             }
-            slot = self.shared.writer_cv.wait(slot).unwrap_or_else(|e| e.into_inner());
+            slot = self
+                .shared
+                .writer_cv
+                .wait(slot)
+                .unwrap_or_else(|e| e.into_inner());
         };
         drop(slot);
         if self.shared.is_poisoned() {
             self.shared.return_writer(ws);
             return Err(Error::Poisoned);
         }
-        Ok(WriteTxn::new(self.shared.clone(), ws, self.shared.snapshot()))
+        Ok(WriteTxn::new(
+            self.shared.clone(),
+            ws,
+            self.shared.snapshot(),
+        ))
     }
 
     pub fn info(&self) -> Info {
         let snap = self.shared.snapshot();
         let (free, pending, file_len) = match lock(&self.shared.writer).as_ref() {
-            Some(ws) => (ws.freelist.free_pages(), ws.freelist.pending_pages(), ws.file_len),
+            Some(ws) => (
+                ws.freelist.free_pages(),
+                ws.freelist.pending_pages(),
+                ws.file_len,
+            ),
             None => (0, 0, self.shared.io.len().unwrap_or(0)),
         };
         Info {
@@ -291,7 +325,11 @@ impl Database {
             if let Some(ws) = slot.as_ref() {
                 return ws.freelist.all_runs();
             }
-            slot = self.shared.writer_cv.wait(slot).unwrap_or_else(|e| e.into_inner());
+            slot = self
+                .shared
+                .writer_cv
+                .wait(slot)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -313,7 +351,9 @@ impl Database {
                 drop(shared);
                 res
             }
-            Err(_) => Err(Error::InvalidOption("close with open transactions or handles".into())),
+            Err(_) => Err(Error::InvalidOption(
+                "close with open transactions or handles".into(),
+            )),
         }
     }
 }
@@ -346,7 +386,9 @@ pub(crate) fn read_metas(io: &dyn StorageIo, len: u64) -> (Vec<Meta>, Vec<String
     let mut metas = Vec::new();
     let mut buf = [0u8; META_LEN];
     let m0 = if len >= META_LEN as u64 {
-        io.read_at(&mut buf, 0).map_err(|e| e.to_string()).and_then(|()| Meta::decode(&buf, 0))
+        io.read_at(&mut buf, 0)
+            .map_err(|e| e.to_string())
+            .and_then(|()| Meta::decode(&buf, 0))
     } else {
         Err("file shorter than a meta page".into())
     };
@@ -389,7 +431,10 @@ pub(crate) fn read_metas(io: &dyn StorageIo, len: u64) -> (Vec<Meta>, Vec<String
     metas.retain(|m| {
         let fits = m.page_count * u64::from(m.page_size) <= len;
         if !fits {
-            errors.push(format!("meta txid {}: page count beyond the end of the file", m.txid));
+            errors.push(format!(
+                "meta txid {}: page count beyond the end of the file",
+                m.txid
+            ));
         }
         fits
     });
@@ -404,7 +449,11 @@ fn recover(io: &dyn StorageIo, path: &Path, len: u64) -> Result<(Meta, Mapping, 
     for meta in metas {
         let ps = meta.page_size as usize;
         let map = Mapping::new(io.file(), len as usize, ps)?;
-        let reader = PageReader { map: &map, page_count: meta.page_count, path };
+        let reader = PageReader {
+            map: &map,
+            page_count: meta.page_count,
+            path,
+        };
         if meta.freelist != 0 {
             match load_freelist(&reader, &meta) {
                 Ok(fl) => return Ok((meta, map, fl)),
@@ -416,13 +465,21 @@ fn recover(io: &dyn StorageIo, path: &Path, len: u64) -> Result<(Meta, Mapping, 
             Err(e) => errors.push(format!("meta txid {}: {e}", meta.txid)),
         }
     }
-    Err(Error::corrupted(path, 0, format!("no usable meta page: {}", errors.join("; "))))
+    Err(Error::corrupted(
+        path,
+        0,
+        format!("no usable meta page: {}", errors.join("; ")),
+    ))
 }
 
 fn load_freelist(reader: &PageReader<'_>, meta: &Meta) -> Result<Freelist> {
     let run = reader.run(meta.freelist)?;
     let h = Header::read(run).ok_or_else(|| reader.corrupt(meta.freelist, "short page"))?;
-    if h.kind != KIND_FREELIST || h.pgid != meta.freelist || checksum(run) != h.crc || h.crc != meta.freelist_crc {
+    if h.kind != KIND_FREELIST
+        || h.pgid != meta.freelist
+        || checksum(run) != h.crc
+        || h.crc != meta.freelist_crc
+    {
         return Err(reader.corrupt(meta.freelist, "freelist node fails its checksum"));
     }
     let runs = Freelist::decode(run, h.count as usize, meta.page_count)
@@ -433,7 +490,10 @@ fn load_freelist(reader: &PageReader<'_>, meta: &Meta) -> Result<Freelist> {
     }
     // The freelist node stays intact while this meta is the fallback: it is
     // freed by the next commit and reusable from the one after.
-    fl.add_pending(meta.txid + 1, vec![(meta.freelist, u64::from(h.overflow) + 1)]);
+    fl.add_pending(
+        meta.txid + 1,
+        vec![(meta.freelist, u64::from(h.overflow) + 1)],
+    );
     Ok(fl)
 }
 

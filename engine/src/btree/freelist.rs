@@ -90,8 +90,15 @@ impl Freelist {
     }
 
     pub fn contains(&self, pgid: PageId) -> bool {
-        self.free.range(..=pgid).next_back().is_some_and(|(&s, &l)| pgid < s + l)
-            || self.pending.values().flatten().any(|&(s, l)| (s..s + l).contains(&pgid))
+        self.free
+            .range(..=pgid)
+            .next_back()
+            .is_some_and(|(&s, &l)| pgid < s + l)
+            || self
+                .pending
+                .values()
+                .flatten()
+                .any(|&(s, l)| (s..s + l).contains(&pgid))
     }
 
     /// Size in bytes of the freelist node body for `runs`.
@@ -118,7 +125,9 @@ impl Freelist {
             let s = le_u64(run, HEADER + i * 16);
             let l = le_u64(run, HEADER + i * 16 + 8);
             if s < end || l == 0 || s.checked_add(l).is_none_or(|e| e > page_count) {
-                return Err(format!("freelist run {i} ({s}+{l}) is out of order or bounds"));
+                return Err(format!(
+                    "freelist run {i} ({s}+{l}) is out of order or bounds"
+                ));
             }
             end = s + l;
             out.push((s, l));

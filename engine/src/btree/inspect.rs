@@ -37,7 +37,13 @@ pub fn pages(db: &Database) -> Result<Vec<PageSummary>> {
     let rx = db.begin_read();
     let n = rx.page_count();
     let mut out: Vec<PageSummary> = (0..n)
-        .map(|pgid| PageSummary { pgid, used: PageUse::Unused, count: 0, overflow: 0, bucket_level: 0 })
+        .map(|pgid| PageSummary {
+            pgid,
+            used: PageUse::Unused,
+            count: 0,
+            overflow: 0,
+            bucket_level: 0,
+        })
         .collect();
     out[0].used = PageUse::Meta;
     out[1].used = PageUse::Meta;
@@ -45,7 +51,11 @@ pub fn pages(db: &Database) -> Result<Vec<PageSummary>> {
     let root = rx.root();
     walk(&reader, root.root, root.crc, &mut |v| {
         let s = &mut out[v.pgid as usize];
-        s.used = if v.view.is_leaf() { PageUse::Leaf } else { PageUse::Branch };
+        s.used = if v.view.is_leaf() {
+            PageUse::Leaf
+        } else {
+            PageUse::Branch
+        };
         s.count = v.view.len() as u32;
         s.overflow = (v.pages - 1) as u32;
         s.bucket_level = v.bucket_level;
@@ -76,9 +86,19 @@ pub fn pages(db: &Database) -> Result<Vec<PageSummary>> {
 /// One element of a decoded node.
 #[derive(Debug, Clone)]
 pub enum Element {
-    Value { key: Vec<u8>, value: Vec<u8> },
-    Bucket { key: Vec<u8>, root: PageId },
-    Child { key: Vec<u8>, page: PageId, crc: u32 },
+    Value {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Bucket {
+        key: Vec<u8>,
+        root: PageId,
+    },
+    Child {
+        key: Vec<u8>,
+        page: PageId,
+        crc: u32,
+    },
 }
 
 /// A page decoded for display.
@@ -103,7 +123,10 @@ pub fn page(db: &Database, pgid: PageId) -> Result<PageDump> {
     let reader = rx.reader();
     let ps = db.info().page_size;
     if pgid >= rx.page_count() {
-        return Err(reader.corrupt(pgid, format!("no such page: the file has {}", rx.page_count())));
+        return Err(reader.corrupt(
+            pgid,
+            format!("no such page: the file has {}", rx.page_count()),
+        ));
     }
     let first = reader
         .map
@@ -142,7 +165,10 @@ pub fn page(db: &Database, pgid: PageId) -> Result<PageDump> {
                     let (value, flags) = v.value(i);
                     match (flags & FLAG_BUCKET != 0, decode_bucket(value)) {
                         (true, Some((root, _))) => Element::Bucket { key, root },
-                        _ => Element::Value { key, value: value.to_vec() },
+                        _ => Element::Value {
+                            key,
+                            value: value.to_vec(),
+                        },
                     }
                 } else {
                     let (page, crc) = v.child(i);

@@ -94,8 +94,7 @@ impl Meta {
         if !valid_page_size(m.page_size as usize) {
             return Err(format!("invalid page size {}", m.page_size));
         }
-        if m.root < 2 || m.root >= m.page_count || (m.freelist != 0 && m.freelist >= m.page_count)
-        {
+        if m.root < 2 || m.root >= m.page_count || (m.freelist != 0 && m.freelist >= m.page_count) {
             return Err("root or freelist page outside the file".into());
         }
         Ok(m)

@@ -38,9 +38,17 @@ impl Mapping {
         // (exclusive lock), this process never writes a page a reader can
         // reach, and never shortens the file while mapped.
         let map = unsafe { MmapOptions::new().len(len).map(file)? };
+        // No readahead: B+tree reads are random, and readahead builds large
+        // page-cache folios, so that each later 4 KiB page write dirties (and
+        // writeback writes) a whole folio (bbolt advises the same).
+        map.advise(memmap2::Advice::Random)?;
         let pages = len / page_size;
         let verified = (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
-        Ok(Mapping { map, verified, page_size })
+        Ok(Mapping {
+            map,
+            verified,
+            page_size,
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -6,9 +6,7 @@
 //! under a quarter full, split when over a page, and written to new pages
 //! (copy-on-write): a committed page is never modified.
 
-use super::page::{
-    branch_elem_size, leaf_elem_size, NodeView, PageId, HEADER,
-};
+use super::page::{branch_elem_size, leaf_elem_size, NodeView, PageId, HEADER};
 
 pub type NodeId = usize;
 
@@ -51,12 +49,21 @@ impl Leaf {
         let elems = (0..v.len())
             .map(|i| {
                 let (off, klen, vlen, flags) = v.leaf_elem(i);
-                let e = LeafElem { off: off as u32, klen: klen as u32, vlen: vlen as u32, flags };
+                let e = LeafElem {
+                    off: off as u32,
+                    klen: klen as u32,
+                    vlen: vlen as u32,
+                    flags,
+                };
                 size += e.size();
                 e
             })
             .collect();
-        Leaf { buf: v.bytes().to_vec(), elems, size }
+        Leaf {
+            buf: v.bytes().to_vec(),
+            elems,
+            size,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -83,14 +90,20 @@ impl Leaf {
     }
 
     pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
-        self.elems.binary_search_by(|e| self.buf[e.off as usize..(e.off + e.klen) as usize].cmp(key))
+        self.elems
+            .binary_search_by(|e| self.buf[e.off as usize..(e.off + e.klen) as usize].cmp(key))
     }
 
     fn append(&mut self, key: &[u8], value: &[u8], flags: u8) -> LeafElem {
         let off = self.buf.len() as u32;
         self.buf.extend_from_slice(key);
         self.buf.extend_from_slice(value);
-        LeafElem { off, klen: key.len() as u32, vlen: value.len() as u32, flags }
+        LeafElem {
+            off,
+            klen: key.len() as u32,
+            vlen: value.len() as u32,
+            flags,
+        }
     }
 
     pub fn insert(&mut self, i: usize, key: &[u8], value: &[u8], flags: u8) {
@@ -106,7 +119,11 @@ impl Leaf {
         let e = if value.len() <= old.vlen as usize {
             let start = (old.off + old.klen) as usize;
             self.buf[start..start + value.len()].copy_from_slice(value);
-            LeafElem { vlen: value.len() as u32, flags, ..old }
+            LeafElem {
+                vlen: value.len() as u32,
+                flags,
+                ..old
+            }
         } else {
             let key = self.key(i).to_vec();
             self.append(&key, value, flags)
@@ -160,7 +177,10 @@ impl Node {
                 (0..v.len())
                     .map(|i| {
                         let (pgid, crc) = v.child(i);
-                        BranchEntry { key: v.key(i).to_vec(), child: Ptr::Page { pgid, crc } }
+                        BranchEntry {
+                            key: v.key(i).to_vec(),
+                            child: Ptr::Page { pgid, crc },
+                        }
                     })
                     .collect(),
             )
@@ -172,7 +192,10 @@ impl Node {
         HEADER
             + match self {
                 Node::Leaf(l) => l.size() - HEADER,
-                Node::Branch(es) => es.iter().map(|e| branch_elem_size(e.key.len())).sum::<usize>(),
+                Node::Branch(es) => es
+                    .iter()
+                    .map(|e| branch_elem_size(e.key.len()))
+                    .sum::<usize>(),
             }
     }
 

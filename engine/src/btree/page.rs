@@ -142,7 +142,11 @@ impl<'a> NodeView<'a> {
         if !leaf && count == 0 {
             return Err("branch node without children".into());
         }
-        let view = NodeView { buf: run, leaf, count };
+        let view = NodeView {
+            buf: run,
+            leaf,
+            count,
+        };
         let mut prev: Option<&[u8]> = None;
         for i in 0..count {
             let off = le_u32(run, HEADER + i * SLOT) as usize;
@@ -155,7 +159,9 @@ impl<'a> NodeView<'a> {
             } else {
                 (le_u32(run, off) as usize, 0)
             };
-            let end = (off + fixed).checked_add(klen).and_then(|e| e.checked_add(vlen));
+            let end = (off + fixed)
+                .checked_add(klen)
+                .and_then(|e| e.checked_add(vlen));
             if end.is_none_or(|e| e > run.len()) {
                 return Err(format!("element {i} runs past the end of the node"));
             }
@@ -277,7 +283,12 @@ impl NodeBuilder {
         let pages = size.div_ceil(page_size).max(1);
         let mut buf = vec![0u8; pages * page_size];
         buf[4] = kind;
-        NodeBuilder { buf, count: 0, cap: count, data: HEADER + count * SLOT }
+        NodeBuilder {
+            buf,
+            count: 0,
+            cap: count,
+            data: HEADER + count * SLOT,
+        }
     }
 
     fn slot(&mut self) -> usize {
@@ -339,7 +350,10 @@ pub fn verify_run(run: &[u8], pgid: PageId, expected: u32) -> std::result::Resul
     }
     let actual = checksum(run);
     if actual != h.crc {
-        return Err(format!("checksum mismatch: stored {:#010x}, computed {actual:#010x}", h.crc));
+        return Err(format!(
+            "checksum mismatch: stored {:#010x}, computed {actual:#010x}",
+            h.crc
+        ));
     }
     if actual != expected {
         return Err(format!(
@@ -371,6 +385,10 @@ impl<'a> NodeView<'a> {
             KIND_BRANCH => false,
             _ => return None,
         };
-        Some(NodeView { buf: run, leaf, count: h.count as usize })
+        Some(NodeView {
+            buf: run,
+            leaf,
+            count: h.count as usize,
+        })
     }
 }

@@ -25,7 +25,10 @@ impl Bucket {
     }
 
     fn ptr(&self) -> Ptr {
-        Ptr::Page { pgid: self.root, crc: self.crc }
+        Ptr::Page {
+            pgid: self.root,
+            crc: self.crc,
+        }
     }
 }
 
@@ -54,11 +57,18 @@ impl ReadTxn {
 
     /// The top-level namespace: it holds buckets only.
     pub fn root(&self) -> Bucket {
-        Bucket { root: self.snap.meta.root, crc: self.snap.meta.root_crc }
+        Bucket {
+            root: self.snap.meta.root,
+            crc: self.snap.meta.root_crc,
+        }
     }
 
     pub(crate) fn reader(&self) -> PageReader<'_> {
-        PageReader { map: &self.snap.map, page_count: self.snap.meta.page_count, path: &self.shared.path }
+        PageReader {
+            map: &self.snap.map,
+            page_count: self.snap.meta.page_count,
+            path: &self.shared.path,
+        }
     }
 
     /// The nested bucket `name` of `parent`, if it exists.
@@ -67,8 +77,10 @@ impl ReadTxn {
             None => Ok(None),
             Some(e) if !e.is_bucket => Err(Error::IncompatibleValue),
             Some(e) => {
-                let (root, crc) = decode_bucket(e.value)
-                    .ok_or_else(|| self.reader().corrupt(parent.root, "malformed bucket reference"))?;
+                let (root, crc) = decode_bucket(e.value).ok_or_else(|| {
+                    self.reader()
+                        .corrupt(parent.root, "malformed bucket reference")
+                })?;
                 Ok(Some(Bucket { root, crc }))
             }
         }
@@ -103,7 +115,9 @@ impl Source for ReadTxn {
     fn node(&self, ptr: Ptr) -> Result<NodeRef<'_>> {
         match ptr {
             Ptr::Page { pgid, crc } => Ok(NodeRef::Page(self.reader().node(pgid, crc)?)),
-            Ptr::Dirty(_) => Err(self.reader().corrupt(0, "read transaction met a dirty node")),
+            Ptr::Dirty(_) => Err(self
+                .reader()
+                .corrupt(0, "read transaction met a dirty node")),
         }
     }
 }

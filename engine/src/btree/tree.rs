@@ -109,13 +109,24 @@ impl<'a> PageReader<'a> {
         if pgid < 2 || pgid >= self.page_count {
             return Err(self.corrupt(pgid, format!("page id outside 2..{}", self.page_count)));
         }
-        let first = self.map.pages(pgid, 1).ok_or_else(|| self.corrupt(pgid, "page outside the map"))?;
+        let first = self
+            .map
+            .pages(pgid, 1)
+            .ok_or_else(|| self.corrupt(pgid, "page outside the map"))?;
         let h = Header::read(first).ok_or_else(|| self.corrupt(pgid, "short page"))?;
         let pages = u64::from(h.overflow) + 1;
-        if pgid.checked_add(pages).is_none_or(|end| end > self.page_count) {
-            return Err(self.corrupt(pgid, format!("overflow of {} pages runs past the file", h.overflow)));
+        if pgid
+            .checked_add(pages)
+            .is_none_or(|end| end > self.page_count)
+        {
+            return Err(self.corrupt(
+                pgid,
+                format!("overflow of {} pages runs past the file", h.overflow),
+            ));
         }
-        self.map.pages(pgid, pages).ok_or_else(|| self.corrupt(pgid, "run outside the map"))
+        self.map
+            .pages(pgid, pages)
+            .ok_or_else(|| self.corrupt(pgid, "run outside the map"))
     }
 
     /// A verified view of the branch or leaf node at `pgid`, which its
@@ -124,7 +135,8 @@ impl<'a> PageReader<'a> {
         let run = self.run(pgid)?;
         if self.map.is_verified(pgid) {
             // Verified since last written, and committed pages do not change.
-            return NodeView::parse_trusted(run).ok_or_else(|| self.corrupt(pgid, "not a tree node"));
+            return NodeView::parse_trusted(run)
+                .ok_or_else(|| self.corrupt(pgid, "not a tree node"));
         }
         verify_run(run, pgid, crc).map_err(|w| self.corrupt(pgid, w))?;
         let view = NodeView::parse(run).map_err(|w| self.corrupt(pgid, w))?;
@@ -163,7 +175,11 @@ pub struct Entry<'a> {
 }
 
 /// Finds `key` in the tree at `root`.
-pub fn lookup<'a, S: Source + ?Sized>(src: &'a S, root: Ptr, key: &[u8]) -> Result<Option<Entry<'a>>> {
+pub fn lookup<'a, S: Source + ?Sized>(
+    src: &'a S,
+    root: Ptr,
+    key: &[u8],
+) -> Result<Option<Entry<'a>>> {
     let mut ptr = root;
     loop {
         let node = src.node(ptr)?;
@@ -173,7 +189,11 @@ pub fn lookup<'a, S: Source + ?Sized>(src: &'a S, root: Ptr, key: &[u8]) -> Resu
                 return Ok(None);
             }
             let (value, flags) = node.value(i);
-            return Ok(Some(Entry { key: node.key(i), value, is_bucket: flags & FLAG_BUCKET != 0 }));
+            return Ok(Some(Entry {
+                key: node.key(i),
+                value,
+                is_bucket: flags & FLAG_BUCKET != 0,
+            }));
         }
         ptr = node.child(node.child_index(key));
     }
@@ -193,7 +213,12 @@ pub struct Cursor<'a, S: Source + ?Sized> {
 
 impl<'a, S: Source + ?Sized> Cursor<'a, S> {
     pub(crate) fn new(src: &'a S, root: Ptr) -> Self {
-        Cursor { src, root, stack: Vec::new(), past_end: false }
+        Cursor {
+            src,
+            root,
+            stack: Vec::new(),
+            past_end: false,
+        }
     }
 
     fn current(&self) -> Option<Entry<'a>> {
@@ -202,13 +227,21 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
             return None;
         }
         let (value, flags) = node.value(*i);
-        Some(Entry { key: node.key(*i), value, is_bucket: flags & FLAG_BUCKET != 0 })
+        Some(Entry {
+            key: node.key(*i),
+            value,
+            is_bucket: flags & FLAG_BUCKET != 0,
+        })
     }
 
     fn descend(&mut self, mut ptr: Ptr, from_end: bool) -> Result<()> {
         loop {
             let node = self.src.node(ptr)?;
-            let i = if from_end { node.len().saturating_sub(1) } else { 0 };
+            let i = if from_end {
+                node.len().saturating_sub(1)
+            } else {
+                0
+            };
             self.stack.push((node, i));
             if node.is_leaf() {
                 return Ok(());
@@ -233,7 +266,9 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
             self.stack.pop();
             // Climb to the first ancestor with a next child.
             loop {
-                let Some((node, i)) = self.stack.last_mut() else { return Ok(()) };
+                let Some((node, i)) = self.stack.last_mut() else {
+                    return Ok(());
+                };
                 if *i + 1 < node.len() {
                     *i += 1;
                     let child = node.child(*i);
@@ -248,14 +283,18 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
     /// Moves backward to the previous leaf element (from the current one).
     fn step_back(&mut self) -> Result<()> {
         loop {
-            let Some((node, i)) = self.stack.last_mut() else { return Ok(()) };
+            let Some((node, i)) = self.stack.last_mut() else {
+                return Ok(());
+            };
             if node.is_leaf() && *i > 0 && *i <= node.len() {
                 *i -= 1;
                 return Ok(());
             }
             self.stack.pop();
             loop {
-                let Some((node, i)) = self.stack.last_mut() else { return Ok(()) };
+                let Some((node, i)) = self.stack.last_mut() else {
+                    return Ok(());
+                };
                 if *i > 0 {
                     *i -= 1;
                     let child = node.child(*i);

@@ -29,7 +29,13 @@ pub fn walk<'a>(
     while let Some((pgid, crc, depth, level)) = stack.pop() {
         let view = reader.node(pgid, crc)?;
         let pages = reader.run(pgid)?.len() as u64 / reader.map_page_size();
-        visit(&Visited { pgid, pages, depth, bucket_level: level, view })?;
+        visit(&Visited {
+            pgid,
+            pages,
+            depth,
+            bucket_level: level,
+            view,
+        })?;
         for i in (0..view.len()).rev() {
             if view.is_leaf() {
                 let (v, flags) = view.value(i);

@@ -41,7 +41,10 @@ fn dump_bucket(rx: &ReadTxn, b: Bucket, path: &mut Vec<Vec<u8>>, out: &mut Model
     }
     backward.reverse();
     assert_eq!(forward, backward, "cursor order differs between directions");
-    assert!(forward.windows(2).all(|w| w[0] < w[1]), "cursor not in key order");
+    assert!(
+        forward.windows(2).all(|w| w[0] < w[1]),
+        "cursor not in key order"
+    );
     if !top {
         out.insert(path.clone(), keys);
     }
