@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -118,9 +117,7 @@ fn record(dir: &std::path::Path) -> (Vec<IoOp>, Vec<Model>) {
         for name in names {
             if t != 6 || name != b"two" {
                 tx.create_bucket_if_missing(BucketId::ROOT, name).unwrap();
-                model
-                    .entry(vec![name.to_vec()])
-                    .or_insert_with(BTreeMap::new);
+                model.entry(vec![name.to_vec()]).or_default();
             }
         }
         if t == 6 {

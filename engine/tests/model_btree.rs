@@ -265,3 +265,55 @@ fn prev_after_running_off_the_end() {
         },
     ]);
 }
+
+/// One large transaction of random inserts, overwrites and deletes (dirty
+/// nodes split during the transaction), then the same after a commit.
+#[test]
+fn large_random_transaction_matches_model() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(
+        dir.path().join("db"),
+        Options {
+            page_size: 1024,
+            no_sync: true,
+        },
+    )
+    .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut model = BTreeMap::new();
+    for round in 0..2 {
+        let mut tx = db.begin_write().unwrap();
+        let b = tx.create_bucket_if_missing(BucketId::ROOT, b"b").unwrap();
+        for _ in 0..30_000 {
+            let k = rng.random::<u32>() % 50_000;
+            let key = format!("{k:08}").into_bytes();
+            if rng.random_bool(0.2) {
+                assert_eq!(tx.delete(b, &key).unwrap(), model.remove(&key).is_some());
+            } else {
+                let v = vec![round as u8; rng.random_range(1..300)];
+                tx.put(b, &key, &v).unwrap();
+                model.insert(key, v);
+            }
+        }
+        let mut c = tx.cursor(b).unwrap();
+        let mut seen = Vec::new();
+        let mut it = c.first().unwrap();
+        while let Some(e) = it {
+            seen.push((e.key.to_vec(), e.value.to_vec()));
+            it = c.next().unwrap();
+        }
+        assert_eq!(
+            seen,
+            model
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        );
+        drop(c);
+        tx.commit().unwrap();
+        assert_eq!(check(&db).unwrap(), Vec::<String>::new());
+        let got = dump(&db);
+        assert_eq!(got[&vec![b"b".to_vec()]], model);
+    }
+}

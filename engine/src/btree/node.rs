@@ -146,6 +146,20 @@ impl Leaf {
         }
     }
 
+    /// Moves elements `at..` into a new leaf.
+    pub fn split_off(&mut self, at: usize) -> Leaf {
+        let mut right = Leaf::default();
+        for i in at..self.len() {
+            let e = right.append(self.key(i), self.value(i), self.flags(i));
+            right.size += e.size();
+            right.elems.push(e);
+        }
+        for e in self.elems.drain(at..) {
+            self.size -= e.size();
+        }
+        right
+    }
+
     pub fn elem_size(&self, i: usize) -> usize {
         self.elems[i].size()
     }

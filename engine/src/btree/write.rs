@@ -80,6 +80,32 @@ pub struct WriteTxn {
     buckets: Vec<BucketState>,
     by_name: HashMap<(BucketId, Vec<u8>), BucketId>,
     freed: Vec<(PageId, u64)>,
+    /// (branch, child index) from the root to the last leaf `leaf_for` found.
+    path: Vec<(NodeId, usize)>,
+}
+
+/// A dirty node larger than this many pages is split during the
+/// transaction, not only at commit.
+const EAGER_SPLIT_PAGES: usize = 4;
+
+/// How many leading elements fill `pages` page bodies of `body` bytes when
+/// packed page by page (at least 1, and at most all but one, so both sides
+/// of a split are non-empty).
+fn fill_index(sizes: impl ExactSizeIterator<Item = usize>, pages: usize, body: usize) -> usize {
+    let n = sizes.len();
+    let (mut page, mut used, mut at) = (0, 0, 0);
+    for s in sizes {
+        if used + s > body {
+            page += 1;
+            used = 0;
+        }
+        if page == pages {
+            break;
+        }
+        used += s;
+        at += 1;
+    }
+    at.clamp(1, n.saturating_sub(1).max(1))
 }
 
 impl WriteTxn {
@@ -103,6 +129,7 @@ impl WriteTxn {
             buckets: vec![root],
             by_name: HashMap::new(),
             freed: Vec::new(),
+            path: Vec::new(),
         }
     }
 
@@ -173,6 +200,7 @@ impl WriteTxn {
 
     /// Dirties the path from bucket `b`'s root to the leaf for `key`.
     fn leaf_for(&mut self, b: BucketId, key: &[u8]) -> Result<NodeId> {
+        self.path.clear();
         let root = self.root_of(b)?;
         let mut id = self.materialize(root)?;
         self.buckets[b.0].root = Ptr::Dirty(id);
@@ -181,7 +209,61 @@ impl WriteTxn {
                 Node::Leaf(_) => return Ok(id),
                 Node::Branch(es) => branch_child_index(es, key),
             };
+            self.path.push((id, i));
             id = self.materialize_child(id, i)?;
+        }
+    }
+
+    /// Splits a dirty node that grew past [`EAGER_SPLIT_PAGES`] pages in two,
+    /// and its ancestors as needed (the path is the one `leaf_for` took), so
+    /// that inserts into one node stay cheap in a large transaction. Commit
+    /// still splits nodes to page size.
+    fn split_if_big(&mut self, b: BucketId, mut id: NodeId) {
+        let limit = EAGER_SPLIT_PAGES * self.shared.page_size;
+        while self.node_mut(id).size() > limit && self.node_mut(id).len() >= 2 {
+            // The left part gets exactly what fills half the pages, so
+            // that commit writes it as full pages (appends go right).
+            let (pages, body) = (EAGER_SPLIT_PAGES / 2, self.shared.page_size - HEADER);
+            let (right, right_key, left_key) = match self.node_mut(id) {
+                Node::Leaf(l) => {
+                    let at = fill_index((0..l.len()).map(|i| l.elem_size(i)), pages, body);
+                    let r = l.split_off(at);
+                    let (rk, lk) = (r.key(0).to_vec(), l.key(0).to_vec());
+                    (Node::Leaf(r), rk, lk)
+                }
+                Node::Branch(es) => {
+                    let at = fill_index(
+                        es.iter().map(|e| branch_elem_size(e.key.len())),
+                        pages,
+                        body,
+                    );
+                    let r = es.split_off(at);
+                    let (rk, lk) = (r[0].key.clone(), es[0].key.clone());
+                    (Node::Branch(r), rk, lk)
+                }
+            };
+            let rid = self.push_node(right);
+            let entry = BranchEntry {
+                key: right_key,
+                child: Ptr::Dirty(rid),
+            };
+            match self.path.pop() {
+                Some((parent, i)) => {
+                    if let Node::Branch(es) = self.node_mut(parent) {
+                        es.insert(i + 1, entry);
+                    }
+                    id = parent;
+                }
+                None => {
+                    let left = BranchEntry {
+                        key: left_key,
+                        child: Ptr::Dirty(id),
+                    };
+                    let root = self.push_node(Node::Branch(vec![left, entry]));
+                    self.buckets[b.0].root = Ptr::Dirty(root);
+                    return;
+                }
+            }
         }
     }
 
@@ -206,6 +288,9 @@ impl WriteTxn {
             }
             Ok(i) => l.set(i, value, flags),
             Err(i) => l.insert(i, key, value, flags),
+        }
+        if l.size() > EAGER_SPLIT_PAGES * self.shared.page_size {
+            self.split_if_big(b, leaf);
         }
         Ok(())
     }
