@@ -16,6 +16,12 @@ pub enum Error {
         page: u64,
         what: String,
     },
+    #[error("corrupted log {}: offset {offset}: {what}", file.display())]
+    CorruptedLog {
+        file: PathBuf,
+        offset: u64,
+        what: String,
+    },
     #[error("{} is locked by another process", .0.display())]
     Locked(PathBuf),
     #[error("a previous write or fsync failed; the database refuses writes until reopened")]

@@ -4,6 +4,9 @@
 //!   writer and any number of snapshot readers, checksummed pages and
 //!   one-fdatasync commits. The file format is described in docs/format.md.
 //!
+//! - [`wal`]: the segmented, CRC-chained write-ahead log for raft's entries
+//!   and hard state.
+//!
 //! The engine knows nothing of raft or gRPC; the server builds on it.
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -13,5 +16,6 @@ pub mod error;
 #[doc(hidden)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod fuzzing;
+pub mod wal;
 
 pub use error::{Error, Result};

@@ -1,0 +1,498 @@
+//! The write-ahead log: raft's entries, hard state and snapshot markers,
+//! in segment files in one directory. It does not depend on the B+tree.
+//!
+//! Guarantees and invariants:
+//! - `save` only encodes and buffers; nothing is durable, or may be
+//!   acknowledged, before the next `sync` returns. `sync` is one fdatasync
+//!   for everything saved since the last one (group commit).
+//! - Every record's CRC is chained to the previous record's, across segments
+//!   too (each segment starts with a `Crc` record holding the value it
+//!   continues from), so a missing or swapped segment is detected.
+//! - Recovery: in the last segment, a record that looks like an unfinished
+//!   write (it runs past the end of the file, or one of its 512-byte sectors
+//!   is still zero) ends the log there. The broken file is kept as
+//!   `<name>.broken`, and the tail is cut and zeroed. Any other damage,
+//!   anywhere, is a hard error naming the file and offset: synced data is
+//!   never dropped silently.
+//! - An entry whose index is already in the log replaces it and everything
+//!   after it (raft overwrites uncommitted entries).
+//! - After a failed write or sync the log refuses writes.
+//! - One process at a time: an exclusive lock on `<dir>/LOCK`.
+
+pub mod dump;
+pub mod record;
+mod segment;
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt as _;
+
+use record::Decoded;
+pub use record::{ConfState, Entry, HardState, Metadata, Record, RecordType, SnapshotMark};
+pub use segment::SegmentName;
+
+use crate::error::{Error, Result};
+
+/// etcd's segment size: 64,000,000 bytes.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64_000_000;
+/// Saved bytes are written to the file once this many are buffered.
+const FLUSH_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// Size segments are preallocated to; the log cuts to a new segment
+    /// once the current one is this full.
+    pub segment_size: u64,
+    /// Skip fdatasync (tests and benchmarks only: nothing is durable).
+    pub no_sync: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            no_sync: false,
+        }
+    }
+}
+
+/// What a log held when it was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub metadata: Metadata,
+    /// The last hard state saved (zero if none).
+    pub hard_state: HardState,
+    /// Every entry after the snapshot the log was opened at, in order.
+    pub entries: Vec<Entry>,
+    /// The last snapshot marker in the log.
+    pub last_snapshot: Option<SnapshotMark>,
+    /// Where the torn tail's original was kept, if the tail was repaired.
+    pub repaired: Option<PathBuf>,
+}
+
+pub struct Wal {
+    dir: PathBuf,
+    opts: WalOptions,
+    _lock: File,
+    segments: Vec<SegmentName>,
+    tail: File,
+    tail_path: PathBuf,
+    /// End of the data written to the tail file.
+    offset: u64,
+    /// Encoded records not yet written to the file.
+    buf: Vec<u8>,
+    /// Chain value after the last encoded record.
+    crc: u32,
+    metadata: Metadata,
+    state: Option<HardState>,
+    snapshot: Option<SnapshotMark>,
+    last_index: u64,
+    poisoned: bool,
+}
+
+fn lock_dir(dir: &Path) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("LOCK"))?;
+    f.try_lock_exclusive()
+        .map_err(|_| Error::Locked(dir.to_path_buf()))?;
+    Ok(f)
+}
+
+fn corrupt(file: &Path, offset: u64, what: impl Into<String>) -> Error {
+    Error::CorruptedLog {
+        file: file.to_path_buf(),
+        offset,
+        what: what.into(),
+    }
+}
+
+impl Wal {
+    /// Creates a new log in `dir` (created if missing; it must hold no
+    /// segments yet).
+    pub fn create(dir: impl AsRef<Path>, metadata: Metadata, opts: WalOptions) -> Result<Wal> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let lock = lock_dir(&dir)?;
+        if !segment::list(&dir, true)?.is_empty() {
+            return Err(Error::InvalidOption(format!(
+                "{} already holds a WAL",
+                dir.display()
+            )));
+        }
+        let name = SegmentName {
+            seq: 0,
+            first_index: 0,
+        };
+        let mut header = Vec::new();
+        let crc = segment::header_records(0, metadata, None, None, &mut header);
+        let (tail, tail_path) =
+            segment::create(&dir, name, &header, opts.segment_size, !opts.no_sync)?;
+        Ok(Wal {
+            dir,
+            opts,
+            _lock: lock,
+            segments: vec![name],
+            tail,
+            tail_path,
+            offset: header.len() as u64,
+            buf: Vec::new(),
+            crc,
+            metadata,
+            state: None,
+            snapshot: None,
+            last_index: 0,
+            poisoned: false,
+        })
+    }
+
+    /// Opens the log in `dir` and reads it from the snapshot `at` (index 0:
+    /// from the start); a marker for `at` must be in the log. Repairs a torn
+    /// tail.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        at: &SnapshotMark,
+        opts: WalOptions,
+    ) -> Result<(Wal, Recovered)> {
+        let dir = dir.as_ref().to_path_buf();
+        let lock = lock_dir(&dir)?;
+        let segments = segment::list(&dir, true)?;
+        if segments.is_empty() {
+            return Err(Error::InvalidOption(format!(
+                "{} holds no WAL",
+                dir.display()
+            )));
+        }
+        for w in segments.windows(2) {
+            if w[1].seq != w[0].seq + 1 {
+                return Err(corrupt(
+                    &dir.join(w[1].file_name()),
+                    0,
+                    format!("segment {} is missing", w[0].seq + 1),
+                ));
+            }
+        }
+        let mut rec = Recovered::default();
+        let mut found = at.index == 0;
+        let mut crc = 0;
+        let mut metadata: Option<Metadata> = None;
+        let mut last_index = 0;
+        let mut tail_end = 0;
+        for (i, name) in segments.iter().enumerate() {
+            let path = dir.join(name.file_name());
+            let data = std::fs::read(&path)?;
+            let last = i + 1 == segments.len();
+            let mut off = 0usize;
+            // The first record continues the chain of the previous segment
+            // (or, for the oldest segment kept, starts it).
+            // A segment only appears (by rename) once its header is synced,
+            // so a bad first record is damage, never a torn write.
+            let (first, after, len) = record::decode_crc_record(&data).ok_or_else(|| {
+                corrupt(&path, 0, "segment does not start with a valid crc record")
+            })?;
+            if i > 0 && first != crc {
+                return Err(corrupt(&path, 0, format!("crc chain broken: segment continues {first:#010x}, previous ended {crc:#010x}")));
+            }
+            crc = after;
+            off += len;
+            loop {
+                match record::decode(&data, off, crc) {
+                    Decoded::Record(r, c, len) => {
+                        apply(
+                            &path,
+                            off as u64,
+                            r,
+                            at,
+                            &mut rec,
+                            &mut found,
+                            &mut metadata,
+                            &mut last_index,
+                        )?;
+                        crc = c;
+                        off += len;
+                    }
+                    Decoded::End => break,
+                    Decoded::Bad { torn: true, .. } if last => {
+                        rec.repaired = Some(repair(&path, off as u64, opts.segment_size)?);
+                        break;
+                    }
+                    Decoded::Bad { what, .. } => return Err(corrupt(&path, off as u64, what)),
+                }
+            }
+            tail_end = off;
+        }
+        if !found {
+            return Err(Error::InvalidOption(format!(
+                "snapshot marker at index {} term {} not found in the WAL",
+                at.index, at.term
+            )));
+        }
+        rec.metadata = metadata.unwrap_or_default();
+        let tail_name = *segments
+            .last()
+            .ok_or_else(|| corrupt(&dir, 0, "no segments"))?;
+        let tail_path = dir.join(tail_name.file_name());
+        let tail = OpenOptions::new().read(true).write(true).open(&tail_path)?;
+        let has_state = rec.hard_state != HardState::default();
+        let wal = Wal {
+            dir,
+            opts,
+            _lock: lock,
+            segments,
+            tail,
+            tail_path,
+            offset: tail_end as u64,
+            buf: Vec::new(),
+            crc,
+            metadata: rec.metadata,
+            state: has_state.then_some(rec.hard_state),
+            snapshot: rec.last_snapshot.clone(),
+            last_index,
+            poisoned: false,
+        };
+        Ok((wal, rec))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn segments(&self) -> &[SegmentName] {
+        &self.segments
+    }
+
+    /// Index of the last entry saved.
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.poisoned {
+            Err(Error::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Appends entries, then the hard state if given. Not durable until
+    /// [`Wal::sync`].
+    pub fn save(&mut self, state: Option<&HardState>, entries: &[Entry]) -> Result<()> {
+        self.check()?;
+        for e in entries {
+            self.crc = Record::Entry(e.clone()).encode(self.crc, &mut self.buf);
+            self.last_index = e.index;
+        }
+        if let Some(h) = state {
+            self.crc = Record::State(*h).encode(self.crc, &mut self.buf);
+            self.state = Some(*h);
+        }
+        self.after_append()
+    }
+
+    /// Records that a snapshot at `mark` exists, so the log can be opened
+    /// there. Not durable until [`Wal::sync`].
+    pub fn save_snapshot(&mut self, mark: &SnapshotMark) -> Result<()> {
+        self.check()?;
+        self.crc = Record::Snapshot(mark.clone()).encode(self.crc, &mut self.buf);
+        self.snapshot = Some(mark.clone());
+        self.after_append()
+    }
+
+    fn after_append(&mut self) -> Result<()> {
+        if self.offset + self.buf.len() as u64 >= self.opts.segment_size {
+            return self.cut();
+        }
+        if self.buf.len() >= FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.tail.write_all_at(&self.buf, self.offset) {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        self.offset += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Makes everything saved so far durable: one fdatasync.
+    pub fn sync(&mut self) -> Result<()> {
+        self.check()?;
+        self.flush()?;
+        if !self.opts.no_sync {
+            if let Err(e) = self.tail.sync_data() {
+                self.poisoned = true;
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment (synced, cut to its data) and starts the
+    /// next one, which repeats the metadata, last snapshot marker and hard
+    /// state so older segments can be released.
+    pub fn cut(&mut self) -> Result<()> {
+        self.sync()?;
+        let res = (|| -> Result<()> {
+            self.tail.set_len(self.offset)?;
+            if !self.opts.no_sync {
+                self.tail.sync_all()?;
+            }
+            let prev = *self.segments.last().ok_or(Error::Poisoned)?;
+            let name = SegmentName {
+                seq: prev.seq + 1,
+                first_index: self.last_index + 1,
+            };
+            let mut header = Vec::new();
+            let crc = segment::header_records(
+                self.crc,
+                self.metadata,
+                self.snapshot.as_ref(),
+                self.state.as_ref(),
+                &mut header,
+            );
+            let (f, path) = segment::create(
+                &self.dir,
+                name,
+                &header,
+                self.opts.segment_size,
+                !self.opts.no_sync,
+            )?;
+            self.tail = f;
+            self.tail_path = path;
+            self.offset = header.len() as u64;
+            self.crc = crc;
+            self.segments.push(name);
+            Ok(())
+        })();
+        if res.is_err() {
+            self.poisoned = true;
+        }
+        res
+    }
+
+    /// Deletes the segments that hold only entries below `index` (never the
+    /// current one).
+    pub fn release_before(&mut self, index: u64) -> Result<()> {
+        let mut n = 0;
+        while n + 1 < self.segments.len() && self.segments[n + 1].first_index <= index {
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        for s in self.segments.drain(..n) {
+            std::fs::remove_file(self.dir.join(s.file_name()))?;
+        }
+        segment::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    pub fn tail_path(&self) -> &Path {
+        &self.tail_path
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // Hand buffered records to the OS; they were never acknowledged.
+        if !self.poisoned {
+            let _ = self.flush();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    path: &Path,
+    off: u64,
+    r: Record,
+    at: &SnapshotMark,
+    rec: &mut Recovered,
+    found: &mut bool,
+    metadata: &mut Option<Metadata>,
+    last_index: &mut u64,
+) -> Result<()> {
+    match r {
+        Record::Crc(_) => return Err(corrupt(path, off, "crc record inside a segment")),
+        Record::Metadata(m) => match metadata {
+            Some(prev) if *prev != m => {
+                return Err(corrupt(path, off, "metadata differs from earlier segments"))
+            }
+            _ => *metadata = Some(m),
+        },
+        Record::Entry(e) => {
+            *last_index = e.index;
+            if e.index > at.index {
+                let first = at.index + 1;
+                let pos = (e.index - first) as usize;
+                if pos > rec.entries.len() {
+                    return Err(corrupt(
+                        path,
+                        off,
+                        format!(
+                            "entry {} after {} leaves a gap",
+                            e.index,
+                            first + rec.entries.len() as u64 - 1
+                        ),
+                    ));
+                }
+                rec.entries.truncate(pos);
+                rec.entries.push(e);
+            } else {
+                // It replaces everything from its index on, all of which we
+                // hold is above it.
+                rec.entries.clear();
+            }
+        }
+        Record::State(h) => rec.hard_state = h,
+        Record::Snapshot(s) => {
+            if s.index == at.index {
+                if s.term != at.term {
+                    return Err(corrupt(
+                        path,
+                        off,
+                        format!(
+                            "snapshot marker at {} has term {}, not {}",
+                            s.index, s.term, at.term
+                        ),
+                    ));
+                }
+                *found = true;
+            }
+            rec.last_snapshot = Some(s);
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a copy of a segment with a torn tail as `<name>.broken`, then cuts
+/// it at `off` and zeroes the rest of its preallocated space.
+fn repair(path: &Path, off: u64, segment_size: u64) -> Result<PathBuf> {
+    let mut broken = PathBuf::from(format!("{}.broken", path.display()));
+    let mut n = 1;
+    while broken.exists() {
+        broken = PathBuf::from(format!("{}.broken.{n}", path.display()));
+        n += 1;
+    }
+    std::fs::copy(path, &broken)?;
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(off)?;
+    segment::preallocate(&f, segment_size.max(off))?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        segment::sync_dir(dir)?;
+    }
+    Ok(broken)
+}
