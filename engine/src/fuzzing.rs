@@ -153,3 +153,46 @@ pub fn ops_against_model(data: &[u8]) {
     drop(rx);
     assert_eq!(check(&db).expect("check"), Vec::<String>::new());
 }
+
+/// WAL record decoding from arbitrary bytes, and arbitrary bytes opened as
+/// the only segment of a log (open, repair and dump may fail, never panic).
+pub fn wal_segment(data: &[u8]) {
+    use crate::wal::record::{decode, decode_crc_record, Decoded};
+    let mut off = 0;
+    let mut crc = decode_crc_record(data).map_or(0, |(_, after, len)| {
+        off = len;
+        after
+    });
+    while let Decoded::Record(_, c, len) = decode(data, off, crc) {
+        crc = c;
+        off += len;
+    }
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let seg = dir.path().join(
+        crate::wal::SegmentName {
+            seq: 0,
+            first_index: 0,
+        }
+        .file_name(),
+    );
+    if std::fs::write(&seg, data).is_err() {
+        return;
+    }
+    let _ = crate::wal::dump::scan(dir.path());
+    let opts = crate::wal::WalOptions {
+        segment_size: 1 << 16,
+        no_sync: true,
+    };
+    if let Ok((mut w, rec)) = crate::wal::Wal::open(dir.path(), &Default::default(), opts) {
+        let next = rec.entries.last().map_or(1, |e| e.index + 1);
+        let e = crate::wal::Entry {
+            index: next,
+            term: 1,
+            entry_type: 0,
+            data: b"x".to_vec(),
+        };
+        if w.save(None, std::slice::from_ref(&e)).is_ok() {
+            let _ = w.sync();
+        }
+    }
+}

@@ -270,3 +270,66 @@ fn missing_middle_segment_is_detected() {
     std::fs::remove_file(dir.path().join(&segs[1])).unwrap();
     assert!(matches!(open(dir.path()), Err(Error::CorruptedLog { .. })));
 }
+
+/// A cut renames the new segment before its header is synced; a crash then
+/// can leave a last segment whose header never reached the disk. It holds no
+/// synced record, so it is dropped and the log continues in the previous
+/// segment. The same lost header with records after it is damage: an error.
+#[test]
+fn cut_whose_header_never_reached_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Wal::create(dir.path(), Metadata::default(), OPTS).unwrap();
+    let mut all = Vec::new();
+    for b in 0..6u64 {
+        let es = batch(b * 4 + 1, 4, 1);
+        w.save(None, &es).unwrap();
+        w.sync().unwrap();
+        all.extend(es);
+    }
+    w.cut().unwrap();
+    let last = w.segments().last().unwrap().file_name();
+    drop(w);
+    // The header of the fresh segment is lost: all zeros.
+    let path = dir.path().join(&last);
+    let mut data = std::fs::read(&path).unwrap();
+    data[..512].fill(0);
+    std::fs::write(&path, &data).unwrap();
+    let (mut w, rec) = open(dir.path()).unwrap();
+    assert_eq!(rec.entries, all);
+    assert!(rec.repaired.is_some());
+    assert!(!path.exists());
+    let more = batch(25, 3, 2);
+    w.save(None, &more).unwrap();
+    w.sync().unwrap();
+    w.cut().unwrap();
+    w.save(None, &batch(28, 2, 2)).unwrap();
+    w.sync().unwrap();
+    drop(w);
+    let (_, rec) = open(dir.path()).unwrap();
+    assert_eq!(rec.entries.len(), all.len() + 5);
+
+    // Records synced after a header that is now missing: a hard error.
+    let mut w = Wal::open(dir.path(), &SnapshotMark::default(), OPTS)
+        .unwrap()
+        .0;
+    w.cut().unwrap();
+    // Past the first sector, short of another cut.
+    w.save(
+        None,
+        &[Entry {
+            index: 30,
+            term: 2,
+            entry_type: 0,
+            data: vec![7; 600],
+        }],
+    )
+    .unwrap();
+    w.sync().unwrap();
+    let last = dir.path().join(w.segments().last().unwrap().file_name());
+    drop(w);
+    let mut data = std::fs::read(&last).unwrap();
+    assert!(data[512..].iter().any(|&b| b != 0));
+    data[..512].fill(0);
+    std::fs::write(&last, &data).unwrap();
+    assert!(matches!(open(dir.path()), Err(Error::CorruptedLog { .. })));
+}

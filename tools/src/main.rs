@@ -3,12 +3,18 @@
 //! - `inspect info|check|stats|pages|page|buckets|keys|get`: the bbolt CLI's
 //!   inspection verbs on a B+tree file;
 //! - `compact SRC DST`: copy live data into a new, smaller file;
-//! - `bench`: the engine benchmark, with `bbolt bench`'s flags and output.
+//! - `bench`: the engine benchmark, with `bbolt bench`'s flags and output;
+//! - `waldump DIR`: a WAL's segments and records (like etcd-dump-logs);
+//! - `bench-wal`: WAL appends beside the disk's own fdatasync rate and
+//!   sequential bandwidth.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod display;
 mod inspect;
+mod waldump;
+
+use strata_tools::walbench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +43,11 @@ enum Command {
     Compact { src: PathBuf, dst: PathBuf },
     /// Engine benchmark with bbolt bench's flags and output.
     Bench(bench::BenchArgs),
+    /// Segments and records of a WAL directory (like etcd-dump-logs).
+    Waldump(waldump::WalDumpArgs),
+    /// Quick WAL append benchmark beside the disk's fdatasync rate and
+    /// sequential write bandwidth, measured in the same run.
+    BenchWal(walbench::BenchWalArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +56,8 @@ fn main() -> ExitCode {
         Command::Inspect { verb } => inspect::run(verb),
         Command::Compact { src, dst } => inspect::compact(&src, &dst),
         Command::Bench(args) => bench::run(&args),
+        Command::Waldump(args) => waldump::run(&args),
+        Command::BenchWal(args) => walbench::run(&args),
     };
     match result {
         Ok(code) => code,

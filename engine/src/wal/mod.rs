@@ -37,6 +37,9 @@ use crate::error::{Error, Result};
 
 /// etcd's segment size: 64,000,000 bytes.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64_000_000;
+/// The sector a new segment's header starts in (written whole or not at
+/// all).
+const HEADER_SECTOR: usize = 512;
 /// Saved bytes are written to the file once this many are buffered.
 const FLUSH_BYTES: usize = 1 << 20;
 
@@ -90,6 +93,8 @@ pub struct Wal {
     snapshot: Option<SnapshotMark>,
     last_index: u64,
     poisoned: bool,
+    /// The next segment's file, being preallocated in the background.
+    spare: Option<std::thread::JoinHandle<std::io::Result<segment::Spare>>>,
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {
@@ -132,8 +137,14 @@ impl Wal {
         let mut header = Vec::new();
         let crc = segment::header_records(0, metadata, None, None, &mut header);
         let (tail, tail_path) =
-            segment::create(&dir, name, &header, opts.segment_size, !opts.no_sync)?;
+            segment::create(&dir, name, &header, opts.segment_size, !opts.no_sync, None)?;
+        let spare = Some(segment::prepare_spare(
+            &dir,
+            opts.segment_size,
+            !opts.no_sync,
+        ));
         Ok(Wal {
+            spare,
             dir,
             opts,
             _lock: lock,
@@ -161,12 +172,37 @@ impl Wal {
     ) -> Result<(Wal, Recovered)> {
         let dir = dir.as_ref().to_path_buf();
         let lock = lock_dir(&dir)?;
-        let segments = segment::list(&dir, true)?;
+        let mut segments = segment::list(&dir, true)?;
         if segments.is_empty() {
             return Err(Error::InvalidOption(format!(
                 "{} holds no WAL",
                 dir.display()
             )));
+        }
+        let mut repaired = None;
+        if segments.len() > 1 {
+            // A cut whose header never reached the disk: the segment holds
+            // no synced record. Keep a copy and continue in the previous one.
+            let name = segments[segments.len() - 1];
+            let path = dir.join(name.file_name());
+            let data = std::fs::read(&path)?;
+            let header_lost = matches!(
+                record::decode(&data, 0, 0),
+                Decoded::End | Decoded::Bad { torn: true, .. }
+            );
+            // Records written after the header would reach past its first
+            // sector; if any reached the disk, this is damage, not an
+            // unfinished cut.
+            let nothing_after = data
+                .get(HEADER_SECTOR..)
+                .is_none_or(|rest| rest.iter().all(|&b| b == 0));
+            if header_lost && nothing_after {
+                let kept = keep_copy(&path)?;
+                std::fs::remove_file(&path)?;
+                segment::sync_dir(&dir)?;
+                segments.pop();
+                repaired = Some(kept);
+            }
         }
         for w in segments.windows(2) {
             if w[1].seq != w[0].seq + 1 {
@@ -177,7 +213,10 @@ impl Wal {
                 ));
             }
         }
-        let mut rec = Recovered::default();
+        let mut rec = Recovered {
+            repaired,
+            ..Recovered::default()
+        };
         let mut found = at.index == 0;
         let mut crc = 0;
         let mut metadata: Option<Metadata> = None;
@@ -239,7 +278,13 @@ impl Wal {
         let tail_path = dir.join(tail_name.file_name());
         let tail = OpenOptions::new().read(true).write(true).open(&tail_path)?;
         let has_state = rec.hard_state != HardState::default();
+        let spare = Some(segment::prepare_spare(
+            &dir,
+            opts.segment_size,
+            !opts.no_sync,
+        ));
         let wal = Wal {
+            spare,
             dir,
             opts,
             _lock: lock,
@@ -283,8 +328,14 @@ impl Wal {
     /// [`Wal::sync`].
     pub fn save(&mut self, state: Option<&HardState>, entries: &[Entry]) -> Result<()> {
         self.check()?;
+        self.buf.reserve(
+            entries
+                .iter()
+                .map(|e| record::frame_len(17 + e.data.len()))
+                .sum(),
+        );
         for e in entries {
-            self.crc = Record::Entry(e.clone()).encode(self.crc, &mut self.buf);
+            self.crc = record::encode_entry(e, self.crc, &mut self.buf);
             self.last_index = e.index;
         }
         if let Some(h) = state {
@@ -345,10 +396,9 @@ impl Wal {
     pub fn cut(&mut self) -> Result<()> {
         self.sync()?;
         let res = (|| -> Result<()> {
-            self.tail.set_len(self.offset)?;
-            if !self.opts.no_sync {
-                self.tail.sync_all()?;
-            }
+            // The closed segment keeps its zeroed, preallocated tail (a zero
+            // header ends its records); its data is already synced, so the
+            // cut costs no extra journal commit for it.
             let prev = *self.segments.last().ok_or(Error::Poisoned)?;
             let name = SegmentName {
                 seq: prev.seq + 1,
@@ -362,13 +412,25 @@ impl Wal {
                 self.state.as_ref(),
                 &mut header,
             );
+            let spare = match self.spare.take().map(|h| h.join()) {
+                Some(Ok(Ok(s))) => Some(s),
+                // A failed background allocation: allocate here instead.
+                _ => None,
+            };
+            let sync = !self.opts.no_sync;
             let (f, path) = segment::create(
                 &self.dir,
                 name,
                 &header,
                 self.opts.segment_size,
-                !self.opts.no_sync,
+                sync,
+                spare,
             )?;
+            self.spare = Some(segment::prepare_spare(
+                &self.dir,
+                self.opts.segment_size,
+                sync,
+            ));
             self.tail = f;
             self.tail_path = path;
             self.offset = header.len() as u64;
@@ -409,6 +471,9 @@ impl Drop for Wal {
         // Hand buffered records to the OS; they were never acknowledged.
         if !self.poisoned {
             let _ = self.flush();
+        }
+        if let Some(Ok(Ok(spare))) = self.spare.take().map(|h| h.join()) {
+            let _ = std::fs::remove_file(spare.tmp);
         }
     }
 }
@@ -477,9 +542,8 @@ fn apply(
     Ok(())
 }
 
-/// Keeps a copy of a segment with a torn tail as `<name>.broken`, then cuts
-/// it at `off` and zeroes the rest of its preallocated space.
-fn repair(path: &Path, off: u64, segment_size: u64) -> Result<PathBuf> {
+/// Copies `path` to `<path>.broken` (or `.broken.N`) and returns the copy.
+fn keep_copy(path: &Path) -> Result<PathBuf> {
     let mut broken = PathBuf::from(format!("{}.broken", path.display()));
     let mut n = 1;
     while broken.exists() {
@@ -487,6 +551,13 @@ fn repair(path: &Path, off: u64, segment_size: u64) -> Result<PathBuf> {
         n += 1;
     }
     std::fs::copy(path, &broken)?;
+    Ok(broken)
+}
+
+/// Keeps a copy of a segment with a torn tail as `<name>.broken`, then cuts
+/// it at `off` and zeroes the rest of its preallocated space.
+fn repair(path: &Path, off: u64, segment_size: u64) -> Result<PathBuf> {
+    let broken = keep_copy(path)?;
     let f = OpenOptions::new().write(true).open(path)?;
     f.set_len(off)?;
     segment::preallocate(&f, segment_size.max(off))?;

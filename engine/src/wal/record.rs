@@ -138,12 +138,7 @@ impl Record {
                 out.extend_from_slice(&m.member_id.to_le_bytes());
                 out.extend_from_slice(&m.cluster_id.to_le_bytes());
             }
-            Record::Entry(e) => {
-                out.extend_from_slice(&e.index.to_le_bytes());
-                out.extend_from_slice(&e.term.to_le_bytes());
-                out.push(e.entry_type);
-                out.extend_from_slice(&e.data);
-            }
+            Record::Entry(_) => unreachable!("entries are framed by encode_entry"),
             Record::State(h) => {
                 for v in [h.term, h.vote, h.commit] {
                     out.extend_from_slice(&v.to_le_bytes());
@@ -164,23 +159,45 @@ impl Record {
     /// Appends the framed record to `out` (which must be 8-aligned in the
     /// file) and returns the new chain value.
     pub fn encode(&self, prev_crc: u32, out: &mut Vec<u8>) -> u32 {
-        let start = out.len();
-        out.extend_from_slice(&[0u8; HEADER]);
-        self.body(out);
-        let body_len = out.len() - start - HEADER;
-        let mut h = crc32fast::Hasher::new_with_initial(prev_crc);
-        h.update(&[self.kind() as u8]);
-        h.update(&out[start + HEADER..]);
-        let crc = h.finalize();
-        let len = (body_len as u32).to_le_bytes();
-        out[start..start + 4].copy_from_slice(&len);
-        out[start + 4..start + 8]
-            .copy_from_slice(&(crc32fast::hash(&len) ^ LEN_CHECK).to_le_bytes());
-        out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
-        out[start + 12] = self.kind() as u8;
-        out.resize(start + frame_len(body_len), 0);
-        crc
+        match self {
+            Record::Entry(e) => encode_entry(e, prev_crc, out),
+            _ => frame(self.kind(), prev_crc, out, |out| self.body(out)),
+        }
     }
+}
+
+/// Appends an entry record without building a [`Record`] (no copy of the
+/// entry's data besides the one into `out`).
+pub fn encode_entry(e: &Entry, prev_crc: u32, out: &mut Vec<u8>) -> u32 {
+    frame(RecordType::Entry, prev_crc, out, |out| {
+        out.extend_from_slice(&e.index.to_le_bytes());
+        out.extend_from_slice(&e.term.to_le_bytes());
+        out.push(e.entry_type);
+        out.extend_from_slice(&e.data);
+    })
+}
+
+fn frame(
+    kind: RecordType,
+    prev_crc: u32,
+    out: &mut Vec<u8>,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> u32 {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER]);
+    body(out);
+    let body_len = out.len() - start - HEADER;
+    let mut h = crc32fast::Hasher::new_with_initial(prev_crc);
+    h.update(&[kind as u8]);
+    h.update(&out[start + HEADER..]);
+    let crc = h.finalize();
+    let len = (body_len as u32).to_le_bytes();
+    out[start..start + 4].copy_from_slice(&len);
+    out[start + 4..start + 8].copy_from_slice(&(crc32fast::hash(&len) ^ LEN_CHECK).to_le_bytes());
+    out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+    out[start + 12] = kind as u8;
+    out.resize(start + frame_len(body_len), 0);
+    crc
 }
 
 /// Bytes a frame with a body of `body_len` takes, padding included.

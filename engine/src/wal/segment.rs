@@ -1,11 +1,11 @@
-//! Segment files: naming, listing, creation and reading.
+//! Segment files: naming, listing, creation.
 //!
 //! A segment is named `%016x-%016x.wal` (sequence number, index of the first
-//! entry it was cut for), so names sort in log order. It is created as
-//! `<name>.tmp`, preallocated with zeros, given its header records (crc,
-//! metadata, last snapshot marker, last hard state), synced, renamed into
-//! place, and the directory is synced. A leftover `.tmp` is an unfinished
-//! cut and is deleted on open.
+//! entry it was cut for), so names sort in log order. The next segment's
+//! file is preallocated with zeros and synced in the background; a cut
+//! writes its header records (crc, metadata, last snapshot marker, last hard
+//! state), renames it into place and syncs the directory. A leftover `.tmp`
+//! is an unfinished cut and is deleted on open.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -79,26 +79,69 @@ pub fn header_records(
     crc
 }
 
+/// A preallocated, synced, empty file waiting to become the next segment
+/// (made in the background, like etcd's file pipeline, so a cut does not
+/// wait for the allocation).
+pub struct Spare {
+    pub file: File,
+    pub tmp: PathBuf,
+}
+
+/// Starts preparing a spare segment file in `dir`.
+pub fn prepare_spare(
+    dir: &Path,
+    size: u64,
+    sync: bool,
+) -> std::thread::JoinHandle<io::Result<Spare>> {
+    let tmp = dir.join(format!("spare-{}.wal.tmp", std::process::id()));
+    std::thread::spawn(move || {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        preallocate(&file, size)?;
+        if sync {
+            file.sync_all()?;
+        }
+        Ok(Spare { file, tmp })
+    })
+}
+
 /// Creates segment `name` in `dir` holding `header`, preallocated to `size`
-/// bytes; returns the open file, positioned data ends at `header.len()`.
+/// bytes (using `spare` if given); returns the open file, whose data ends at
+/// `header.len()`.
 pub fn create(
     dir: &Path,
     name: SegmentName,
     header: &[u8],
     size: u64,
     sync: bool,
+    spare: Option<Spare>,
 ) -> io::Result<(File, PathBuf)> {
     let path = dir.join(name.file_name());
-    let tmp = dir.join(format!("{}.tmp", name.file_name()));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    preallocate(&f, size.max(header.len() as u64))?;
+    let from_spare = spare.is_some();
+    let (f, tmp) = match spare {
+        Some(s) => (s.file, s.tmp),
+        None => {
+            let tmp = dir.join(format!("{}.tmp", name.file_name()));
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            preallocate(&f, size.max(header.len() as u64))?;
+            (f, tmp)
+        }
+    };
     f.write_all_at(header, 0)?;
-    if sync {
+    // A cut (`spare` given) does not sync the header here: it becomes
+    // durable with the first sync of the segment's records, and recovery
+    // drops a last segment whose header never reached the disk (it cannot
+    // hold synced records). The first segment of a log is synced whole.
+    if sync && !from_spare {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, &path)?;

@@ -1,0 +1,5 @@
+//! Library part of the tools: measurements shared by `strata-util` and the
+//! criterion benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod walbench;
