@@ -6,6 +6,8 @@
 //!
 //! - [`wal`]: the segmented, CRC-chained write-ahead log for raft's entries
 //!   and hard state.
+//! - [`mvcc`]: etcd's multi-version store (in progress: revisions, the key
+//!   index and the stored KeyValue so far).
 //!
 //! The engine knows nothing of raft or gRPC; the server builds on it.
 #![deny(unsafe_code)]
@@ -16,6 +18,7 @@ pub mod error;
 #[doc(hidden)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod fuzzing;
+pub mod mvcc;
 pub mod wal;
 
 pub use error::{Error, Result};
