@@ -368,7 +368,13 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.tail.write_all_at(&self.buf, self.offset) {
+        let written = (|| {
+            fail::fail_point!("wal::write", |_| Err(std::io::Error::other(
+                "injected write failure"
+            )));
+            self.tail.write_all_at(&self.buf, self.offset)
+        })();
+        if let Err(e) = written {
             self.poisoned = true;
             return Err(e.into());
         }
@@ -382,7 +388,13 @@ impl Wal {
         self.check()?;
         self.flush()?;
         if !self.opts.no_sync {
-            if let Err(e) = self.tail.sync_data() {
+            let synced = (|| {
+                fail::fail_point!("wal::sync", |_| Err(std::io::Error::other(
+                    "injected fsync failure"
+                )));
+                self.tail.sync_data()
+            })();
+            if let Err(e) = synced {
                 self.poisoned = true;
                 return Err(e.into());
             }
