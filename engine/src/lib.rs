@@ -6,6 +6,8 @@
 //!
 //! - [`wal`]: the segmented, CRC-chained write-ahead log for raft's entries
 //!   and hard state.
+//! - [`backend`]: etcd's backend: named buckets, a batched write
+//!   transaction, readers that see applied writes before they commit.
 //! - [`mvcc`]: etcd's multi-version store (in progress: revisions, the key
 //!   index and the stored KeyValue so far).
 //!
@@ -13,6 +15,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod backend;
 pub mod btree;
 pub mod error;
 #[doc(hidden)]

@@ -134,3 +134,69 @@ impl Drop for ReadTxn {
         }
     }
 }
+
+impl ReadTxn {
+    /// Writes this snapshot as a complete database file: two metas naming
+    /// this snapshot's root (no freelist, so the receiver rebuilds it), then
+    /// every page up to the snapshot's page count. Pages no tree of this
+    /// snapshot reaches are written as zeros, so the same state always gives
+    /// the same bytes. Returns the number of bytes written.
+    pub fn write_snapshot(&self, w: &mut dyn std::io::Write) -> Result<u64> {
+        use super::walk::walk;
+        let meta = self.snap.meta;
+        let ps = meta.page_size as usize;
+        let n = meta.page_count as usize;
+        let mut used = vec![false; n];
+        let reader = self.reader();
+        walk(&reader, meta.root, meta.root_crc, &mut |v| {
+            for p in v.pgid..v.pgid + v.pages {
+                used[p as usize] = true;
+            }
+            Ok(())
+        })?;
+        let mut page = vec![0u8; ps];
+        for slot in 0..2u64 {
+            let txid = if meta.txid % 2 == slot {
+                meta.txid
+            } else {
+                meta.txid - 1
+            };
+            let m = super::meta::Meta {
+                txid,
+                freelist: 0,
+                freelist_crc: 0,
+                ..meta
+            };
+            page.fill(0);
+            page[..super::meta::META_LEN].copy_from_slice(&m.encode());
+            w.write_all(&page)?;
+        }
+        let zero = vec![0u8; ps];
+        for (p, &u) in used.iter().enumerate().skip(2) {
+            if u {
+                let bytes = self
+                    .snap
+                    .map
+                    .pages(p as u64, 1)
+                    .ok_or_else(|| reader.corrupt(p as u64, "page outside the map"))?;
+                w.write_all(bytes)?;
+            } else {
+                w.write_all(&zero)?;
+            }
+        }
+        Ok((n * ps) as u64)
+    }
+}
+
+impl ReadTxn {
+    /// Another read transaction on the same snapshot.
+    pub fn pin_again(&self) -> ReadTxn {
+        let mut readers = self.shared.readers();
+        *readers.entry(self.snap.meta.txid).or_default() += 1;
+        drop(readers);
+        ReadTxn {
+            shared: self.shared.clone(),
+            snap: self.snap.clone(),
+        }
+    }
+}
