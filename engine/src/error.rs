@@ -40,6 +40,22 @@ pub enum Error {
     ValueTooLarge { len: usize, max: usize },
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    // The store's errors, with etcd's messages (the server adds the
+    // "etcdserver: " prefix etcd's gRPC layer shows).
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("key not found")]
+    KeyNotFound,
+    #[error("key is not provided")]
+    KeyNotProvided,
+    #[error("value is provided")]
+    ValueProvided,
+    #[error("lease is provided")]
+    LeaseProvided,
+    #[error("duplicate key given in txn request")]
+    DuplicateKey,
 }
 
 impl Error {

@@ -413,6 +413,12 @@ batch_ops!(BatchTx<'_>, guard);
 batch_ops!(BatchTxRef<'_>, batch);
 
 impl BatchTx<'_> {
+    /// Makes the changes so far visible to new readers now (unlocking does
+    /// it too).
+    pub fn publish(&mut self) {
+        publish(self.inner, &mut self.guard);
+    }
+
     /// Changes since the last commit.
     pub fn pending(&self) -> usize {
         self.guard.pending

@@ -1,14 +1,25 @@
-//! etcd's multi-version store over the backend (work in progress).
+//! etcd's multi-version store over the backend (the watchable store is not
+//! here yet).
 //!
 //! - [`revision`]: revisions and their 17/18-byte key encoding;
 //! - [`key_index`]: one key's generations (etcd's keyIndex semantics);
 //! - [`index`]: the in-memory index of every key;
-//! - [`kv`]: the stored `mvccpb.KeyValue`.
+//! - [`kv`]: the stored `mvccpb.KeyValue`;
+//! - [`types`]: requests and responses shaped like etcd's KV API;
+//! - [`store`]: open/restore, ranges, compaction, HashKV;
+//! - [`txn`]: write transactions, Put, DeleteRange and Txn.
 
 pub mod index;
 pub mod key_index;
 pub mod kv;
 pub mod revision;
+pub mod store;
+pub mod txn;
+pub mod types;
+
+pub use store::Store;
+pub use txn::TxnWrite;
+pub use types::*;
 
 pub use index::{End, TreeIndex};
 pub use key_index::{Found, Generation, KeyIndex};

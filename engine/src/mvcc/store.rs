@@ -1,0 +1,382 @@
+//! The multi-version store: etcd's mvcc semantics over the backend.
+//!
+//! Invariants:
+//! - The store's revision starts at 1. Each write transaction that changes
+//!   anything takes the next main revision; its changes take sub revisions
+//!   0, 1, 2… A delete that matches nothing changes nothing.
+//! - Every change is a `key` bucket entry under its revision (17 bytes, plus
+//!   `t` for a tombstone) holding a `mvccpb.KeyValue`; the in-memory index
+//!   maps keys to their revisions and is rebuilt from that bucket on open.
+//! - Lock order: the store's state lock, then the backend batch. A write
+//!   transaction holds both; it publishes its changes to readers before it
+//!   releases the state lock, and a batch commit (fsync) that it triggers
+//!   happens after, so readers never wait for an fsync.
+//! - Compaction at R first records `scheduledCompactRev = R` (in the batch),
+//!   compacts the index, then deletes the revisions no read >= R needs, in
+//!   batches, and finally records `finishedCompactRev = R`. On open, a
+//!   scheduled but unfinished compaction runs again.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use prost::Message;
+
+use super::index::{End, TreeIndex};
+use super::kv::KeyValue;
+use super::revision::Revision;
+use super::types::{RangeRequest, RangeResponse, SortOrder, SortTarget};
+use crate::backend::{Backend, BatchTx, Bucket, ReadView};
+use crate::error::{Error, Result};
+
+pub const SCHEDULED_COMPACT_KEY: &[u8] = b"scheduledCompactRev";
+pub const FINISHED_COMPACT_KEY: &[u8] = b"finishedCompactRev";
+/// Revisions deleted per batch by compaction (etcd's default).
+pub const COMPACTION_BATCH: usize = 1000;
+
+pub(super) struct State {
+    pub index: TreeIndex,
+    /// The store's revision.
+    pub current: i64,
+    /// Reads below this revision are compacted away.
+    pub compact: i64,
+}
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(super) backend: Backend,
+    pub(super) state: Arc<RwLock<State>>,
+}
+
+/// Where values of revisions are read from: a reader's view, or the write
+/// batch (which sees its own changes).
+pub(super) trait Values {
+    fn revision_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+}
+
+impl Values for ReadView {
+    fn revision_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(Bucket::Key, key)
+    }
+}
+
+impl Values for BatchTx<'_> {
+    fn revision_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(Bucket::Key, key)
+    }
+}
+
+fn corrupt(what: String) -> Error {
+    Error::Corrupted {
+        file: Default::default(),
+        page: 0,
+        what,
+    }
+}
+
+pub(super) fn decode_kv(bytes: &[u8]) -> Result<KeyValue> {
+    KeyValue::decode(bytes).map_err(|e| corrupt(format!("key bucket value: {e}")))
+}
+
+fn meta_rev(view: &ReadView, key: &[u8]) -> Result<Option<i64>> {
+    Ok(match view.get(Bucket::Meta, key)? {
+        Some(v) => Some(
+            Revision::from_key(&v)
+                .ok_or_else(|| corrupt(format!("meta {:?}", String::from_utf8_lossy(key))))?
+                .0
+                .main,
+        ),
+        None => None,
+    })
+}
+
+impl Store {
+    /// Opens the store on a backend: rebuilds the index from the key bucket
+    /// and finishes an interrupted compaction.
+    pub fn open(backend: Backend) -> Result<Store> {
+        let view = backend.read();
+        let finished = meta_rev(&view, FINISHED_COMPACT_KEY)?;
+        let scheduled = meta_rev(&view, SCHEDULED_COMPACT_KEY)?;
+        let mut st = State {
+            index: TreeIndex::default(),
+            current: 1,
+            compact: finished.unwrap_or(-1),
+        };
+        restore(&backend, &mut st)?;
+        if st.current < st.compact {
+            st.current = st.compact;
+        }
+        let store = Store {
+            backend,
+            state: Arc::new(RwLock::new(st)),
+        };
+        if let Some(s) = scheduled {
+            if Some(s) != finished {
+                store.run_compaction(s)?;
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub(super) fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The store's revision.
+    pub fn revision(&self) -> i64 {
+        self.read_state().current
+    }
+
+    /// The compacted revision (-1 if never compacted).
+    pub fn compact_revision(&self) -> i64 {
+        self.read_state().compact
+    }
+
+    /// A range at the current or a past revision.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let st = self.read_state();
+        // Taken under the state lock: holds every revision the index has.
+        let view = self.backend.read();
+        range_at(&st, &*view, req, st.current)
+    }
+
+    /// Compacts away every revision below `rev` that no read at `rev` or
+    /// later needs. Returns once the compaction is durable and done.
+    pub fn compact(&self, rev: i64) -> Result<()> {
+        {
+            let st = self.read_state();
+            if rev <= st.compact {
+                return Err(Error::Compacted);
+            }
+            if rev > st.current {
+                return Err(Error::FutureRevision);
+            }
+        }
+        self.run_compaction(rev)
+    }
+
+    fn run_compaction(&self, rev: i64) -> Result<()> {
+        let keep = {
+            let mut st = self.write_state();
+            let mut batch = self.backend.batch()?;
+            batch.put(
+                Bucket::Meta,
+                SCHEDULED_COMPACT_KEY,
+                &Revision::new(rev, 0).to_key(false),
+            )?;
+            st.compact = rev;
+            st.index.compact(rev)
+        };
+        // The schedule must be durable before anything is deleted.
+        self.backend.force_commit()?;
+        // Delete, in batches, every revision <= rev the index no longer needs.
+        let end = Revision::new(rev + 1, 0).to_key(false);
+        let mut start = Vec::new();
+        loop {
+            let view = self.backend.read();
+            let chunk = view.range(Bucket::Key, &start, &end, COMPACTION_BATCH)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut batch = self.backend.batch()?;
+            for (k, _) in &chunk {
+                let (r, _) =
+                    Revision::from_key(k).ok_or_else(|| corrupt("key bucket key".into()))?;
+                if !keep.contains(&r) {
+                    batch.delete(Bucket::Key, k)?;
+                }
+            }
+            drop(batch);
+            start = chunk.last().map(|(k, _)| k.clone()).unwrap_or_default();
+            start.push(0);
+        }
+        self.backend.batch()?.put(
+            Bucket::Meta,
+            FINISHED_COMPACT_KEY,
+            &Revision::new(rev, 0).to_key(false),
+        )?;
+        self.backend.force_commit()
+    }
+
+    /// etcd's HashKV: a CRC-32C over the key bucket's entries with revision
+    /// <= `rev` that compaction keeps, plus the compact revision. Returns
+    /// (hash, the store's revision, the compact revision).
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let (view, current, compact, keep, upper) = {
+            let st = self.read_state();
+            let upper = if rev <= 0 { st.current } else { rev };
+            if upper > st.current {
+                return Err(Error::FutureRevision);
+            }
+            if upper < st.compact {
+                return Err(Error::Compacted);
+            }
+            (
+                self.backend.read(),
+                st.current,
+                st.compact,
+                st.index.keep(st.compact),
+                upper,
+            )
+        };
+        const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+        let mut digest = CASTAGNOLI.digest();
+        digest.update(Bucket::Key.name());
+        let end = Revision::new(upper + 1, 0).to_key(false);
+        for (k, v) in view.range(Bucket::Key, b"", &end, 0)? {
+            let (r, _) = Revision::from_key(&k).ok_or_else(|| corrupt("key bucket key".into()))?;
+            if r.main > compact || keep.contains(&r) {
+                digest.update(&k);
+                digest.update(&v);
+            }
+        }
+        Ok((digest.finalize(), current, compact))
+    }
+}
+
+/// Rebuilds the index from the key bucket, in revision order.
+fn restore(backend: &Backend, st: &mut State) -> Result<()> {
+    let rx = backend.db().begin_read();
+    let bucket = rx
+        .bucket(rx.root(), Bucket::Key.name())?
+        .ok_or(Error::BucketNotFound)?;
+    let mut c = rx.cursor(bucket);
+    let mut it = c.first()?;
+    while let Some(e) = it {
+        let (rev, tombstone) =
+            Revision::from_key(e.key).ok_or_else(|| corrupt("key bucket key".into()))?;
+        let kv = decode_kv(e.value)?;
+        if tombstone {
+            st.index.restore_tombstone(&kv.key, rev);
+        } else {
+            st.index.restore(
+                &kv.key,
+                Revision::new(kv.create_revision, 0),
+                rev,
+                kv.version,
+            );
+        }
+        st.current = st.current.max(rev.main);
+        it = c.next()?;
+    }
+    Ok(())
+}
+
+/// A range as etcd serves it (`current` is the revision the reader treats as
+/// the store's).
+pub(super) fn range_at(
+    st: &State,
+    values: &dyn Values,
+    req: &RangeRequest,
+    current: i64,
+) -> Result<RangeResponse> {
+    if req.revision > current {
+        return Err(Error::FutureRevision);
+    }
+    let rev = if req.revision <= 0 {
+        current
+    } else {
+        req.revision
+    };
+    if rev < st.compact {
+        return Err(Error::Compacted);
+    }
+    let end = End::from_range_end(&req.range_end);
+    if req.count_only {
+        let count = st.index.count(&req.key, &end, rev) as i64;
+        return Ok(RangeResponse {
+            kvs: Vec::new(),
+            more: false,
+            count,
+            revision: current,
+        });
+    }
+    let filtered = req.sort_order != SortOrder::None
+        || req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    // One more than asked tells whether the limit cut the result.
+    let fetch = if filtered || req.limit <= 0 {
+        0
+    } else {
+        req.limit as usize + 1
+    };
+    let (found, total) = st.index.range(&req.key, &end, rev, fetch);
+    let mut kvs = Vec::with_capacity(found.len());
+    for (_, f) in &found {
+        let bytes = values
+            .revision_value(&f.modified.to_key(false))?
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "revision {:?} in the index but not stored",
+                    f.modified
+                ))
+            })?;
+        kvs.push(decode_kv(&bytes)?);
+    }
+    if req.max_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision <= req.max_mod_revision);
+    }
+    if req.min_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision >= req.min_mod_revision);
+    }
+    if req.max_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision <= req.max_create_revision);
+    }
+    if req.min_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision >= req.min_create_revision);
+    }
+    // etcd: a target other than KEY with no order sorts ascending; KEY
+    // ascending is already the order.
+    let order = match (req.sort_target, req.sort_order) {
+        (t, SortOrder::None) if t != SortTarget::Key => SortOrder::Ascend,
+        (SortTarget::Key, SortOrder::Ascend) => SortOrder::None,
+        (_, o) => o,
+    };
+    if order != SortOrder::None {
+        kvs.sort_by(|a, b| {
+            let o = match req.sort_target {
+                SortTarget::Key => a.key.cmp(&b.key),
+                SortTarget::Version => a.version.cmp(&b.version),
+                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                SortTarget::Value => a.value.cmp(&b.value),
+            };
+            if order == SortOrder::Descend {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+    }
+    let mut more = false;
+    if req.limit > 0 && kvs.len() > req.limit as usize {
+        kvs.truncate(req.limit as usize);
+        more = true;
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResponse {
+        kvs,
+        more,
+        count: total as i64,
+        revision: current,
+    })
+}
+
+/// The revisions compaction at `rev` keeps (for tests and tools).
+pub fn kept_revisions(store: &Store, rev: i64) -> HashSet<Revision> {
+    store.read_state().index.keep(rev)
+}

@@ -1,0 +1,397 @@
+//! etcd's exact semantics for the cases clients depend on.
+
+use strata_engine::backend::{Backend, BackendConfig, Bucket};
+use strata_engine::mvcc::*;
+use strata_engine::Error;
+
+fn store(dir: &std::path::Path) -> Store {
+    Store::open(
+        Backend::open(BackendConfig {
+            no_sync: true,
+            ..BackendConfig::new(dir.join("db"))
+        })
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+fn put(s: &Store, k: &str, v: &str) -> i64 {
+    s.put(&PutRequest {
+        key: k.into(),
+        value: v.into(),
+        ..Default::default()
+    })
+    .unwrap()
+    .revision
+}
+
+fn keys(r: &RangeResponse) -> Vec<String> {
+    r.kvs
+        .iter()
+        .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn put_validation_and_ignore_flags() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store(d.path());
+    let p = |req: PutRequest| s.put(&req);
+    assert!(matches!(
+        p(PutRequest {
+            key: vec![],
+            value: b"v".to_vec(),
+            ..Default::default()
+        }),
+        Err(Error::KeyNotProvided)
+    ));
+    assert!(matches!(
+        p(PutRequest {
+            key: b"k".to_vec(),
+            ignore_value: true,
+            ..Default::default()
+        }),
+        Err(Error::KeyNotFound)
+    ));
+    assert!(matches!(
+        p(PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ignore_value: true,
+            ..Default::default()
+        }),
+        Err(Error::ValueProvided)
+    ));
+    assert!(matches!(
+        p(PutRequest {
+            key: b"k".to_vec(),
+            lease: 5,
+            ignore_lease: true,
+            ..Default::default()
+        }),
+        Err(Error::LeaseProvided)
+    ));
+    assert_eq!(s.revision(), 1, "failed requests take no revision");
+    p(PutRequest {
+        key: b"k".to_vec(),
+        value: b"v1".to_vec(),
+        lease: 7,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = p(PutRequest {
+        key: b"k".to_vec(),
+        ignore_value: true,
+        prev_kv: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(r.prev_kv.unwrap().value, b"v1");
+    let kv = &s
+        .range(&RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
+        .unwrap()
+        .kvs[0];
+    assert_eq!(
+        (
+            kv.value.as_slice(),
+            kv.lease,
+            kv.version,
+            kv.create_revision,
+            kv.mod_revision
+        ),
+        (&b"v1"[..], 0, 2, 2, 3)
+    );
+    p(PutRequest {
+        key: b"k".to_vec(),
+        value: b"v2".to_vec(),
+        ignore_lease: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        s.range(&RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
+        .unwrap()
+        .kvs[0]
+            .lease,
+        0
+    );
+}
+
+#[test]
+fn txn_rejects_duplicate_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store(d.path());
+    let put_op = |k: &str| {
+        RequestOp::Put(PutRequest {
+            key: k.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+    };
+    let del_op = |k: &str, e: &str| {
+        RequestOp::DeleteRange(DeleteRangeRequest {
+            key: k.into(),
+            range_end: e.into(),
+            prev_kv: false,
+        })
+    };
+    let txn = |success: Vec<RequestOp>| {
+        s.txn(&TxnRequest {
+            compare: vec![],
+            success,
+            failure: vec![],
+        })
+    };
+    assert!(matches!(
+        txn(vec![put_op("a"), put_op("a")]),
+        Err(Error::DuplicateKey)
+    ));
+    assert!(matches!(
+        txn(vec![del_op("a", "c"), put_op("b")]),
+        Err(Error::DuplicateKey)
+    ));
+    let nested = RequestOp::Txn(TxnRequest {
+        compare: vec![],
+        success: vec![put_op("a")],
+        failure: vec![put_op("a")],
+    });
+    assert!(matches!(
+        txn(vec![put_op("a"), nested.clone()]),
+        Err(Error::DuplicateKey)
+    ));
+    // The same key in both branches of a nested txn is fine (one runs).
+    assert!(txn(vec![put_op("z"), nested]).is_ok());
+    // Overlapping deletes are fine.
+    assert!(txn(vec![del_op("a", "c"), del_op("b", "d")]).is_ok());
+}
+
+#[test]
+fn compares_on_missing_keys_and_nested_txns() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store(d.path());
+    // Kubernetes' create: if mod_revision(key) == 0 then put.
+    let create = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Mod(0),
+            key: b"pod".to_vec(),
+            range_end: vec![],
+        }],
+        success: vec![RequestOp::Put(PutRequest {
+            key: b"pod".to_vec(),
+            value: b"v1".to_vec(),
+            ..Default::default()
+        })],
+        failure: vec![RequestOp::Range(RangeRequest {
+            key: b"pod".to_vec(),
+            ..Default::default()
+        })],
+    };
+    let r = s.txn(&create).unwrap();
+    assert!(r.succeeded);
+    assert_eq!(r.revision, 2);
+    let r = s.txn(&create).unwrap();
+    assert!(!r.succeeded);
+    assert_eq!(r.revision, 2, "a read-only branch takes no revision");
+    // A value compare on a missing key is always false, even NOT_EQUAL.
+    let missing_value = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::NotEqual,
+            target: CompareTarget::Value(b"x".to_vec()),
+            key: b"nope".to_vec(),
+            range_end: vec![],
+        }],
+        ..Default::default()
+    };
+    assert!(!s.txn(&missing_value).unwrap().succeeded);
+    // Nested: the inner compare is decided at the start; all writes share
+    // one revision with sub revisions in order.
+    let nested = TxnRequest {
+        compare: vec![],
+        success: vec![
+            RequestOp::Put(PutRequest {
+                key: b"a".to_vec(),
+                value: b"1".to_vec(),
+                ..Default::default()
+            }),
+            RequestOp::Txn(TxnRequest {
+                compare: vec![Compare {
+                    result: CompareResult::Equal,
+                    target: CompareTarget::Version(0),
+                    key: b"a".to_vec(),
+                    range_end: vec![],
+                }],
+                success: vec![RequestOp::Put(PutRequest {
+                    key: b"b".to_vec(),
+                    value: b"2".to_vec(),
+                    ..Default::default()
+                })],
+                failure: vec![RequestOp::Put(PutRequest {
+                    key: b"c".to_vec(),
+                    value: b"3".to_vec(),
+                    ..Default::default()
+                })],
+            }),
+        ],
+        failure: vec![],
+    };
+    let r = s.txn(&nested).unwrap();
+    let ResponseOp::Txn(inner) = &r.responses[1] else {
+        panic!()
+    };
+    assert!(inner.succeeded, "decided before the outer put ran");
+    assert_eq!(r.revision, 3);
+    let all = s
+        .range(&RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(keys(&all), ["a", "b", "pod"]);
+    assert!(all
+        .kvs
+        .iter()
+        .filter(|kv| kv.key != b"pod")
+        .all(|kv| kv.mod_revision == 3));
+}
+
+#[test]
+fn sorting_filters_and_keys_only() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store(d.path());
+    put(&s, "b", "3"); // rev 2
+    put(&s, "a", "2"); // rev 3
+    put(&s, "c", "1"); // rev 4
+    put(&s, "a", "9"); // rev 5
+    let base = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        ..Default::default()
+    };
+    let r = |f: &dyn Fn(&mut RangeRequest)| {
+        let mut q = base.clone();
+        f(&mut q);
+        s.range(&q).unwrap()
+    };
+    assert_eq!(
+        keys(&r(&|q| q.sort_order = SortOrder::Descend)),
+        ["c", "b", "a"]
+    );
+    assert_eq!(
+        keys(&r(&|q| q.sort_target = SortTarget::Value)),
+        ["c", "b", "a"],
+        "a target without an order sorts ascending"
+    );
+    assert_eq!(
+        keys(&r(&|q| {
+            q.sort_target = SortTarget::Mod;
+            q.sort_order = SortOrder::Descend
+        })),
+        ["a", "c", "b"]
+    );
+    assert_eq!(keys(&r(&|q| q.min_mod_revision = 4)), ["a", "c"]);
+    assert_eq!(keys(&r(&|q| q.max_create_revision = 3)), ["a", "b"]);
+    let lim = r(&|q| {
+        q.limit = 2;
+        q.sort_order = SortOrder::Descend;
+        q.sort_target = SortTarget::Version
+    });
+    assert_eq!(
+        (keys(&lim), lim.more, lim.count),
+        (vec!["a".to_string(), "b".to_string()], true, 3)
+    );
+    assert!(r(&|q| q.keys_only = true)
+        .kvs
+        .iter()
+        .all(|kv| kv.value.is_empty()));
+    // Prefix: key + 1.
+    assert_eq!(
+        keys(
+            &s.range(&RangeRequest {
+                key: b"a".to_vec(),
+                range_end: b"b".to_vec(),
+                ..Default::default()
+            })
+            .unwrap()
+        ),
+        ["a"]
+    );
+    assert_eq!(
+        keys(
+            &s.range(&RangeRequest {
+                key: b"b".to_vec(),
+                range_end: vec![0],
+                ..Default::default()
+            })
+            .unwrap()
+        ),
+        ["b", "c"]
+    );
+}
+
+#[test]
+fn interrupted_compaction_resumes_on_open() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store(d.path());
+    for i in 0..50 {
+        put(&s, &format!("k{}", i % 5), &i.to_string());
+    }
+    let rev = s.revision() - 10;
+    // A crash after the schedule was durable but before any delete.
+    {
+        let mut b = s.backend().batch().unwrap();
+        b.put(
+            Bucket::Meta,
+            strata_engine::mvcc::store::SCHEDULED_COMPACT_KEY,
+            &Revision::new(rev, 0).to_key(false),
+        )
+        .unwrap();
+    }
+    s.backend().clone().close().unwrap();
+    drop(s);
+    let s = store(d.path());
+    assert_eq!(s.compact_revision(), rev);
+    let stored = s
+        .backend()
+        .read()
+        .range(Bucket::Key, b"", b"", 0)
+        .unwrap()
+        .len();
+    // 5 keys keep their revision at `rev`, plus the 10 later revisions.
+    assert_eq!(stored, 5 + 10);
+    assert!(matches!(
+        s.range(&RangeRequest {
+            key: b"k0".to_vec(),
+            revision: rev - 1,
+            ..Default::default()
+        }),
+        Err(Error::Compacted)
+    ));
+    assert_eq!(
+        s.range(&RangeRequest {
+            key: b"k0".to_vec(),
+            revision: rev,
+            ..Default::default()
+        })
+        .unwrap()
+        .kvs
+        .len(),
+        1
+    );
+    let finished = s
+        .backend()
+        .read()
+        .get(
+            Bucket::Meta,
+            strata_engine::mvcc::store::FINISHED_COMPACT_KEY,
+        )
+        .unwrap();
+    assert_eq!(finished, Some(Revision::new(rev, 0).to_key(false)));
+}
