@@ -1,5 +1,4 @@
-//! etcd's multi-version store over the backend (the watchable store is not
-//! here yet).
+//! etcd's multi-version store over the backend, and the watchable store.
 //!
 //! - [`revision`]: revisions and their 17/18-byte key encoding;
 //! - [`key_index`]: one key's generations (etcd's keyIndex semantics);
@@ -7,7 +6,8 @@
 //! - [`kv`]: the stored `mvccpb.KeyValue`;
 //! - [`types`]: requests and responses shaped like etcd's KV API;
 //! - [`store`]: open/restore, ranges, compaction, HashKV;
-//! - [`txn`]: write transactions, Put, DeleteRange and Txn.
+//! - [`txn`]: write transactions, Put, DeleteRange and Txn;
+//! - [`watch`]: watchers (synced, unsynced, victims) over the store.
 
 pub mod index;
 pub mod key_index;
@@ -16,10 +16,12 @@ pub mod revision;
 pub mod store;
 pub mod txn;
 pub mod types;
+pub mod watch;
 
 pub use store::Store;
 pub use txn::TxnWrite;
 pub use types::*;
+pub use watch::{WatchRequest, WatchResponse, WatchableStore};
 
 pub use index::{End, TreeIndex};
 pub use key_index::{Found, Generation, KeyIndex};

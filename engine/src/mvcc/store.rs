@@ -41,11 +41,21 @@ pub(super) struct State {
     pub compact: i64,
 }
 
+/// Told about every write transaction that changed something, in revision
+/// order, while the store's state is still locked (so nothing can interleave).
+pub trait Observer: Send + Sync {
+    /// Whether events need their previous KeyValue filled in.
+    fn needs_prev_kv(&self) -> bool;
+    /// The events of revision `rev`, in sub-revision order.
+    fn on_write(&self, rev: i64, events: &[super::types::Event]);
+}
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pub(super) backend: Backend,
     pub(super) state: Arc<RwLock<State>>,
+    pub(super) observer: Arc<RwLock<Option<Arc<dyn Observer>>>>,
 }
 
 /// Where values of revisions are read from: a reader's view, or the write
@@ -109,6 +119,7 @@ impl Store {
         let store = Store {
             backend,
             state: Arc::new(RwLock::new(st)),
+            observer: Arc::new(RwLock::new(None)),
         };
         if let Some(s) = scheduled {
             if Some(s) != finished {
@@ -116,6 +127,18 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Installs the observer of writes (the watchable store).
+    pub fn set_observer(&self, o: Arc<dyn Observer>) {
+        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = Some(o);
+    }
+
+    pub(super) fn observer(&self) -> Option<Arc<dyn Observer>> {
+        self.observer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn backend(&self) -> &Backend {

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 /// A write transaction: holds the store's state lock and the backend batch
 /// until [`TxnWrite::end`].
 pub struct TxnWrite<'a> {
+    observer: Option<std::sync::Arc<dyn super::store::Observer>>,
     st: RwLockWriteGuard<'a, State>,
     batch: Option<BatchTx<'a>>,
     begin: i64,
@@ -51,6 +52,53 @@ impl<'a> TxnWrite<'a> {
     /// only the key).
     pub fn changes(&self) -> &[KeyValue] {
         &self.changes
+    }
+
+    /// The changes as watch events. A previous KeyValue is the key's value
+    /// before this transaction (or before its earlier change in it).
+    fn events(&self, with_prev: bool) -> Vec<Event> {
+        let rev = self.begin + 1;
+        let mut last: std::collections::HashMap<&[u8], KeyValue> = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(self.changes.len());
+        for kv in &self.changes {
+            let prev_kv = if with_prev {
+                match last.get(kv.key.as_slice()) {
+                    Some(p) => Some(p.clone()),
+                    None => self.st.index.get(&kv.key, self.begin).and_then(|f| {
+                        let bytes = self
+                            .batch()
+                            .revision_value(&f.modified.to_key(false))
+                            .ok()
+                            .flatten()?;
+                        decode_kv(&bytes).ok()
+                    }),
+                }
+            } else {
+                None
+            };
+            let deleted = kv.mod_revision == 0;
+            let mut ev_kv = kv.clone();
+            if deleted {
+                ev_kv.mod_revision = rev;
+            }
+            if with_prev {
+                if deleted {
+                    last.remove(kv.key.as_slice());
+                } else {
+                    last.insert(kv.key.as_slice(), kv.clone());
+                }
+            }
+            out.push(Event {
+                kind: if deleted {
+                    EventKind::Delete
+                } else {
+                    EventKind::Put
+                },
+                kv: ev_kv,
+                prev_kv: prev_kv.filter(|p| p.mod_revision != 0),
+            });
+        }
+        out
     }
 
     /// The revision the transaction started at.
@@ -176,6 +224,12 @@ impl<'a> TxnWrite<'a> {
             self.begin + 1
         };
         self.st.current = rev;
+        if !self.changes.is_empty() {
+            if let Some(o) = self.observer.clone() {
+                let events = self.events(o.needs_prev_kv());
+                o.on_write(rev, &events);
+            }
+        }
         // Publish to readers while the index is still locked, release the
         // state, then unlock the batch (which may commit and fsync).
         if let Some(b) = self.batch.as_mut() {
@@ -486,6 +540,7 @@ impl Store {
         let batch = self.backend.batch()?;
         let begin = st.current;
         Ok(TxnWrite {
+            observer: self.observer(),
             st,
             batch: Some(batch),
             begin,

@@ -139,3 +139,18 @@ pub struct TxnResponse {
     pub responses: Vec<ResponseOp>,
     pub revision: i64,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One change, as a watcher sees it: a put carries the new KeyValue; a
+/// delete carries the key with `mod_revision` set to the deleting revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub kv: KeyValue,
+    pub prev_kv: Option<KeyValue>,
+}
