@@ -2,4 +2,5 @@
 //! criterion benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod mvccbench;
 pub mod walbench;

@@ -6,7 +6,8 @@
 //! - `bench`: the engine benchmark, with `bbolt bench`'s flags and output;
 //! - `waldump DIR`: a WAL's segments and records (like etcd-dump-logs);
 //! - `bench-wal`: WAL appends beside the disk's own fdatasync rate and
-//!   sequential bandwidth.
+//!   sequential bandwidth;
+//! - `bench-mvcc`: the MVCC store at scale (puts, ranges, memory).
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -14,7 +15,7 @@ mod display;
 mod inspect;
 mod waldump;
 
-use strata_tools::walbench;
+use strata_tools::{mvccbench, walbench};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ enum Command {
     /// Quick WAL append benchmark beside the disk's fdatasync rate and
     /// sequential write bandwidth, measured in the same run.
     BenchWal(walbench::BenchWalArgs),
+    /// The MVCC store at scale: puts, ranges, index rebuild and memory.
+    BenchMvcc(mvccbench::BenchMvccArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Waldump(args) => waldump::run(&args),
         Command::BenchWal(args) => walbench::run(&args),
+        Command::BenchMvcc(args) => mvccbench::run(&args),
     };
     match result {
         Ok(code) => code,

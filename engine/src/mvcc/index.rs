@@ -34,7 +34,7 @@ impl End {
 
 #[derive(Debug, Default)]
 pub struct TreeIndex {
-    keys: BTreeMap<Vec<u8>, KeyIndex>,
+    keys: BTreeMap<Box<[u8]>, KeyIndex>,
 }
 
 impl TreeIndex {
@@ -50,9 +50,9 @@ impl TreeIndex {
         match self.keys.get_mut(key) {
             Some(ki) => ki.put(rev),
             None => {
-                let mut ki = KeyIndex::new(Vec::new());
+                let mut ki = KeyIndex::new();
                 ki.put(rev);
-                self.keys.insert(key.to_vec(), ki);
+                self.keys.insert(key.into(), ki);
             }
         }
     }
@@ -67,9 +67,9 @@ impl TreeIndex {
         match self.keys.get_mut(key) {
             Some(ki) => ki.put(modified),
             None => {
-                let mut ki = KeyIndex::new(Vec::new());
+                let mut ki = KeyIndex::new();
                 ki.restore(created, modified, ver);
-                self.keys.insert(key.to_vec(), ki);
+                self.keys.insert(key.into(), ki);
             }
         }
     }
@@ -81,10 +81,21 @@ impl TreeIndex {
                 ki.tombstone(rev);
             }
             None => {
-                let mut ki = KeyIndex::new(Vec::new());
+                let mut ki = KeyIndex::new();
                 ki.restore_tombstone(rev);
-                self.keys.insert(key.to_vec(), ki);
+                self.keys.insert(key.into(), ki);
             }
+        }
+    }
+
+    /// Builds the index from keys in any order (a restore): a build from
+    /// sorted entries fills the map's nodes, where one-by-one inserts leave
+    /// them about half full (about 35 bytes more per key).
+    pub fn from_unsorted(keys: std::collections::HashMap<Box<[u8]>, KeyIndex>) -> TreeIndex {
+        let mut v: Vec<(Box<[u8]>, KeyIndex)> = keys.into_iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        TreeIndex {
+            keys: v.into_iter().collect(),
         }
     }
 
@@ -96,7 +107,7 @@ impl TreeIndex {
         &'a self,
         key: &'a [u8],
         end: &'a End,
-    ) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a KeyIndex)> + 'a> {
+    ) -> Box<dyn Iterator<Item = (&'a Box<[u8]>, &'a KeyIndex)> + 'a> {
         match end {
             End::Single => Box::new(self.keys.get_key_value(key).into_iter()),
             End::Before(e) if e.as_slice() <= key => Box::new(std::iter::empty()),
@@ -126,7 +137,7 @@ impl TreeIndex {
             if let Some(f) = ki.get(at) {
                 total += 1;
                 if limit == 0 || out.len() < limit {
-                    out.push((k.clone(), f));
+                    out.push((k.to_vec(), f));
                 }
             }
         }

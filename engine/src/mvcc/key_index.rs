@@ -33,11 +33,11 @@ impl Generation {
     }
 }
 
+/// A key's history. The key itself is the index's map key; the memory of
+/// this struct is most of the index's, so vectors are allocated exactly
+/// (a key with one revision holds one generation of one revision).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyIndex {
-    pub key: Vec<u8>,
-    /// The last revision that changed the key.
-    pub modified: Revision,
     pub generations: Vec<Generation>,
 }
 
@@ -51,38 +51,48 @@ pub struct Found {
 }
 
 impl KeyIndex {
-    pub fn new(key: Vec<u8>) -> KeyIndex {
-        KeyIndex {
-            key,
-            ..KeyIndex::default()
-        }
+    pub fn new() -> KeyIndex {
+        KeyIndex::default()
+    }
+
+    /// The last revision that changed the key.
+    pub fn modified(&self) -> Revision {
+        self.generations
+            .iter()
+            .rev()
+            .find_map(|g| g.revs.last().copied())
+            .unwrap_or_default()
+    }
+
+    fn push_generation(&mut self, g: Generation) {
+        self.generations.reserve_exact(1);
+        self.generations.push(g);
     }
 
     /// Records a put at `rev`, which must be later than every revision so
     /// far.
     pub fn put(&mut self, rev: Revision) {
         debug_assert!(
-            rev > self.modified,
+            rev > self.modified(),
             "put at {rev:?} not after {:?}",
-            self.modified
+            self.modified()
         );
         if self.generations.is_empty() {
-            self.generations.push(Generation::default());
+            self.push_generation(Generation::default());
         }
         let g = self.generations.last_mut().expect("a generation exists");
         if g.revs.is_empty() {
             g.created = rev;
+            g.revs.reserve_exact(1);
         }
         g.revs.push(rev);
         g.ver += 1;
-        self.modified = rev;
     }
 
     /// Rebuilds a key from its latest stored value (on open).
     pub fn restore(&mut self, created: Revision, modified: Revision, ver: i64) {
         debug_assert!(self.generations.is_empty());
-        self.modified = modified;
-        self.generations.push(Generation {
+        self.push_generation(Generation {
             ver,
             created,
             revs: vec![modified],
@@ -92,7 +102,7 @@ impl KeyIndex {
     /// Rebuilds a key whose first stored revision is a tombstone.
     pub fn restore_tombstone(&mut self, rev: Revision) {
         self.restore(Revision::default(), rev, 1);
-        self.generations.push(Generation::default());
+        self.push_generation(Generation::default());
     }
 
     /// Records a deletion at `rev`: closes the current generation. Returns
@@ -103,7 +113,7 @@ impl KeyIndex {
             _ => return false,
         }
         self.put(rev);
-        self.generations.push(Generation::default());
+        self.push_generation(Generation::default());
         true
     }
 
@@ -231,7 +241,7 @@ mod tests {
 
     /// put(1) put(2) tombstone(3) put(4) tombstone(5)
     fn example() -> KeyIndex {
-        let mut ki = KeyIndex::new(b"foo".to_vec());
+        let mut ki = KeyIndex::new();
         ki.put(r(1));
         ki.put(r(2));
         assert!(ki.tombstone(r(3)));
@@ -293,7 +303,7 @@ mod tests {
 
     #[test]
     fn since_keeps_the_last_sub_revision() {
-        let mut ki = KeyIndex::new(b"k".to_vec());
+        let mut ki = KeyIndex::new();
         ki.put(Revision::new(2, 0));
         ki.put(Revision::new(2, 1));
         ki.put(Revision::new(3, 0));

@@ -158,6 +158,11 @@ impl Store {
         self.read_state().current
     }
 
+    /// How many keys the index holds (live or with history).
+    pub fn index_len(&self) -> usize {
+        self.read_state().index.len()
+    }
+
     /// The compacted revision (-1 if never compacted).
     pub fn compact_revision(&self) -> i64 {
         self.read_state().compact
@@ -267,29 +272,37 @@ impl Store {
 
 /// Rebuilds the index from the key bucket, in revision order.
 fn restore(backend: &Backend, st: &mut State) -> Result<()> {
+    use super::key_index::KeyIndex;
     let rx = backend.db().begin_read();
     let bucket = rx
         .bucket(rx.root(), Bucket::Key.name())?
         .ok_or(Error::BucketNotFound)?;
+    let mut keys: std::collections::HashMap<Box<[u8]>, KeyIndex> = std::collections::HashMap::new();
     let mut c = rx.cursor(bucket);
     let mut it = c.first()?;
     while let Some(e) = it {
         let (rev, tombstone) =
             Revision::from_key(e.key).ok_or_else(|| corrupt("key bucket key".into()))?;
         let kv = decode_kv(e.value)?;
-        if tombstone {
-            st.index.restore_tombstone(&kv.key, rev);
-        } else {
-            st.index.restore(
-                &kv.key,
-                Revision::new(kv.create_revision, 0),
-                rev,
-                kv.version,
-            );
+        match keys.get_mut(kv.key.as_slice()) {
+            Some(ki) if tombstone => {
+                ki.tombstone(rev);
+            }
+            Some(ki) => ki.put(rev),
+            None => {
+                let mut ki = KeyIndex::new();
+                if tombstone {
+                    ki.restore_tombstone(rev);
+                } else {
+                    ki.restore(Revision::new(kv.create_revision, 0), rev, kv.version);
+                }
+                keys.insert(kv.key.into_boxed_slice(), ki);
+            }
         }
         st.current = st.current.max(rev.main);
         it = c.next()?;
     }
+    st.index = TreeIndex::from_unsorted(keys);
     Ok(())
 }
 
