@@ -113,10 +113,17 @@ struct Batch {
     hook: Option<PreCommitHook>,
     /// A commit failed: the backend refuses writes.
     failed: bool,
+    /// While a defragmentation copies a snapshot: every change since.
+    journal: Option<Vec<JournalEntry>>,
 }
 
+/// A journaled change during online defragmentation: bucket, key, value
+/// (`None`: deleted).
+type JournalEntry = (Bucket, Vec<u8>, Option<Vec<u8>>);
+
 struct Inner {
-    db: Database,
+    /// Replaced (under the batch lock) by online defragmentation.
+    db: RwLock<Database>,
     cfg: BackendConfig,
     batch: Mutex<Batch>,
     view: RwLock<Arc<ReadView>>,
@@ -138,6 +145,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Backend {
     /// Opens (or creates) the backend file and starts the committer.
     pub fn open(cfg: BackendConfig) -> Result<Backend> {
+        // A defragmentation that did not reach its rename left this behind;
+        // the original file is whole.
+        let _ = std::fs::remove_file(defrag_path(&cfg.path));
         let db = Database::open(
             &cfg.path,
             Options {
@@ -154,7 +164,7 @@ impl Backend {
         let (tx, ids) = begin(&db)?;
         let view = ReadView::new(db.begin_read(), Buffer::default())?;
         let inner = Arc::new(Inner {
-            db,
+            db: RwLock::new(db),
             cfg,
             batch: Mutex::new(Batch {
                 tx: Some(tx),
@@ -163,6 +173,7 @@ impl Backend {
                 unpublished: Buffer::default(),
                 hook: None,
                 failed: false,
+                journal: None,
             }),
             view: RwLock::new(Arc::new(view)),
             stop: AtomicBool::new(false),
@@ -197,8 +208,8 @@ impl Backend {
     }
 
     /// The B+tree underneath (for tools and tests).
-    pub fn db(&self) -> &Database {
-        &self.inner.db
+    pub fn db(&self) -> Database {
+        self.inner.db()
     }
 
     /// Sets the hook that runs inside the batch right before each commit.
@@ -255,7 +266,7 @@ impl Backend {
     pub fn snapshot(&self, w: &mut dyn std::io::Write) -> Result<(u64, [u8; 32])> {
         use sha2::Digest;
         self.force_commit()?;
-        let rx = self.inner.db.begin_read();
+        let rx = self.inner.db().begin_read();
         struct Hashing<'a> {
             w: &'a mut dyn std::io::Write,
             h: sha2::Sha256,
@@ -279,10 +290,126 @@ impl Backend {
     }
 }
 
+impl Inner {
+    fn db(&self) -> Database {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         self.wake.notify_all();
+    }
+}
+
+fn defrag_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.defrag", path.display()))
+}
+
+/// What an online defragmentation did.
+#[derive(Debug, Clone)]
+pub struct DefragStats {
+    pub size_before: u64,
+    pub size_after: u64,
+    /// The whole operation.
+    pub total: Duration,
+    /// How long writers were held off (the final replay and swap).
+    pub stall: Duration,
+    /// Changes made while the snapshot was copied, replayed at the end.
+    pub journaled: usize,
+}
+
+impl Backend {
+    /// Rewrites the database into a new, compact file while reads and writes
+    /// go on: a snapshot is copied without any lock while changes are
+    /// journaled; then, with writers held off, the journal is replayed into
+    /// the copy, which replaces the file. Readers never wait; open readers
+    /// keep the old file until they finish. A crash before the final rename
+    /// leaves the old file as it was.
+    pub fn defrag(&self) -> Result<DefragStats> {
+        let inner = &*self.inner;
+        let start = std::time::Instant::now();
+        let path = inner.cfg.path.clone();
+        let tmp = defrag_path(&path);
+        let size_before = std::fs::metadata(&path)?.len();
+        let (rx, page_size) = {
+            let mut b = lock(&inner.batch);
+            if b.failed {
+                return Err(Error::Poisoned);
+            }
+            publish(inner, &mut b);
+            commit(inner, &mut b)?;
+            b.journal = Some(Vec::new());
+            let db = inner.db();
+            (db.begin_read(), db.info().page_size)
+        };
+        let _ = std::fs::remove_file(&tmp);
+        let copied = crate::btree::compact_snapshot(&rx, page_size, &tmp, &mut |_| {});
+        drop(rx);
+        let mut b = lock(&inner.batch);
+        let stall_start = std::time::Instant::now();
+        let journal = b.journal.take().unwrap_or_default();
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let res = (|| -> Result<DefragStats> {
+            publish(inner, &mut b);
+            commit(inner, &mut b)?;
+            let copy = Database::open(
+                &tmp,
+                Options {
+                    no_sync: true,
+                    ..Options::default()
+                },
+            )?;
+            let mut tx = copy.begin_write()?;
+            for (bucket, key, value) in &journal {
+                let id = tx
+                    .bucket(BucketId::ROOT, bucket.name())?
+                    .ok_or(Error::BucketNotFound)?;
+                match value {
+                    Some(v) => tx.put(id, key, v)?,
+                    None => {
+                        tx.delete(id, key)?;
+                    }
+                }
+            }
+            tx.commit()?;
+            // Closing writes the freelist and syncs everything.
+            copy.close()?;
+            std::fs::rename(&tmp, &path)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            let db = Database::open(
+                &path,
+                Options {
+                    no_sync: inner.cfg.no_sync,
+                    ..Options::default()
+                },
+            )?;
+            // The old batch is empty (just committed); end it on the old file.
+            b.tx = None;
+            let (tx, ids) = begin(&db)?;
+            let view = ReadView::new(db.begin_read(), Buffer::default())?;
+            *inner.db.write().unwrap_or_else(|e| e.into_inner()) = db;
+            b.tx = Some(tx);
+            b.ids = ids;
+            *inner.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+            Ok(DefragStats {
+                size_before,
+                size_after: std::fs::metadata(&path)?.len(),
+                total: start.elapsed(),
+                stall: stall_start.elapsed(),
+                journaled: journal.len(),
+            })
+        })();
+        if res.is_err() {
+            b.failed = true;
+        }
+        res
     }
 }
 
@@ -320,11 +447,12 @@ fn commit(inner: &Inner, batch: &mut Batch) -> Result<()> {
         }
         let tx = batch.tx.take().ok_or(Error::Poisoned)?;
         tx.commit()?;
-        let (tx, ids) = begin(&inner.db)?;
+        let db = inner.db();
+        let (tx, ids) = begin(&db)?;
         batch.tx = Some(tx);
         batch.ids = ids;
         batch.pending = 0;
-        let view = ReadView::new(inner.db.begin_read(), Buffer::default())?;
+        let view = ReadView::new(db.begin_read(), Buffer::default())?;
         *inner.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
         Ok(())
     })();
@@ -355,6 +483,9 @@ macro_rules! batch_ops {
                 b.tx.as_mut().ok_or(Error::Poisoned)?.put(id, key, value)?;
                 b.unpublished
                     .insert((bucket, key.to_vec()), Some(value.to_vec()));
+                if let Some(j) = b.journal.as_mut() {
+                    j.push((bucket, key.to_vec(), Some(value.to_vec())));
+                }
                 b.pending += 1;
                 Ok(())
             }
@@ -365,6 +496,9 @@ macro_rules! batch_ops {
                 let id = b.ids[&bucket];
                 if b.tx.as_mut().ok_or(Error::Poisoned)?.delete(id, key)? {
                     b.unpublished.insert((bucket, key.to_vec()), None);
+                    if let Some(j) = b.journal.as_mut() {
+                        j.push((bucket, key.to_vec(), None));
+                    }
                     b.pending += 1;
                 }
                 Ok(())

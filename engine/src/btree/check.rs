@@ -229,7 +229,8 @@ fn scan(db: &Database) -> Result<(Vec<String>, Stats)> {
     Ok((problems, st))
 }
 
-/// Checks the whole database; an empty list means it is consistent.
+/// Checks the whole database; an empty list means it is consistent. Waits
+/// for an open write transaction to end (it needs the freelist).
 pub fn check(db: &Database) -> Result<Vec<String>> {
     Ok(scan(db)?.0)
 }

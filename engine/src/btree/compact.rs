@@ -79,6 +79,17 @@ impl Copier<'_> {
 /// returns the new file's figures. `progress` is called with the number of
 /// keys copied so far.
 pub fn compact(src: &Database, dst: &Path, progress: &mut dyn FnMut(u64)) -> Result<Info> {
+    compact_snapshot(&src.begin_read(), src.info().page_size, dst, progress)
+}
+
+/// Like [`compact`], from a given snapshot (online defragmentation copies a
+/// snapshot while writes go on).
+pub fn compact_snapshot(
+    rx: &ReadTxn,
+    page_size: usize,
+    dst: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Info> {
     if dst.exists() {
         return Err(Error::InvalidOption(format!(
             "{} already exists",
@@ -86,11 +97,10 @@ pub fn compact(src: &Database, dst: &Path, progress: &mut dyn FnMut(u64)) -> Res
         )));
     }
     let opts = Options {
-        page_size: src.info().page_size,
+        page_size,
         ..Options::default()
     };
     let out = Database::open(dst, opts)?;
-    let rx = src.begin_read();
     let mut c = Copier {
         dst: &out,
         tx: None,
@@ -102,7 +112,7 @@ pub fn compact(src: &Database, dst: &Path, progress: &mut dyn FnMut(u64)) -> Res
     let mut item = cur.first()?;
     while let Some(e) = item {
         let b = rx.bucket(rx.root(), e.key)?.ok_or(Error::BucketNotFound)?;
-        c.copy_bucket(&rx, b, &mut vec![e.key.to_vec()])?;
+        c.copy_bucket(rx, b, &mut vec![e.key.to_vec()])?;
         item = cur.next()?;
     }
     if let Some(tx) = c.tx.take() {

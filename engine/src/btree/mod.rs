@@ -49,7 +49,7 @@ pub mod walk;
 pub mod write;
 
 pub use check::{check, stats, Stats};
-pub use compact::compact;
+pub use compact::{compact, compact_snapshot};
 pub use db::{Database, Info, Options, DEFAULT_PAGE_SIZE, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use io::{FileIo, StorageIo};
 pub use read::{Bucket, ReadTxn};
