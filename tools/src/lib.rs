@@ -2,5 +2,6 @@
 //! criterion benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod defragbench;
 pub mod mvccbench;
 pub mod walbench;

@@ -7,7 +7,8 @@
 //! - `waldump DIR`: a WAL's segments and records (like etcd-dump-logs);
 //! - `bench-wal`: WAL appends beside the disk's own fdatasync rate and
 //!   sequential bandwidth;
-//! - `bench-mvcc`: the MVCC store at scale (puts, ranges, memory).
+//! - `bench-mvcc`: the MVCC store at scale (puts, ranges, memory);
+//! - `bench-defrag`: online defragmentation and the stall it causes.
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -15,7 +16,7 @@ mod display;
 mod inspect;
 mod waldump;
 
-use strata_tools::{mvccbench, walbench};
+use strata_tools::{defragbench, mvccbench, walbench};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ enum Command {
     BenchWal(walbench::BenchWalArgs),
     /// The MVCC store at scale: puts, ranges, index rebuild and memory.
     BenchMvcc(mvccbench::BenchMvccArgs),
+    /// Online defragmentation of a large backend, with the longest stall a
+    /// concurrent writer and reader see.
+    BenchDefrag(defragbench::BenchDefragArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Waldump(args) => waldump::run(&args),
         Command::BenchWal(args) => walbench::run(&args),
         Command::BenchMvcc(args) => mvccbench::run(&args),
+        Command::BenchDefrag(args) => defragbench::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -303,6 +303,36 @@ impl Drop for Inner {
     }
 }
 
+/// Catch-up rounds before the final replay with writers held off.
+const DEFRAG_CATCH_UP_ROUNDS: usize = 8;
+/// A journal this short is replayed with writers held off.
+const DEFRAG_FINAL_REPLAY: usize = 1000;
+
+/// Applies journaled changes to the copy, in order, in one transaction.
+fn replay(copy: &Database, journal: &[JournalEntry]) -> Result<()> {
+    if journal.is_empty() {
+        return Ok(());
+    }
+    let mut tx = copy.begin_write()?;
+    let mut ids = HashMap::new();
+    for b in Bucket::ALL {
+        ids.insert(
+            b,
+            tx.bucket(BucketId::ROOT, b.name())?
+                .ok_or(Error::BucketNotFound)?,
+        );
+    }
+    for (bucket, key, value) in journal {
+        match value {
+            Some(v) => tx.put(ids[bucket], key, v)?,
+            None => {
+                tx.delete(ids[bucket], key)?;
+            }
+        }
+    }
+    tx.commit()
+}
+
 fn defrag_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.defrag", path.display()))
 }
@@ -347,36 +377,52 @@ impl Backend {
         let _ = std::fs::remove_file(&tmp);
         let copied = crate::btree::compact_snapshot(&rx, page_size, &tmp, &mut |_| {});
         drop(rx);
-        let mut b = lock(&inner.batch);
-        let stall_start = std::time::Instant::now();
-        let journal = b.journal.take().unwrap_or_default();
-        if let Err(e) = copied {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        let res = (|| -> Result<DefragStats> {
-            publish(inner, &mut b);
-            commit(inner, &mut b)?;
-            let copy = Database::open(
+        let copy = match copied.and_then(|_| {
+            Database::open(
                 &tmp,
                 Options {
                     no_sync: true,
                     ..Options::default()
                 },
-            )?;
-            let mut tx = copy.begin_write()?;
-            for (bucket, key, value) in &journal {
-                let id = tx
-                    .bucket(BucketId::ROOT, bucket.name())?
-                    .ok_or(Error::BucketNotFound)?;
-                match value {
-                    Some(v) => tx.put(id, key, v)?,
-                    None => {
-                        tx.delete(id, key)?;
-                    }
-                }
+            )
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                lock(&inner.batch).journal = None;
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
             }
-            tx.commit()?;
+        };
+        // Catch up in rounds without holding writers off, while the journal
+        // keeps filling; only a short final remainder is replayed with
+        // writers held.
+        let mut journaled = 0;
+        let mut b = lock(&inner.batch);
+        for _ in 0..DEFRAG_CATCH_UP_ROUNDS {
+            let pending = b.journal.as_ref().map_or(0, Vec::len);
+            if pending <= DEFRAG_FINAL_REPLAY {
+                break;
+            }
+            let journal = b.journal.replace(Vec::new()).unwrap_or_default();
+            drop(b);
+            journaled += journal.len();
+            // Flushed here, so the final sync with writers held is short.
+            let replayed = replay(&copy, &journal).and_then(|()| copy.sync());
+            b = lock(&inner.batch);
+            if let Err(e) = replayed {
+                b.journal = None;
+                drop(copy);
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
+        let stall_start = std::time::Instant::now();
+        let journal = b.journal.take().unwrap_or_default();
+        journaled += journal.len();
+        let res = (|| -> Result<DefragStats> {
+            publish(inner, &mut b);
+            commit(inner, &mut b)?;
+            replay(&copy, &journal)?;
             // Closing writes the freelist and syncs everything.
             copy.close()?;
             std::fs::rename(&tmp, &path)?;
@@ -394,7 +440,19 @@ impl Backend {
             b.tx = None;
             let (tx, ids) = begin(&db)?;
             let view = ReadView::new(db.begin_read(), Buffer::default())?;
+            // Old readers may hold the replaced file a while. Its last close
+            // frees the whole unlinked file (blocks and page cache), which
+            // must not land on a reader: a reaper thread holds it until no
+            // one else does, and closes it without writing.
+            let old = inner.db();
+            old.retire();
             *inner.db.write().unwrap_or_else(|e| e.into_inner()) = db;
+            std::thread::spawn(move || {
+                while old.handles() > 1 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                drop(old);
+            });
             b.tx = Some(tx);
             b.ids = ids;
             *inner.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
@@ -403,7 +461,7 @@ impl Backend {
                 size_after: std::fs::metadata(&path)?.len(),
                 total: start.elapsed(),
                 stall: stall_start.elapsed(),
-                journaled: journal.len(),
+                journaled,
             })
         })();
         if res.is_err() {

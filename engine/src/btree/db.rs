@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     pub writer: Mutex<Option<WriterState>>,
     pub writer_cv: Condvar,
     pub poisoned: AtomicBool,
+    /// The file was replaced (online defragmentation): closing it writes
+    /// nothing.
+    pub retired: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,7 +124,7 @@ impl Shared {
     /// naming it, so the next open need not walk the tree.
     fn persist_freelist(&self, ws: &mut WriterState) -> Result<()> {
         let snap = self.snapshot();
-        if snap.meta.freelist != 0 || self.is_poisoned() {
+        if snap.meta.freelist != 0 || self.is_poisoned() || self.retired.load(Ordering::SeqCst) {
             return Ok(());
         }
         let ps = self.page_size;
@@ -247,6 +250,7 @@ impl Database {
             })),
             writer_cv: Condvar::new(),
             poisoned: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             io,
         };
         Ok(Database {
@@ -335,6 +339,26 @@ impl Database {
 
     pub fn is_poisoned(&self) -> bool {
         self.shared.is_poisoned()
+    }
+
+    /// Marks the file as replaced: its last handle closes it without writing
+    /// (so whichever reader drops it last does no I/O).
+    pub fn retire(&self) {
+        self.shared.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// Handles and open transactions on this database.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.shared)
+    }
+
+    /// fdatasync now: makes commits made with `no_sync` durable.
+    pub fn sync(&self) -> Result<()> {
+        if let Err(e) = self.shared.io.sync_data() {
+            self.shared.poison();
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// Closes the database now, saving its freelist, and reports any error.
