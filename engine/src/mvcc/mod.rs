@@ -3,6 +3,7 @@
 //! - [`revision`]: revisions and their 17/18-byte key encoding;
 //! - [`key_index`]: one key's generations (etcd's keyIndex semantics);
 //! - [`index`]: the in-memory index of every key;
+//! - [`interval`]: the interval tree matching events to range watchers;
 //! - [`kv`]: the stored `mvccpb.KeyValue`;
 //! - [`types`]: requests and responses shaped like etcd's KV API;
 //! - [`store`]: open/restore, ranges, compaction, HashKV;
@@ -10,6 +11,7 @@
 //! - [`watch`]: watchers (synced, unsynced, victims) over the store.
 
 pub mod index;
+pub mod interval;
 pub mod key_index;
 pub mod kv;
 pub mod revision;

@@ -17,12 +17,13 @@
 //! watcher whose next revision was compacted away gets one response with
 //! `compact_revision` set and `canceled`, then is removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use super::index::End;
+use super::interval::{Interval, IntervalTree};
 use super::revision::Revision;
 use super::store::{decode_kv, Observer, Store};
 use super::types::{Event, EventKind};
@@ -103,6 +104,80 @@ struct Sets {
     synced: BTreeMap<i64, Watcher>,
     unsynced: BTreeMap<i64, Watcher>,
     victims: BTreeMap<i64, Watcher>,
+    /// Every watcher by what it watches: single keys in a map, ranges in
+    /// an interval tree (rebuilt when ranges change; `None`: stale).
+    single: HashMap<Vec<u8>, BTreeSet<i64>>,
+    ranges: BTreeMap<i64, Interval>,
+    tree: Option<IntervalTree>,
+}
+
+impl Sets {
+    fn index(&mut self, id: i64, w: &Watcher) {
+        match &w.end {
+            End::Single => {
+                self.single.entry(w.key.clone()).or_default().insert(id);
+            }
+            End::Before(e) => {
+                self.ranges.insert(
+                    id,
+                    Interval {
+                        start: w.key.clone(),
+                        end: Some(e.clone()),
+                        id,
+                    },
+                );
+                self.tree = None;
+            }
+            End::Unbounded => {
+                self.ranges.insert(
+                    id,
+                    Interval {
+                        start: w.key.clone(),
+                        end: None,
+                        id,
+                    },
+                );
+                self.tree = None;
+            }
+        }
+    }
+
+    /// Removes a watcher from its set and from the indexes.
+    fn forget(&mut self, id: i64) -> Option<Watcher> {
+        let w = self
+            .synced
+            .remove(&id)
+            .or_else(|| self.unsynced.remove(&id))
+            .or_else(|| self.victims.remove(&id))?;
+        self.unindex(id, &w);
+        Some(w)
+    }
+
+    fn unindex(&mut self, id: i64, w: &Watcher) {
+        if let End::Single = w.end {
+            if let Some(ids) = self.single.get_mut(&w.key) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.single.remove(&w.key);
+                }
+            }
+        } else if self.ranges.remove(&id).is_some() {
+            self.tree = None;
+        }
+    }
+
+    /// Ids of the watchers whose key or range holds `key`.
+    fn watching(&mut self, key: &[u8], out: &mut Vec<i64>) {
+        if let Some(ids) = self.single.get(key) {
+            out.extend(ids.iter().copied());
+        }
+        if !self.ranges.is_empty() {
+            let ranges = &self.ranges;
+            self.tree
+                .get_or_insert_with(|| IntervalTree::new(ranges.values().cloned().collect()))
+                .stab(key, out);
+        }
+    }
 }
 
 /// The watchers, shared between the store's write path and sync.
@@ -124,17 +199,34 @@ impl Observer for Hub {
 
     fn on_write(&self, rev: i64, events: &[Event]) {
         let mut sets = self.sets();
+        // Which synced watchers each event concerns, through the indexes.
+        let mut mine: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
+        let mut ids = Vec::new();
+        for ev in events {
+            ids.clear();
+            sets.watching(&ev.kv.key, &mut ids);
+            for &id in &ids {
+                if sets.synced.contains_key(&id) {
+                    mine.entry(id).or_default().push(ev.clone());
+                }
+            }
+        }
+        for w in sets.synced.values_mut() {
+            w.next = rev + 1;
+        }
         let mut gone = Vec::new();
         let mut stuck = Vec::new();
-        for (&id, w) in sets.synced.iter_mut() {
-            w.next = rev + 1;
-            let mine = w.select(events);
-            if mine.is_empty() {
+        for (id, evs) in mine {
+            let Some(w) = sets.synced.get(&id) else {
+                continue;
+            };
+            let selected = w.select(&evs);
+            if selected.is_empty() {
                 continue;
             }
             let resp = WatchResponse {
                 watch_id: id,
-                events: mine,
+                events: selected,
                 revision: rev,
                 compact_revision: 0,
                 canceled: false,
@@ -146,7 +238,7 @@ impl Observer for Hub {
             }
         }
         for id in gone {
-            sets.synced.remove(&id);
+            sets.forget(id);
         }
         for (id, r) in stuck {
             if let Some(mut w) = sets.synced.remove(&id) {
@@ -216,6 +308,7 @@ impl WatchableStore {
             tx,
             held: None,
         };
+        sets.index(id, &w);
         if w.next > current {
             sets.synced.insert(id, w);
         } else {
@@ -270,7 +363,10 @@ fn sync(store: &Store, hub: &Hub) -> Result<()> {
                     w.held = Some(r);
                     false
                 }
-                Err(TrySendError::Disconnected(_)) => continue,
+                Err(TrySendError::Disconnected(_)) => {
+                    sets.unindex(id, &w);
+                    continue;
+                }
             },
             None => true,
         };
@@ -337,6 +433,7 @@ fn sync(store: &Store, hub: &Hub) -> Result<()> {
                 canceled: true,
             };
             let _ = w.tx.try_send(resp);
+            sets.unindex(id, &w);
             continue;
         }
         let evs: Vec<Event> = history
@@ -365,7 +462,7 @@ fn sync(store: &Store, hub: &Hub) -> Result<()> {
                 w.held = Some(r);
                 sets.victims.insert(id, w);
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => sets.unindex(id, &w),
         }
     }
     Ok(())
