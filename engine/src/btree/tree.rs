@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::mmap::Mapping;
 use super::node::{Node, Ptr};
-use super::page::{verify_run, Header, NodeView, PageId, FLAG_BUCKET, HEADER};
+use super::page::{verify_run, Header, NodeView, PageId, FLAG_BUCKET};
 use crate::error::{Error, Result};
 
 /// A node to read: a committed page or a dirty node.
@@ -377,6 +377,3 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
         Ok(self.current())
     }
 }
-
-/// Length of the fixed node header, for tools.
-pub const NODE_HEADER: usize = HEADER;

@@ -16,7 +16,6 @@
 //!   batches, and finally records `finishedCompactRev = R`. On open, a
 //!   scheduled but unfinished compaction runs again.
 
-use std::collections::HashSet;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use prost::Message;
@@ -410,9 +409,4 @@ pub(super) fn range_at(
         count: total as i64,
         revision: current,
     })
-}
-
-/// The revisions compaction at `rev` keeps (for tests and tools).
-pub fn kept_revisions(store: &Store, rev: i64) -> HashSet<Revision> {
-    store.read_state().index.keep(rev)
 }

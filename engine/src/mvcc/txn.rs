@@ -101,11 +101,6 @@ impl<'a> TxnWrite<'a> {
         out
     }
 
-    /// The revision the transaction started at.
-    pub fn begin_revision(&self) -> i64 {
-        self.begin
-    }
-
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let mut r = range_at(&self.st, self.batch() as &dyn Values, req, self.read_rev())?;
         r.revision = self.read_rev();
