@@ -23,7 +23,6 @@ mod view;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -127,8 +126,9 @@ struct Inner {
     cfg: BackendConfig,
     batch: Mutex<Batch>,
     view: RwLock<Arc<ReadView>>,
-    stop: AtomicBool,
-    wake: Condvar,
+    /// Stops the committer; it waits on this, holding no reference to the
+    /// backend, so dropping the last handle closes the file at once.
+    signal: Arc<Signal>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -136,6 +136,33 @@ struct Inner {
 #[derive(Clone)]
 pub struct Backend {
     inner: Arc<Inner>,
+}
+
+/// A stop flag the committer sleeps on.
+#[derive(Default)]
+struct Signal {
+    stopped: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Signal {
+    /// Sleeps up to `d`; true once stopped.
+    fn wait(&self, d: Duration) -> bool {
+        let g = lock(&self.stopped);
+        if *g {
+            return true;
+        }
+        let (g, _) = self
+            .cv
+            .wait_timeout(g, d)
+            .unwrap_or_else(|e| e.into_inner());
+        *g
+    }
+
+    fn stop(&self) {
+        *lock(&self.stopped) = true;
+        self.cv.notify_all();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -176,24 +203,20 @@ impl Backend {
                 journal: None,
             }),
             view: RwLock::new(Arc::new(view)),
-            stop: AtomicBool::new(false),
-            wake: Condvar::new(),
+            signal: Arc::new(Signal::default()),
             committer: Mutex::new(None),
         });
         let weak = Arc::downgrade(&inner);
+        let signal = inner.signal.clone();
         let interval = inner.cfg.batch_interval;
         let handle = std::thread::Builder::new()
             .name("backend-commit".into())
             .spawn(move || loop {
-                let Some(inner) = weak.upgrade() else { return };
-                let guard = lock(&inner.batch);
-                let (mut guard, _) = inner
-                    .wake
-                    .wait_timeout(guard, interval)
-                    .unwrap_or_else(|e| e.into_inner());
-                if inner.stop.load(Ordering::SeqCst) {
+                if signal.wait(interval) {
                     return;
                 }
+                let Some(inner) = weak.upgrade() else { return };
+                let mut guard = lock(&inner.batch);
                 if guard.pending > 0 && !guard.failed {
                     // An error poisons the batch; writers see it.
                     let _ = commit(&inner, &mut guard);
@@ -253,8 +276,7 @@ impl Backend {
     /// Commits what is pending and stops the committer.
     pub fn close(self) -> Result<()> {
         let res = self.force_commit();
-        self.inner.stop.store(true, Ordering::SeqCst);
-        self.inner.wake.notify_all();
+        self.inner.signal.stop();
         if let Some(h) = lock(&self.inner.committer).take() {
             let _ = h.join();
         }
@@ -298,8 +320,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.wake.notify_all();
+        self.signal.stop();
     }
 }
 

@@ -712,6 +712,10 @@ impl WriteTxn {
             .io
             .write_at(&meta.encode(), (meta.txid % 2) * ps as u64)?;
         if !shared.no_sync {
+            fail::fail_point!("btree::commit::sync", |_| Err(std::io::Error::other(
+                "injected fsync failure"
+            )
+            .into()));
             shared.io.sync_data()?;
         }
 
