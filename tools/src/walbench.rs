@@ -129,41 +129,91 @@ pub struct BenchWalArgs {
     /// Entries per sync.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
     pub batches: Vec<usize>,
+    /// Rounds (anchors and cases each round); figures are medians.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Entries per second of `batch`-entry appends with one sync each.
+fn append_rate(
+    dir: &Path,
+    size: usize,
+    batch: usize,
+    time: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let mut app = Appender::new(dir, size)?;
+    let (start, mut n) = (Instant::now(), 0u64);
+    while start.elapsed() < time {
+        app.batch(batch)?;
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(((n * batch as u64) as f64 / secs, n as f64 / secs))
 }
 
 pub fn run(a: &BenchWalArgs) -> anyhow::Result<ExitCode> {
     let tmp = tempfile::tempdir_in(a.dir.clone().unwrap_or_else(std::env::temp_dir))?;
     let dir = tmp.path();
     let time = Duration::from_secs_f64(a.seconds);
-    let sync_rate = fdatasync_rate(dir, 128, time)?;
-    let stream = write_bandwidth(dir, 256 << 20, 1 << 20, 0)?;
-    let per_mib = write_bandwidth(dir, 128 << 20, 1 << 20, 1 << 20)?;
+    // This machine's page-cache state swings write throughput between runs,
+    // so every figure is the median of `rounds` rounds, and each round
+    // measures the anchors again next to the cases.
+    let mut sync_rates = Vec::new();
+    let mut streams = Vec::new();
+    let mut per_mibs = Vec::new();
+    let mut cases: Vec<Vec<(f64, f64)>> = vec![Vec::new(); a.sizes.len() * a.batches.len()];
+    for _ in 0..a.rounds.max(1) {
+        sync_rates.push(fdatasync_rate(dir, 128, time)?);
+        streams.push(write_bandwidth(dir, 256 << 20, 1 << 20, 0)?);
+        per_mibs.push(write_bandwidth(dir, 128 << 20, 1 << 20, 1 << 20)?);
+        for (i, (size, batch)) in a
+            .sizes
+            .iter()
+            .flat_map(|s| a.batches.iter().map(move |b| (*s, *b)))
+            .enumerate()
+        {
+            cases[i].push(append_rate(dir, size, batch, time)?);
+        }
+    }
+    let rounds = a.rounds.max(1);
+    let sync_rate = median(sync_rates);
+    let stream = median(streams);
+    let per_mib = median(per_mibs);
+    println!("medians of {rounds} rounds");
     println!("anchor: fdatasync rate (128-byte writes)          {sync_rate:>10.0} syncs/s");
     println!("anchor: sequential write, 1 MiB writes, one sync  {stream:>10.1} MB/s");
     println!("anchor: sequential write, fdatasync every 1 MiB   {per_mib:>10.1} MB/s");
     println!();
     println!(
-        "{:>6} {:>6} {:>12} {:>10} {:>10} {:>22}",
-        "size", "batch", "entries/s", "syncs/s", "MB/s", "vs anchor"
+        "{:>6} {:>6} {:>12} {:>10} {:>10} {:>22} {:>26}",
+        "size",
+        "batch",
+        "entries/s",
+        "syncs/s",
+        "MB/s",
+        "vs fdatasync rate",
+        "vs 1 MiB writes: 1 sync / each synced"
     );
-    for &size in &a.sizes {
-        for &batch in &a.batches {
-            let mut app = Appender::new(dir, size)?;
-            let (start, mut n) = (Instant::now(), 0u64);
-            while start.elapsed() < time {
-                app.batch(batch)?;
-                n += 1;
-            }
-            let secs = start.elapsed().as_secs_f64();
-            let (eps, sps) = ((n * batch as u64) as f64 / secs, n as f64 / secs);
-            let mbs = eps * size as f64 / 1e6;
-            let vs = if batch == 1 {
-                format!("{:.1}% of fdatasync rate", sps * 100.0 / sync_rate)
-            } else {
-                format!("{:.1}% of seq bandwidth", mbs * 100.0 / stream)
-            };
-            println!("{size:>6} {batch:>6} {eps:>12.0} {sps:>10.0} {mbs:>10.1} {vs:>22}");
-        }
+    for (i, (size, batch)) in a
+        .sizes
+        .iter()
+        .flat_map(|s| a.batches.iter().map(move |b| (*s, *b)))
+        .enumerate()
+    {
+        let eps = median(cases[i].iter().map(|c| c.0).collect());
+        let sps = median(cases[i].iter().map(|c| c.1).collect());
+        let mbs = eps * size as f64 / 1e6;
+        println!(
+            "{size:>6} {batch:>6} {eps:>12.0} {sps:>10.0} {mbs:>10.1} {:>21.1}% {:>12.1}% / {:>6.1}%",
+            sps * 100.0 / sync_rate,
+            mbs * 100.0 / stream,
+            mbs * 100.0 / per_mib
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
