@@ -8,7 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
         .build_client(false)
-        .build_server(false)
-        .compile_protos(&["proto/mvccpb/kv.proto"], &["proto"])?;
+        .build_server(true)
+        .compile_protos(
+            &["proto/mvccpb/kv.proto", "proto/etcdserverpb/rpc.proto"],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -3,6 +3,13 @@
 //! as services arrive, gRPC paths).
 #![forbid(unsafe_code)]
 
+/// `etcdserverpb`: the client API (so far KV and Watch, with their gRPC
+/// server traits; paths like `/etcdserverpb.KV/Range`).
+#[allow(clippy::all)]
+pub mod etcdserverpb {
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+}
+
 /// `mvccpb`: stored keys and watch events.
 #[allow(clippy::all)]
 pub mod mvccpb {
