@@ -10,7 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(false)
         .build_server(true)
         .compile_protos(
-            &["proto/mvccpb/kv.proto", "proto/etcdserverpb/rpc.proto"],
+            &[
+                "proto/mvccpb/kv.proto",
+                "proto/authpb/auth.proto",
+                "proto/etcdserverpb/rpc.proto",
+            ],
             &["proto"],
         )?;
     Ok(())

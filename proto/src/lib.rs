@@ -3,11 +3,17 @@
 //! as services arrive, gRPC paths).
 #![forbid(unsafe_code)]
 
-/// `etcdserverpb`: the client API (so far KV and Watch, with their gRPC
-/// server traits; paths like `/etcdserverpb.KV/Range`).
+/// `etcdserverpb`: the client API (KV, Watch, Lease, Cluster, Maintenance,
+/// Auth) with their gRPC server traits; paths like `/etcdserverpb.KV/Range`.
 #[allow(clippy::all)]
 pub mod etcdserverpb {
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+}
+
+/// `authpb`: users, roles and permissions as stored.
+#[allow(clippy::all)]
+pub mod authpb {
+    include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
 }
 
 /// `mvccpb`: stored keys and watch events.

@@ -192,3 +192,100 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+fn text() -> impl Strategy<Value = String> {
+    "[a-z0-9:/.]{0,12}"
+}
+
+fn member() -> impl Strategy<Value = pb::Member> {
+    (
+        any::<u64>(),
+        text(),
+        prop::collection::vec(text(), 0..3),
+        prop::collection::vec(text(), 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(id, name, peers, clients, learner)| pb::Member {
+            id,
+            name,
+            peer_ur_ls: peers,
+            client_ur_ls: clients,
+            is_learner: learner,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn maintenance_cluster_lease_auth_responses_match_etcd(
+        h in header(),
+        n in any::<[i64; 4]>(),
+        u in any::<[u64; 4]>(),
+        flag in any::<bool>(),
+        s in text(),
+        members in prop::collection::vec(member(), 0..3),
+        keys in prop::collection::vec(bytes(), 0..3),
+        names in prop::collection::vec(text(), 0..3),
+    ) {
+        use strata_proto::authpb;
+        let status = pb::StatusResponse {
+            header: h,
+            version: s.clone(),
+            db_size: n[0],
+            leader: u[0],
+            raft_index: u[1],
+            raft_term: u[2],
+            raft_applied_index: u[3],
+            errors: names.clone(),
+            db_size_in_use: n[1],
+            is_learner: flag,
+            storage_version: s.clone(),
+            db_size_quota: n[2],
+            downgrade_info: Some(pb::DowngradeInfo { enabled: flag, target_version: s.clone() }),
+        };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbStatusResponse>(&status);
+        prop_assert_eq!(a, b);
+        let add = pb::MemberAddResponse { header: h, member: members.first().cloned(), members: members.clone() };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbMemberAddResponse>(&add);
+        prop_assert_eq!(a, b);
+        let list = pb::MemberListResponse { header: h, members: members.clone() };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbMemberListResponse>(&list);
+        prop_assert_eq!(a, b);
+        let grant = pb::LeaseGrantResponse { header: h, id: n[0], ttl: n[1], error: s.clone() };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbLeaseGrantResponse>(&grant);
+        prop_assert_eq!(a, b);
+        let ka = pb::LeaseKeepAliveResponse { header: h, id: n[0], ttl: n[1] };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbLeaseKeepAliveResponse>(&ka);
+        prop_assert_eq!(a, b);
+        let ttl = pb::LeaseTimeToLiveResponse { header: h, id: n[0], ttl: n[1], granted_ttl: n[2], keys: keys.clone() };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbLeaseTimeToLiveResponse>(&ttl);
+        prop_assert_eq!(a, b);
+        let leases = pb::LeaseLeasesResponse { header: h, leases: n.iter().map(|&id| pb::LeaseStatus { id }).collect() };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbLeaseLeasesResponse>(&leases);
+        prop_assert_eq!(a, b);
+        let hkv = pb::HashKvResponse { header: h, hash: u[0] as u32, compact_revision: n[0], hash_revision: n[1] };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbHashKvResponse>(&hkv);
+        prop_assert_eq!(a, b);
+        let snap = pb::SnapshotResponse { header: h, remaining_bytes: u[0], blob: keys.concat(), version: s.clone() };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbSnapshotResponse>(&snap);
+        prop_assert_eq!(a, b);
+        let alarm = pb::AlarmResponse { header: h, alarms: vec![pb::AlarmMember { member_id: u[0], alarm: (n[0].rem_euclid(3)) as i32 }] };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbAlarmResponse>(&alarm);
+        prop_assert_eq!(a, b);
+        let perms: Vec<authpb::Permission> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| authpb::Permission { perm_type: (i % 3) as i32, key: k.clone(), range_end: k.clone() })
+            .collect();
+        let role = pb::AuthRoleGetResponse { header: h, perm: perms };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbAuthRoleGetResponse>(&role);
+        prop_assert_eq!(a, b);
+        let user = pb::AuthUserGetResponse { header: h, roles: names.clone() };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbAuthUserGetResponse>(&user);
+        prop_assert_eq!(a, b);
+        let auth = pb::AuthenticateResponse { header: h, token: s.clone() };
+        let (a, b) = roundtrip::<_, etcd_client::proto::PbAuthenticateResponse>(&auth);
+        prop_assert_eq!(a, b);
+    }
+}
