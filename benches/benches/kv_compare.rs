@@ -45,10 +45,7 @@ fn pairs(n: usize, seed: u64) -> Pairs {
 }
 
 fn elements() -> usize {
-    // Test mode (`cargo test --benches`, or `cargo bench -- --test`): cargo
-    // passes `--bench` only to real benchmark runs.
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench") {
+    if strata_benches::test_mode() {
         return 2_000;
     }
     std::env::var("STRATA_BENCH_ELEMENTS")

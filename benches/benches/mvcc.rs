@@ -13,8 +13,7 @@ use strata_engine::mvcc::{PutRequest, RangeRequest};
 use strata_tools::mvccbench::{key, load, open};
 
 fn keys() -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench") {
+    if strata_benches::test_mode() {
         10_000
     } else {
         1_000_000

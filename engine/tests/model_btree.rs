@@ -58,6 +58,15 @@ fn open_path(tx: &mut WriteTxn, path: &[Vec<u8>]) -> Option<BucketId> {
     tx.bucket_path(&refs).unwrap()
 }
 
+/// The parent bucket of a path, if it exists.
+fn parent_of(tx: &mut WriteTxn, path: &[Vec<u8>]) -> Option<BucketId> {
+    if path.len() == 1 {
+        Some(BucketId::ROOT)
+    } else {
+        open_path(tx, &path[..1])
+    }
+}
+
 fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
@@ -107,11 +116,7 @@ fn run(ops: Vec<Op>) {
             Op::CreateBucket(i) => {
                 let t = tx.as_mut().unwrap();
                 let p = &all[i];
-                let parent = if p.len() == 1 {
-                    Some(BucketId::ROOT)
-                } else {
-                    open_path(t, &p[..1])
-                };
+                let parent = parent_of(t, p);
                 if let Some(parent) = parent {
                     let r = t.create_bucket(parent, p.last().unwrap());
                     if working.contains_key(p) {
@@ -125,11 +130,7 @@ fn run(ops: Vec<Op>) {
             Op::DeleteBucket(i) => {
                 let t = tx.as_mut().unwrap();
                 let p = &all[i];
-                let parent = if p.len() == 1 {
-                    Some(BucketId::ROOT)
-                } else {
-                    open_path(t, &p[..1])
-                };
+                let parent = parent_of(t, p);
                 if let Some(parent) = parent {
                     let r = t.delete_bucket(parent, p.last().unwrap());
                     if working.contains_key(p) {
