@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/mvccpb/kv.proto",
                 "proto/authpb/auth.proto",
                 "proto/etcdserverpb/rpc.proto",
+                "proto/etcdserverpb/raft_internal.proto",
             ],
             &["proto"],
         )?;

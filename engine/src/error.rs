@@ -56,6 +56,10 @@ pub enum Error {
     LeaseProvided,
     #[error("duplicate key given in txn request")]
     DuplicateKey,
+    /// A put names a lease the caller does not know (the server's lessor
+    /// decides; the store only asks).
+    #[error("requested lease not found")]
+    LeaseNotFound,
 }
 
 impl Error {

@@ -210,6 +210,40 @@ impl<'a> TxnWrite<'a> {
         })
     }
 
+    /// etcd's Txn inside this write transaction, validated first. Stamp the
+    /// response with [`stamp`] and the revision [`TxnWrite::end`] returns.
+    /// `lease_exists` is asked about every lease the puts of the chosen
+    /// branches attach, before anything is written.
+    pub fn txn(
+        &mut self,
+        req: &TxnRequest,
+        lease_exists: &dyn Fn(i64) -> bool,
+    ) -> Result<TxnResponse> {
+        validate_txn(req)?;
+        let path = decide(&*self, req)?;
+        precheck(&*self, req, &path)?;
+        check_leases(req, &path, lease_exists)?;
+        execute(self, req, &path)
+    }
+
+    /// Writes to a bucket other than `key` (meta, lease, alarm…) in the same
+    /// batch commit as this transaction's changes: after a crash both are
+    /// there or neither is.
+    pub fn put_bucket(&mut self, bucket: Bucket, key: &[u8], value: &[u8]) -> Result<()> {
+        if bucket == Bucket::Key {
+            return Err(Error::InvalidOption("put_bucket may not write the key bucket".into()));
+        }
+        self.batch_mut().put(bucket, key, value)
+    }
+
+    /// Deletes from a bucket other than `key`; see [`TxnWrite::put_bucket`].
+    pub fn delete_bucket(&mut self, bucket: Bucket, key: &[u8]) -> Result<()> {
+        if bucket == Bucket::Key {
+            return Err(Error::InvalidOption("delete_bucket may not write the key bucket".into()));
+        }
+        self.batch_mut().delete(bucket, key)
+    }
+
     /// Ends the transaction: the store moves to the next revision if anything
     /// changed. Returns the store's revision.
     pub fn end(mut self) -> i64 {
@@ -237,7 +271,8 @@ impl<'a> TxnWrite<'a> {
     }
 }
 
-fn validate_put(p: &PutRequest) -> Result<()> {
+/// etcd's checks of a Put request that need no state.
+pub fn validate_put(p: &PutRequest) -> Result<()> {
     if p.key.is_empty() {
         return Err(Error::KeyNotProvided);
     }
@@ -335,7 +370,8 @@ pub fn validate_txn(t: &TxnRequest) -> Result<()> {
     Ok(())
 }
 
-fn is_write(ops: &[RequestOp]) -> bool {
+/// Whether a branch of ops writes anything.
+pub fn is_write(ops: &[RequestOp]) -> bool {
     ops.iter().any(|op| match op {
         RequestOp::Put(_) | RequestOp::DeleteRange(_) => true,
         RequestOp::Txn(t) => is_write(&t.success) || is_write(&t.failure),
@@ -464,6 +500,29 @@ fn precheck(r: &dyn Reader, t: &TxnRequest, path: &Path) -> Result<()> {
     Ok(())
 }
 
+fn check_leases(t: &TxnRequest, path: &Path, exists: &dyn Fn(i64) -> bool) -> Result<()> {
+    let ops = if path.succeeded {
+        &t.success
+    } else {
+        &t.failure
+    };
+    let mut nested = path.nested.iter();
+    for op in ops {
+        match op {
+            RequestOp::Put(p) if p.lease != 0 && !exists(p.lease) => {
+                return Err(Error::LeaseNotFound)
+            }
+            RequestOp::Txn(inner) => {
+                if let Some(p) = nested.next() {
+                    check_leases(inner, p, exists)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn execute(tx: &mut TxnWrite<'_>, t: &TxnRequest, path: &Path) -> Result<TxnResponse> {
     let ops = if path.succeeded {
         &t.success
@@ -516,7 +575,8 @@ fn read_only(r: &dyn Reader, t: &TxnRequest, path: &Path, rev: i64) -> Result<Tx
 }
 
 /// Sets the header revision of every (nested) response to the txn's.
-fn stamp(resp: &mut TxnResponse, rev: i64) {
+/// Sets the revision of a Txn response and of every response inside it.
+pub fn stamp(resp: &mut TxnResponse, rev: i64) {
     resp.revision = rev;
     for r in &mut resp.responses {
         match r {

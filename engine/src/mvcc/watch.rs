@@ -56,6 +56,18 @@ pub struct WatchResponse {
     pub canceled: bool,
 }
 
+/// Where a watcher's responses go. `try_send` must never block: a full
+/// sink makes the watcher a victim, a closed one removes it.
+pub trait WatchSink: Send {
+    fn try_send(&self, r: WatchResponse) -> std::result::Result<(), TrySendError<WatchResponse>>;
+}
+
+impl WatchSink for SyncSender<WatchResponse> {
+    fn try_send(&self, r: WatchResponse) -> std::result::Result<(), TrySendError<WatchResponse>> {
+        SyncSender::try_send(self, r)
+    }
+}
+
 struct Watcher {
     key: Vec<u8>,
     end: End,
@@ -64,7 +76,7 @@ struct Watcher {
     prev_kv: bool,
     no_put: bool,
     no_delete: bool,
-    tx: SyncSender<WatchResponse>,
+    tx: Box<dyn WatchSink>,
     /// A response its full channel did not take (victims only).
     held: Option<WatchResponse>,
 }
@@ -287,6 +299,13 @@ impl WatchableStore {
         capacity: usize,
     ) -> (i64, Receiver<WatchResponse>) {
         let (tx, rx) = sync_channel(capacity);
+        (self.watch_into(req, Box::new(tx)), rx)
+    }
+
+    /// Creates a watcher whose responses go to `sink` (several watchers may
+    /// share one). Returns its id.
+    pub fn watch_into(&self, req: &WatchRequest, sink: Box<dyn WatchSink>) -> i64 {
+        let tx = sink;
         // The store's state lock orders this against writes.
         let st = self.store.read_state();
         let current = st.current;
@@ -316,15 +335,12 @@ impl WatchableStore {
         }
         drop(sets);
         drop(st);
-        (id, rx)
+        id
     }
 
     /// Removes a watcher; false if it was not there.
     pub fn cancel(&self, id: i64) -> bool {
-        let mut sets = self.hub.sets();
-        sets.synced.remove(&id).is_some()
-            || sets.unsynced.remove(&id).is_some()
-            || sets.victims.remove(&id).is_some()
+        self.hub.sets().forget(id).is_some()
     }
 
     /// The revision a progress notification for `id` may report: the store's

@@ -1,0 +1,166 @@
+//! The KV service: Range, Put, DeleteRange, Txn, Compact.
+//!
+//! Writes go through raft ([`EtcdServer::propose`]); reads are served
+//! locally, after the ReadIndex barrier unless the request is serializable.
+//! Requests are checked here first, as etcd's v3rpc layer does, so a bad
+//! request never reaches the log.
+
+use std::sync::Arc;
+
+use strata_engine::mvcc::txn as mtxn;
+use strata_proto::etcdserverpb as pb;
+use tonic::{Request, Response, Status};
+
+use crate::apply::Applied;
+use crate::convert;
+use crate::errors::{EtcdError, Grpc};
+use crate::server::EtcdServer;
+
+pub struct KvService {
+    pub srv: Arc<EtcdServer>,
+}
+
+fn unexpected(a: Applied) -> Status {
+    Status::internal(format!("unexpected apply result {a:?}"))
+}
+
+/// etcd's checkTxnRequest: op counts (each nested txn on its own), empty
+/// keys and ops.
+fn check_txn(t: &pb::TxnRequest, max_ops: usize) -> Result<(), EtcdError> {
+    if t.compare.len() > max_ops || t.success.len() > max_ops || t.failure.len() > max_ops {
+        return Err(EtcdError::TooManyOps);
+    }
+    for op in t.success.iter().chain(&t.failure) {
+        use pb::request_op::Request as R;
+        match &op.request {
+            Some(R::RequestRange(r)) if r.key.is_empty() => return Err(EtcdError::EmptyKey),
+            Some(R::RequestPut(p)) => check_put(p)?,
+            Some(R::RequestDeleteRange(d)) if d.key.is_empty() => {
+                return Err(EtcdError::EmptyKey)
+            }
+            Some(R::RequestTxn(inner)) => check_txn(inner, max_ops)?,
+            None => return Err(EtcdError::KeyNotFound),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_put(p: &pb::PutRequest) -> Result<(), EtcdError> {
+    if p.key.is_empty() {
+        return Err(EtcdError::EmptyKey);
+    }
+    if p.ignore_value && !p.value.is_empty() {
+        return Err(EtcdError::ValueProvided);
+    }
+    if p.ignore_lease && p.lease != 0 {
+        return Err(EtcdError::LeaseProvided);
+    }
+    Ok(())
+}
+
+fn txn_put_bytes(t: &pb::TxnRequest) -> usize {
+    use pb::request_op::Request as R;
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .map(|op| match &op.request {
+            Some(R::RequestPut(p)) => p.key.len() + p.value.len(),
+            Some(R::RequestTxn(inner)) => txn_put_bytes(inner),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for KvService {
+    async fn range(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        let r = req.into_inner();
+        if r.key.is_empty() {
+            return Err(EtcdError::EmptyKey.into());
+        }
+        let mr = convert::range_in(&r)?;
+        if !r.serializable {
+            self.srv.read_barrier().await?;
+        }
+        let resp = self.srv.store().range(&mr).grpc()?;
+        let h = self.srv.shared.header(resp.revision);
+        Ok(Response::new(convert::range_out(resp, h)))
+    }
+
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let p = req.into_inner();
+        check_put(&p)?;
+        self.srv.check_quota(p.key.len() + p.value.len()).await?;
+        let r = pb::InternalRaftRequest {
+            put: Some(p),
+            ..Default::default()
+        };
+        match self.srv.propose(r).await? {
+            Applied::Put(resp) => Ok(Response::new(resp)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let d = req.into_inner();
+        if d.key.is_empty() {
+            return Err(EtcdError::EmptyKey.into());
+        }
+        let r = pb::InternalRaftRequest {
+            delete_range: Some(d),
+            ..Default::default()
+        };
+        match self.srv.propose(r).await? {
+            Applied::DeleteRange(resp) => Ok(Response::new(resp)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let t = req.into_inner();
+        check_txn(&t, self.srv.cfg.max_txn_ops as usize)?;
+        let mt = convert::txn_in(&t)?;
+        mtxn::validate_txn(&mt).grpc()?;
+        if !mtxn::is_write(&mt.success) && !mtxn::is_write(&mt.failure) {
+            // Read-only: served locally after the barrier, like a range.
+            self.srv.read_barrier().await?;
+            let resp = self.srv.store().txn(&mt).grpc()?;
+            let h = self.srv.shared.header(resp.revision);
+            return Ok(Response::new(convert::txn_out(resp, &h)));
+        }
+        let put_bytes = txn_put_bytes(&t);
+        if put_bytes > 0 {
+            self.srv.check_quota(put_bytes).await?;
+        }
+        let r = pb::InternalRaftRequest {
+            txn: Some(t),
+            ..Default::default()
+        };
+        match self.srv.propose(r).await? {
+            Applied::Txn(resp) => Ok(Response::new(resp)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        req: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
+        let c = req.into_inner();
+        let r = pb::InternalRaftRequest {
+            compaction: Some(c),
+            ..Default::default()
+        };
+        match self.srv.propose(r).await? {
+            Applied::Compaction(resp) => Ok(Response::new(resp)),
+            other => Err(unexpected(other)),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The Lease service. Grant and Revoke go through raft; KeepAlive,
+//! TimeToLive and Leases are answered by the leader's lessor.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use strata_proto::etcdserverpb as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::apply::Applied;
+use crate::errors::EtcdError;
+use crate::server::EtcdServer;
+
+pub struct LeaseService {
+    pub srv: Arc<EtcdServer>,
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::lease_server::Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        req: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let mut g = req.into_inner();
+        self.srv.check_quota(0).await?;
+        // Checked before raft, as etcd does, so the log holds no doomed grant.
+        self.srv.shared.lessor.effective_ttl(g.ttl)?;
+        if g.id == 0 {
+            // Server-picked: positive, never 0.
+            g.id = ((self.srv.next_id() & (i64::MAX as u64)) as i64).max(1);
+        }
+        let r = pb::InternalRaftRequest {
+            lease_grant: Some(g),
+            ..Default::default()
+        };
+        match self.srv.propose(r).await? {
+            Applied::LeaseGrant(resp) => Ok(Response::new(resp)),
+            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        req: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let r = pb::InternalRaftRequest {
+            lease_revoke: Some(req.into_inner()),
+            ..Default::default()
+        };
+        match self.srv.propose(r).await? {
+            Applied::LeaseRevoke(resp) => Ok(Response::new(resp)),
+            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut input = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let srv = self.srv.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(k)) = input.next().await {
+                // A lease granted just before must be applied here first.
+                if let Err(e) = srv.read_barrier().await {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+                let ttl = match srv.shared.lessor.renew(k.id) {
+                    Ok(ttl) => ttl,
+                    // etcd answers an unknown lease with TTL 0.
+                    Err(EtcdError::LeaseNotFound) => 0,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                let resp = pb::LeaseKeepAliveResponse {
+                    header: Some(srv.header()),
+                    id: k.id,
+                    ttl,
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let r = req.into_inner();
+        self.srv.read_barrier().await?;
+        let resp = match self.srv.shared.lessor.info(r.id, r.keys) {
+            Some(i) => pb::LeaseTimeToLiveResponse {
+                header: Some(self.srv.header()),
+                id: r.id,
+                ttl: i.ttl,
+                granted_ttl: i.granted_ttl,
+                keys: i.keys,
+            },
+            // etcd: a missing lease answers TTL -1.
+            None => pb::LeaseTimeToLiveResponse {
+                header: Some(self.srv.header()),
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _req: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        self.srv.read_barrier().await?;
+        let leases = self
+            .srv
+            .shared
+            .lessor
+            .list()
+            .into_iter()
+            .map(|id| pb::LeaseStatus { id })
+            .collect();
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header: Some(self.srv.header()),
+            leases,
+        }))
+    }
+}

@@ -1,0 +1,229 @@
+//! The Maintenance service: Status, Defragment, Hash, HashKV, Snapshot,
+//! Alarm. MoveLeader and Downgrade need peers and answer as a one-member
+//! etcd would.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use strata_proto::etcdserverpb as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::apply::Applied;
+use crate::errors::{EtcdError, Grpc};
+use crate::server::{EtcdServer, ETCD_VERSION};
+
+pub struct MaintenanceService {
+    pub srv: Arc<EtcdServer>,
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
+
+/// Chunk size of the Snapshot stream (etcd's 32 KiB).
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+fn alarm_name(a: i32) -> &'static str {
+    match pb::AlarmType::try_from(a) {
+        Ok(pb::AlarmType::Nospace) => "NOSPACE",
+        Ok(pb::AlarmType::Corrupt) => "CORRUPT",
+        _ => "NONE",
+    }
+}
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        req: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        let r = pb::InternalRaftRequest {
+            alarm: Some(req.into_inner()),
+            ..Default::default()
+        };
+        match self.srv.propose(r).await? {
+            Applied::Alarm(resp) => Ok(Response::new(resp)),
+            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        use std::sync::atomic::Ordering::Acquire;
+        let st = &self.srv.shared.status;
+        let (db_size, in_use) = self.srv.db_size();
+        let errors = self
+            .srv
+            .shared
+            .alarms()
+            .iter()
+            .map(|&(m, a)| format!("memberID:{m} alarm:{} ", alarm_name(a)))
+            .collect();
+        Ok(Response::new(pb::StatusResponse {
+            header: Some(self.srv.header()),
+            version: ETCD_VERSION.into(),
+            db_size,
+            leader: st.leader.load(Acquire),
+            raft_index: st.commit.load(Acquire),
+            raft_term: st.term.load(Acquire),
+            raft_applied_index: st.applied.load(Acquire),
+            errors,
+            db_size_in_use: in_use,
+            is_learner: false,
+            storage_version: String::new(),
+            db_size_quota: self.srv.cfg.quota().map_or(0, |q| q as i64),
+            downgrade_info: Some(pb::DowngradeInfo::default()),
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        let srv = self.srv.clone();
+        let stats = tokio::task::spawn_blocking(move || srv.store().backend().defrag())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .grpc()?;
+        tracing::info!(
+            before = stats.size_before,
+            after = stats.size_after,
+            took = ?stats.total,
+            writers_held = ?stats.stall,
+            "defragmented the backend"
+        );
+        Ok(Response::new(pb::DefragmentResponse {
+            header: Some(self.srv.header()),
+        }))
+    }
+
+    async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+        // A CRC-32C of a consistent copy of the whole db file.
+        let srv = self.srv.clone();
+        let hash = tokio::task::spawn_blocking(move || {
+            struct Crc(u32);
+            impl std::io::Write for Crc {
+                fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                    self.0 = crc32c_append(self.0, b);
+                    Ok(b.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let mut c = Crc(0);
+            srv.store().backend().snapshot(&mut c).map(|_| c.0)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .grpc()?;
+        Ok(Response::new(pb::HashResponse {
+            header: Some(self.srv.header()),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let rev = req.into_inner().revision;
+        let srv = self.srv.clone();
+        let (hash, current, compact) =
+            tokio::task::spawn_blocking(move || srv.store().hash_kv(rev))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .grpc()?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: Some(self.srv.shared.header(current)),
+            hash,
+            compact_revision: compact,
+            hash_revision: if rev > 0 { rev } else { current },
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _req: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let srv = self.srv.clone();
+        // A consistent copy goes to a temporary file first: the stream
+        // announces the bytes remaining in every chunk.
+        let dir = srv.cfg.data_dir().join("member").join("snap");
+        let (mut file, size, sum) = tokio::task::spawn_blocking(move || {
+            let mut f = tempfile::tempfile_in(&dir)?;
+            let (size, sum) = srv.store().backend().snapshot(&mut f)?;
+            f.seek(SeekFrom::Start(0))?;
+            Ok::<_, EtcdError>((f, size, sum))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        let header = self.srv.header();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut left = size;
+            let mut first = true;
+            let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+            while left > 0 {
+                let n = (left as usize).min(SNAPSHOT_CHUNK);
+                if let Err(e) = file.read_exact(&mut buf[..n]) {
+                    let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+                    return;
+                }
+                left -= n as u64;
+                let r = pb::SnapshotResponse {
+                    header: first.then_some(header),
+                    remaining_bytes: left + sum.len() as u64,
+                    blob: buf[..n].to_vec(),
+                    version: if first { ETCD_VERSION.into() } else { String::new() },
+                };
+                first = false;
+                if tx.blocking_send(Ok(r)).is_err() {
+                    return;
+                }
+            }
+            // The trailer: SHA-256 of everything sent before it.
+            let _ = tx.blocking_send(Ok(pb::SnapshotResponse {
+                header: first.then_some(header),
+                remaining_bytes: 0,
+                blob: sum.to_vec(),
+                version: String::new(),
+            }));
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        if target == self.srv.member_id() {
+            // Already the leader.
+            return Ok(Response::new(pb::MoveLeaderResponse {
+                header: Some(self.srv.header()),
+            }));
+        }
+        Err(EtcdError::MemberNotFound.into())
+    }
+
+    async fn downgrade(
+        &self,
+        _req: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
+        Err(Status::unimplemented("strata does not support cluster downgrades"))
+    }
+}
+
+fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+    const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    let mut d = CASTAGNOLI.digest_with_initial(crc ^ 0xffff_ffff);
+    d.update(data);
+    d.finalize()
+}

@@ -1,0 +1,291 @@
+//! The member's configuration: etcd's flag names and meanings, each with
+//! its `ETCD_*` environment twin, so an etcd command line works unchanged.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Parses a Go-style duration ("100ms", "10s", "5m", "1h", "1h30m").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
+        let n: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            u => return Err(format!("unknown unit {u:?} in duration {s:?}")),
+        };
+        total += Duration::from_secs_f64(n * unit);
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "strata",
+    version,
+    about = "A distributed, strongly consistent key-value store speaking the etcd v3 API"
+)]
+pub struct Config {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+
+    /// Path to the data directory (default: ${name}.strata).
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+
+    /// List of URLs to listen on for client traffic.
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: String,
+
+    /// List of this member's client URLs to advertise to the public.
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    pub advertise_client_urls: String,
+
+    /// List of URLs to listen on for peer traffic.
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+
+    /// List of this member's peer URLs to advertise to the rest of the cluster.
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+
+    /// Initial cluster configuration for bootstrapping (name=peer-url,...).
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+
+    /// Initial cluster token for the cluster during bootstrap.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to
+    /// 2 GiB; a negative value disables the quota).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
+    pub quota_backend_bytes: i64,
+
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: u32,
+
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: u32,
+
+    /// Interpret 'auto-compaction-retention' as hours ('periodic') or as a
+    /// number of revisions ('revision').
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+
+    /// Auto compaction retention ("0": off; periodic: a duration, or a
+    /// number of hours; revision: revisions to keep).
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+
+    /// Log level: debug, info, warn, error.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Duration of periodic watch progress notifications.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub experimental_watch_progress_notify_interval: Duration,
+
+    /// How often the leader checkpoints the remaining TTL of leases (so a
+    /// restart resumes from it).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub experimental_lease_checkpoint_interval: Duration,
+}
+
+/// etcd's default quota: 2 GiB.
+pub const DEFAULT_QUOTA: i64 = 2 * 1024 * 1024 * 1024;
+
+impl Config {
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| format!("{}.strata", self.name).into())
+    }
+
+    /// The quota in bytes, or None for no quota.
+    pub fn quota(&self) -> Option<u64> {
+        match self.quota_backend_bytes {
+            0 => Some(DEFAULT_QUOTA as u64),
+            q if q < 0 => None,
+            q => Some(q as u64),
+        }
+    }
+
+    /// The initial cluster, defaulting to this member at its advertised
+    /// peer URLs.
+    pub fn initial_cluster(&self) -> String {
+        self.initial_cluster.clone().unwrap_or_else(|| {
+            format!("{}={}", self.name, self.initial_advertise_peer_urls)
+        })
+    }
+
+    /// This member's peer URLs as the initial cluster lists them.
+    pub fn own_peer_urls(&self) -> anyhow::Result<Vec<String>> {
+        let mut urls = Vec::new();
+        for part in self.initial_cluster().split(',') {
+            let (name, url) = part
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--initial-cluster entry {part:?} is not name=url"))?;
+            if name.trim() == self.name {
+                urls.push(url.trim().to_string());
+            }
+        }
+        if urls.is_empty() {
+            anyhow::bail!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                self.name
+            );
+        }
+        if self.initial_cluster().split(',').any(|p| {
+            p.split_once('=')
+                .is_some_and(|(n, _)| n.trim() != self.name)
+        }) {
+            anyhow::bail!("--initial-cluster lists other members; strata runs one-member clusters for now");
+        }
+        Ok(urls)
+    }
+
+    /// Minimum lease TTL (seconds): ceil(1.5 x election timeout).
+    pub fn min_lease_ttl(&self) -> i64 {
+        let ticks = self.election_ticks() as u64;
+        let ms = ticks * 3 / 2 * self.heartbeat_interval;
+        ms.div_ceil(1000) as i64
+    }
+
+    pub fn election_ticks(&self) -> usize {
+        (self.election_timeout / self.heartbeat_interval.max(1)).max(2) as usize
+    }
+
+    /// Client URLs to listen on, as host:port.
+    pub fn client_addrs(&self) -> anyhow::Result<Vec<String>> {
+        self.listen_client_urls
+            .split(',')
+            .map(|u| {
+                let u = u.trim();
+                let hostport = u
+                    .strip_prefix("http://")
+                    .ok_or_else(|| anyhow::anyhow!("unsupported client URL {u:?} (only http:// for now)"))?;
+                let hostport = hostport.trim_end_matches('/');
+                Ok(match hostport.strip_prefix("localhost:") {
+                    Some(port) => format!("127.0.0.1:{port}"),
+                    None => hostport.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
+            anyhow::bail!(
+                "--election-timeout[{}ms] should be at least 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout,
+                self.heartbeat_interval
+            );
+        }
+        match self.initial_cluster_state.as_str() {
+            "new" | "existing" => {}
+            s => anyhow::bail!("invalid value {s:?} for --initial-cluster-state: must be new or existing"),
+        }
+        match self.auto_compaction_mode.as_str() {
+            "periodic" | "revision" => {}
+            s => anyhow::bail!("unknown auto-compaction-mode {s:?}"),
+        }
+        self.auto_compaction()?;
+        self.own_peer_urls()?;
+        self.client_addrs()?;
+        Ok(())
+    }
+
+    /// Auto compaction as configured: None when off.
+    pub fn auto_compaction(&self) -> anyhow::Result<Option<AutoCompaction>> {
+        let r = self.auto_compaction_retention.trim();
+        if r.is_empty() || r == "0" {
+            return Ok(None);
+        }
+        Ok(Some(match self.auto_compaction_mode.as_str() {
+            "revision" => AutoCompaction::Revision(
+                r.parse()
+                    .map_err(|_| anyhow::anyhow!("invalid auto-compaction-retention {r:?}"))?,
+            ),
+            _ => AutoCompaction::Periodic(match r.parse::<u64>() {
+                Ok(hours) => Duration::from_secs(hours * 3600),
+                Err(_) => parse_duration(r).map_err(|e| anyhow::anyhow!(e))?,
+            }),
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Keep this much history.
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn defaults_match_etcd() {
+        let c = Config::parse_from(["strata"]);
+        assert_eq!(c.data_dir(), std::path::PathBuf::from("default.strata"));
+        assert_eq!(c.min_lease_ttl(), 2);
+        assert_eq!(c.election_ticks(), 10);
+        assert_eq!(c.quota(), Some(2 << 30));
+        assert_eq!(c.client_addrs().unwrap(), vec!["127.0.0.1:2379"]);
+        c.validate().unwrap();
+    }
+}

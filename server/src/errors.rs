@@ -1,0 +1,117 @@
+//! Every error a client can see, with etcd's exact message and gRPC code
+//! (api/v3rpc/rpctypes/error.go): clients match on these strings. The
+//! engine's errors are mapped here, in one place.
+
+use strata_engine::Error as EngineError;
+use tonic::{Code, Status};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    /// A compare whose result or target is not one etcd knows.
+    #[error("etcdserver: invalid compare")]
+    BadCompare,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExist,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// Anything else the storage reported (I/O, poisoned after a failed
+    /// fsync): the request did not happen.
+    #[error("etcdserver: {0}")]
+    Internal(String),
+}
+
+impl EtcdError {
+    pub fn code(&self) -> Code {
+        use EtcdError::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | InvalidSortOption | BadCompare | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
+            NoSpace | TooManyRequests => Code::ResourceExhausted,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            LeaseExist => Code::FailedPrecondition,
+            NoLeader | Timeout | Stopped => Code::Unavailable,
+            Corrupt => Code::DataLoss,
+            Internal(_) => Code::Unknown,
+        }
+    }
+}
+
+impl From<EtcdError> for Status {
+    fn from(e: EtcdError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<EngineError> for EtcdError {
+    fn from(e: EngineError) -> EtcdError {
+        match e {
+            EngineError::Compacted => EtcdError::Compacted,
+            EngineError::FutureRevision => EtcdError::FutureRev,
+            EngineError::KeyNotFound => EtcdError::KeyNotFound,
+            EngineError::KeyNotProvided => EtcdError::EmptyKey,
+            EngineError::ValueProvided => EtcdError::ValueProvided,
+            EngineError::LeaseProvided => EtcdError::LeaseProvided,
+            EngineError::DuplicateKey => EtcdError::DuplicateKey,
+            EngineError::LeaseNotFound => EtcdError::LeaseNotFound,
+            EngineError::Corrupted { .. } | EngineError::CorruptedLog { .. } => {
+                tracing::error!(error = %e, "storage reports corruption");
+                EtcdError::Corrupt
+            }
+            other => EtcdError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for EtcdError {
+    fn from(e: std::io::Error) -> EtcdError {
+        EtcdError::Internal(e.to_string())
+    }
+}
+
+/// Engine results as gRPC results: `store.range(..).grpc()?`.
+pub trait Grpc<T> {
+    fn grpc(self) -> Result<T, Status>;
+}
+
+impl<T> Grpc<T> for Result<T, EngineError> {
+    fn grpc(self) -> Result<T, Status> {
+        self.map_err(|e| EtcdError::from(e).into())
+    }
+}

@@ -1,0 +1,101 @@
+//! strata: a member serving etcd's v3 API.
+//!
+//! - [`config`]: etcd's flags and their `ETCD_*` twins;
+//! - [`server`]: opening or bootstrapping the data dir, propose-and-wait,
+//!   the linearizable read barrier, leader duties;
+//! - [`raftnode`]: the raft Ready loop, its WAL-backed log and its seams
+//!   (transport, ticks, state machine);
+//! - [`apply`]: committed entries into the MVCC store, atomically with the
+//!   consistent index;
+//! - [`lease`]: the lessor;
+//! - [`api`]: the gRPC services; [`errors`]: etcd's errors, in one place;
+//!   [`convert`]: wire types to engine types.
+//!
+//! [`run`] serves a member on a listener until a shutdown future completes
+//! (tests bind 127.0.0.1:0 and stop it by completing the future).
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod api;
+pub mod apply;
+pub mod config;
+pub mod convert;
+pub mod errors;
+pub mod lease;
+pub mod raftnode;
+pub mod server;
+
+use std::future::Future;
+
+use strata_proto::etcdserverpb as pb;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::Config;
+pub use server::EtcdServer;
+
+/// Serves the member on `listeners` until `shutdown` completes, then stops
+/// raft and closes the storage.
+pub async fn run(
+    cfg: Config,
+    listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let srv = tokio::task::spawn_blocking(move || EtcdServer::start(cfg)).await??;
+    srv.spawn_background();
+    let recv_limit = srv.cfg.max_request_bytes as usize + 512 * 1024;
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let addr = l.local_addr()?;
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(
+                pb::kv_server::KvServer::new(api::kv::KvService { srv: srv.clone() })
+                    .max_decoding_message_size(recv_limit)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                pb::watch_server::WatchServer::new(api::watch::WatchService { srv: srv.clone() })
+                    .max_decoding_message_size(recv_limit)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                pb::lease_server::LeaseServer::new(api::lease::LeaseService { srv: srv.clone() })
+                    .max_decoding_message_size(recv_limit),
+            )
+            .add_service(
+                pb::maintenance_server::MaintenanceServer::new(
+                    api::maintenance::MaintenanceService { srv: srv.clone() },
+                )
+                .max_decoding_message_size(recv_limit)
+                .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                pb::cluster_server::ClusterServer::new(api::cluster::ClusterService {
+                    srv: srv.clone(),
+                })
+                .max_decoding_message_size(recv_limit),
+            );
+        let mut stop = stop_tx.subscribe();
+        tasks.push(tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                    let _ = stop.recv().await;
+                })
+                .await
+        }));
+        tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
+    }
+    tracing::info!(member = format!("{:x}", srv.member_id()), "ready to serve client requests");
+    shutdown.await;
+    tracing::info!("received shutdown; stopping");
+    let _ = stop_tx.send(());
+    for t in tasks {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+    }
+    let s = srv.clone();
+    tokio::task::spawn_blocking(move || s.stop()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! `strata`: one member of a strata cluster, configured with etcd's flags.
+
+use clap::Parser;
+use strata_server::Config;
+
+fn main() -> anyhow::Result<()> {
+    let cfg = Config::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{},raft=warn",
+        match cfg.log_level.as_str() {
+            "warn" | "warning" => "warn",
+            "error" | "panic" | "fatal" => "error",
+            "debug" => "debug",
+            _ => "info",
+        }
+    ))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut listeners = Vec::new();
+        for addr in cfg.client_addrs()? {
+            let l = tokio::net::TcpListener::bind(&addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;
+            listeners.push(l);
+        }
+        strata_server::run(cfg, listeners, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The raft member: one thread drives raft-rs's `RawNode` through its Ready
+//! loop.
+//!
+//! Seams, so that several members can later run in one process over a
+//! simulated network and clock without a rewrite:
+//! - [`Transport`] carries raft messages to peers (a one-member cluster has
+//!   none);
+//! - time enters only as [`Input::Tick`] (a ticker thread in production, the
+//!   test in a simulation);
+//! - [`StateMachine`] applies committed entries (the server's applier over
+//!   the MVCC store); this module knows nothing of etcd's requests.
+//!
+//! Order in each Ready (raft-rs's contract): send messages, apply committed
+//! entries that were already persisted, persist new entries and hard state
+//! (one WAL fdatasync for the whole batch), send the messages that needed
+//! them persisted, advance, apply what that committed, advance apply.
+
+pub mod storage;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::{RawNode, StateRole, Storage};
+use slog::o;
+use tokio::sync::oneshot;
+
+use storage::LogStore;
+
+/// Carries messages to other members.
+pub trait Transport: Send {
+    fn send(&mut self, msgs: Vec<Message>);
+}
+
+/// A member alone in its cluster: there is nobody to send to.
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&mut self, msgs: Vec<Message>) {
+        if !msgs.is_empty() {
+            tracing::warn!(count = msgs.len(), "raft messages with no peer to carry them");
+        }
+    }
+}
+
+/// What the member applies committed entries to.
+pub trait StateMachine: Send {
+    /// Applies one committed normal entry (empty ones included). An error
+    /// is a storage failure: the member stops.
+    fn apply(&mut self, entry: &Entry) -> strata_engine::Result<()>;
+    /// A proposal raft refused (no leader): fail its waiter.
+    fn dropped(&mut self, request_id: u64);
+    /// Makes everything applied so far durable, records the snapshot marker
+    /// in the state machine's db, and returns once both are on disk.
+    fn snapshot_taken(&mut self, mark: &strata_engine::wal::SnapshotMark)
+        -> strata_engine::Result<()>;
+    /// The leader or this member's role changed.
+    fn role_changed(&mut self, leader: u64, term: u64, is_leader: bool);
+    /// Makes every applied entry durable (before a WAL snapshot marker).
+    fn flush(&mut self) -> strata_engine::Result<()>;
+}
+
+pub enum Input {
+    Propose { id: u64, data: Vec<u8> },
+    /// A linearizable read: answered with the index the read must wait for
+    /// the applied index to reach.
+    ReadIndex(oneshot::Sender<u64>),
+    Tick,
+    Step(Box<Message>),
+    Stop,
+}
+
+/// Counters other threads read (Status, headers, read waits).
+#[derive(Default)]
+pub struct NodeStatus {
+    pub leader: AtomicU64,
+    pub term: AtomicU64,
+    pub commit: AtomicU64,
+    pub applied: AtomicU64,
+    /// The raft thread stopped after a storage failure: no more writes.
+    pub failed: AtomicBool,
+}
+
+pub struct NodeConfig {
+    pub id: u64,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    pub snapshot_count: u64,
+    /// Entries kept in memory behind a snapshot for slow followers.
+    pub catch_up_entries: u64,
+    /// Applied index the state machine's db already holds.
+    pub applied: u64,
+    /// The index of the last snapshot marker the db recorded.
+    pub snapshot_index: u64,
+}
+
+pub struct Node<T: Transport, S: StateMachine> {
+    raw: RawNode<LogStore>,
+    transport: T,
+    sm: S,
+    status: Arc<NodeStatus>,
+    applied_tx: tokio::sync::watch::Sender<u64>,
+    conf: ConfState,
+    snapshot_count: u64,
+    catch_up: u64,
+    snapshot_index: u64,
+    applied: u64,
+    /// Reads waiting for a ReadIndex round, by the round's context.
+    reads: Vec<(u64, Vec<oneshot::Sender<u64>>)>,
+    read_seq: u64,
+}
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, o!())
+}
+
+impl<T: Transport, S: StateMachine> Node<T, S> {
+    pub fn new(
+        cfg: &NodeConfig,
+        log: LogStore,
+        transport: T,
+        sm: S,
+        status: Arc<NodeStatus>,
+        applied_tx: tokio::sync::watch::Sender<u64>,
+    ) -> raft::Result<Self> {
+        let conf = log.initial_state()?.conf_state;
+        let rc = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied: cfg.applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 512,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        rc.validate()?;
+        let mut raw = RawNode::new(&rc, log, &logger())?;
+        if conf.voters == [cfg.id] && conf.learners.is_empty() {
+            // Alone: no reason to wait an election timeout.
+            raw.campaign()?;
+        }
+        status.applied.store(cfg.applied, Ordering::Release);
+        applied_tx.send_replace(cfg.applied);
+        Ok(Node {
+            raw,
+            transport,
+            sm,
+            status,
+            applied_tx,
+            conf,
+            snapshot_count: cfg.snapshot_count.max(1),
+            catch_up: cfg.catch_up_entries,
+            snapshot_index: cfg.snapshot_index,
+            applied: cfg.applied,
+            reads: Vec::new(),
+            read_seq: 0,
+        })
+    }
+
+    /// Runs until [`Input::Stop`] or until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Input>) {
+        let mut was_leader = false;
+        let mut last_leader = u64::MAX;
+        loop {
+            let first = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut waiting_reads = Vec::new();
+            let mut stop = false;
+            for m in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                match m {
+                    Input::Propose { id, data } => {
+                        if self.raw.propose(Vec::new(), data).is_err() {
+                            self.sm.dropped(id);
+                        }
+                    }
+                    Input::ReadIndex(tx) => waiting_reads.push(tx),
+                    Input::Tick => {
+                        self.raw.tick();
+                    }
+                    Input::Step(msg) => {
+                        if let Err(e) = self.raw.step(*msg) {
+                            tracing::debug!(error = %e, "raft step");
+                        }
+                    }
+                    Input::Stop => stop = true,
+                }
+            }
+            if !waiting_reads.is_empty() {
+                // One ReadIndex round for every read that arrived together.
+                self.read_seq += 1;
+                self.raw.read_index(self.read_seq.to_be_bytes().to_vec());
+                self.reads.push((self.read_seq, waiting_reads));
+            }
+            if let Err(e) = self.on_ready() {
+                tracing::error!(error = %e, "raft storage failed; this member stops accepting writes");
+                self.status.failed.store(true, Ordering::Release);
+                return;
+            }
+            let ss = self.raw.raft.soft_state();
+            let term = self.raw.raft.term;
+            let is_leader = ss.raft_state == StateRole::Leader;
+            if ss.leader_id != last_leader || is_leader != was_leader {
+                last_leader = ss.leader_id;
+                was_leader = is_leader;
+                self.status.leader.store(ss.leader_id, Ordering::Release);
+                self.sm.role_changed(ss.leader_id, term, is_leader);
+                if !is_leader {
+                    // Reads waiting on a round this member can no longer
+                    // answer are dropped; their callers time out and retry.
+                    self.reads.clear();
+                }
+            }
+            self.status.term.store(term, Ordering::Release);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn on_ready(&mut self) -> strata_engine::Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        if !rd.messages().is_empty() {
+            self.transport.send(rd.take_messages());
+        }
+        self.apply(rd.take_committed_entries())?;
+        for rs in rd.take_read_states() {
+            let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
+            if let Some(pos) = self.reads.iter().position(|(c, _)| *c == ctx) {
+                let (_, waiters) = self.reads.remove(pos);
+                for w in waiters {
+                    let _ = w.send(rs.index);
+                }
+            }
+        }
+        let hs = rd.hs().cloned();
+        self.raw
+            .mut_store()
+            .persist(rd.entries(), hs.as_ref(), rd.must_sync())?;
+        if !rd.persisted_messages().is_empty() {
+            self.transport.send(rd.take_persisted_messages());
+        }
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit)?;
+            self.status.commit.store(commit, Ordering::Release);
+        }
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.maybe_snapshot()
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> strata_engine::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for e in &entries {
+            match e.entry_type {
+                EntryType::EntryNormal => self.sm.apply(e)?,
+                EntryType::EntryConfChange => {
+                    let mut cc = ConfChange::default();
+                    if protobuf::Message::merge_from_bytes(&mut cc, &e.data).is_ok() {
+                        if let Ok(cs) = self.raw.apply_conf_change(&cc) {
+                            self.conf = cs;
+                        }
+                    }
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let mut cc = ConfChangeV2::default();
+                    if protobuf::Message::merge_from_bytes(&mut cc, &e.data).is_ok() {
+                        if let Ok(cs) = self.raw.apply_conf_change(&cc) {
+                            self.conf = cs;
+                        }
+                    }
+                }
+            }
+            self.applied = e.index;
+        }
+        self.status.applied.store(self.applied, Ordering::Release);
+        self.applied_tx.send_replace(self.applied);
+        let commit = self.raw.raft.raft_log.committed;
+        self.status.commit.store(commit, Ordering::Release);
+        Ok(())
+    }
+
+    /// Every `snapshot_count` applied entries: make the db durable, write a
+    /// WAL marker, let the db record it, then drop what it made redundant.
+    fn maybe_snapshot(&mut self) -> strata_engine::Result<()> {
+        if self.applied < self.snapshot_index + self.snapshot_count {
+            return Ok(());
+        }
+        let index = self.applied;
+        let term = self
+            .raw
+            .store()
+            .term(index)
+            .map_err(|e| strata_engine::Error::InvalidOption(format!("raft term of {index}: {e}")))?;
+        self.sm.flush()?;
+        let conf = self.conf.clone();
+        let mark = self.raw.mut_store().mark_snapshot(index, term, &conf)?;
+        self.sm.snapshot_taken(&mark)?;
+        let keep_after = index.saturating_sub(self.catch_up);
+        self.raw.mut_store().release(keep_after, index)?;
+        self.snapshot_index = index;
+        tracing::info!(index, term, "raft snapshot taken; older WAL segments released");
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! Raft's log storage: raft-rs's in-memory log (what raft reads) in front
+//! of the engine's WAL (what survives a crash).
+//!
+//! Invariants:
+//! - Entries and hard state reach the WAL, and are synced when raft says
+//!   they must be, before the messages and acknowledgements that depend on
+//!   them leave this member ([`LogStore::persist`]).
+//! - A snapshot marker is written to the WAL, and synced, before anything
+//!   refers to it; WAL segments are released only below a marker the state
+//!   machine's db has recorded.
+//! - The in-memory log keeps the entries after the last snapshot (minus a
+//!   catch-up margin once peers exist).
+
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
+use raft::storage::MemStorage;
+use raft::{GetEntriesContext, RaftState, Storage};
+use strata_engine::wal;
+
+pub fn entry_to_wal(e: &Entry) -> wal::Entry {
+    wal::Entry {
+        index: e.index,
+        term: e.term,
+        entry_type: e.entry_type as u8,
+        data: e.data.to_vec(),
+    }
+}
+
+pub fn entry_from_wal(e: wal::Entry) -> Entry {
+    let mut out = Entry {
+        index: e.index,
+        term: e.term,
+        data: e.data.into(),
+        ..Default::default()
+    };
+    out.entry_type = match e.entry_type {
+        1 => EntryType::EntryConfChange,
+        2 => EntryType::EntryConfChangeV2,
+        _ => EntryType::EntryNormal,
+    };
+    out
+}
+
+pub fn conf_to_wal(c: &ConfState) -> wal::ConfState {
+    wal::ConfState {
+        voters: c.voters.clone(),
+        learners: c.learners.clone(),
+        voters_outgoing: c.voters_outgoing.clone(),
+        learners_next: c.learners_next.clone(),
+        auto_leave: c.auto_leave,
+    }
+}
+
+pub fn conf_from_wal(c: &wal::ConfState) -> ConfState {
+    ConfState {
+        voters: c.voters.clone(),
+        learners: c.learners.clone(),
+        voters_outgoing: c.voters_outgoing.clone(),
+        learners_next: c.learners_next.clone(),
+        auto_leave: c.auto_leave,
+        ..Default::default()
+    }
+}
+
+pub struct LogStore {
+    mem: MemStorage,
+    wal: wal::Wal,
+}
+
+impl LogStore {
+    /// Builds the in-memory log from what the WAL held when opened at
+    /// `mark`. `applied` is the state machine's consistent index: entries up
+    /// to it were committed (they were applied), whatever the saved hard
+    /// state says.
+    pub fn restore(
+        wal: wal::Wal,
+        mark: &wal::SnapshotMark,
+        rec: wal::Recovered,
+        applied: u64,
+    ) -> raft::Result<LogStore> {
+        let mem = MemStorage::new();
+        {
+            let mut core = mem.wl();
+            if mark.index > 0 {
+                let mut snap = Snapshot::default();
+                let md = snap.mut_metadata();
+                md.index = mark.index;
+                md.term = mark.term;
+                md.set_conf_state(conf_from_wal(&mark.conf_state));
+                core.apply_snapshot(snap)?;
+            } else {
+                core.set_conf_state(conf_from_wal(&mark.conf_state));
+            }
+            let entries: Vec<Entry> = rec.entries.into_iter().map(entry_from_wal).collect();
+            let last = entries.last().map_or(mark.index, |e| e.index);
+            core.append(&entries)?;
+            let mut hs = HardState {
+                term: rec.hard_state.term,
+                vote: rec.hard_state.vote,
+                commit: rec.hard_state.commit,
+                ..Default::default()
+            };
+            hs.commit = hs.commit.max(applied.min(last)).max(mark.index);
+            hs.term = hs.term.max(mark.term);
+            core.set_hardstate(hs);
+        }
+        Ok(LogStore { mem, wal })
+    }
+
+    /// Saves entries and the hard state to the WAL (synced if `sync`), then
+    /// makes the entries visible to raft.
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hs: Option<&HardState>,
+        sync: bool,
+    ) -> strata_engine::Result<()> {
+        let wal_hs = hs.map(|h| wal::HardState {
+            term: h.term,
+            vote: h.vote,
+            commit: h.commit,
+        });
+        let wal_entries: Vec<wal::Entry> = entries.iter().map(entry_to_wal).collect();
+        if !wal_entries.is_empty() || wal_hs.is_some() {
+            self.wal.save(wal_hs.as_ref(), &wal_entries)?;
+        }
+        if sync {
+            self.wal.sync()?;
+        }
+        let mut core = self.mem.wl();
+        if !entries.is_empty() {
+            core.append(entries)
+                .map_err(|e| strata_engine::Error::InvalidOption(format!("raft log append: {e}")))?;
+        }
+        if let Some(h) = hs {
+            core.set_hardstate(h.clone());
+        }
+        Ok(())
+    }
+
+    /// Records the commit index raft reported after an advance (not synced:
+    /// a lost commit index is recomputed by raft).
+    pub fn set_commit(&mut self, commit: u64) -> strata_engine::Result<()> {
+        let hs = {
+            let mut core = self.mem.wl();
+            core.mut_hard_state().commit = commit;
+            core.hard_state().clone()
+        };
+        self.persist(&[], Some(&hs), false)
+    }
+
+    /// Writes a snapshot marker at `index` (applied and durable in the db)
+    /// and syncs it.
+    pub fn mark_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        conf: &ConfState,
+    ) -> strata_engine::Result<wal::SnapshotMark> {
+        let mark = wal::SnapshotMark {
+            index,
+            term,
+            conf_state: conf_to_wal(conf),
+        };
+        self.wal.save_snapshot(&mark)?;
+        self.wal.sync()?;
+        Ok(mark)
+    }
+
+    /// Drops in-memory entries up to `keep_after` and WAL segments below the
+    /// recorded snapshot `index`.
+    pub fn release(&mut self, keep_after: u64, index: u64) -> strata_engine::Result<()> {
+        let first = self.mem.first_index().unwrap_or(1);
+        if keep_after >= first {
+            let last = self.mem.last_index().unwrap_or(0);
+            let upto = (keep_after + 1).min(last + 1);
+            if upto > first {
+                let _ = self.mem.wl().compact(upto);
+            }
+        }
+        self.wal.release_before(index)
+    }
+
+    pub fn wal_dir(&self) -> &std::path::Path {
+        self.wal.dir()
+    }
+}
+
+impl Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.mem.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.mem.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        self.mem.snapshot(request_index, to)
+    }
+}
