@@ -317,7 +317,11 @@ impl Applier {
             Ok(AlarmAction::Activate) if a.alarm != pb::AlarmType::None as i32 => {
                 if sh.alarms().insert((member, a.alarm)) {
                     tx.put_bucket(Bucket::Alarm, &key, &[])?;
-                    tracing::warn!(member = format!("{member:x}"), alarm = a.alarm, "alarm raised");
+                    tracing::warn!(
+                        member = format!("{member:x}"),
+                        alarm = a.alarm,
+                        "alarm raised"
+                    );
                 }
                 out.push(pb::AlarmMember {
                     member_id: member,

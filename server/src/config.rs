@@ -58,19 +58,35 @@ pub struct Config {
     pub data_dir: Option<std::path::PathBuf>,
 
     /// List of URLs to listen on for client traffic.
-    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub listen_client_urls: String,
 
     /// List of this member's client URLs to advertise to the public.
-    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub advertise_client_urls: String,
 
     /// List of URLs to listen on for peer traffic.
-    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
     pub listen_peer_urls: String,
 
     /// List of this member's peer URLs to advertise to the rest of the cluster.
-    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
     pub initial_advertise_peer_urls: String,
 
     /// Initial cluster configuration for bootstrapping (name=peer-url,...).
@@ -82,7 +98,11 @@ pub struct Config {
     pub initial_cluster_state: String,
 
     /// Initial cluster token for the cluster during bootstrap.
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
     pub initial_cluster_token: String,
 
     /// Number of committed transactions to trigger a snapshot to disk.
@@ -99,7 +119,12 @@ pub struct Config {
 
     /// Raise alarms when backend size exceeds the given quota (0 defaults to
     /// 2 GiB; a negative value disables the quota).
-    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "ETCD_QUOTA_BACKEND_BYTES",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub quota_backend_bytes: i64,
 
     /// Maximum client request size in bytes the server will accept.
@@ -156,18 +181,18 @@ impl Config {
     /// The initial cluster, defaulting to this member at its advertised
     /// peer URLs.
     pub fn initial_cluster(&self) -> String {
-        self.initial_cluster.clone().unwrap_or_else(|| {
-            format!("{}={}", self.name, self.initial_advertise_peer_urls)
-        })
+        self.initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}={}", self.name, self.initial_advertise_peer_urls))
     }
 
     /// This member's peer URLs as the initial cluster lists them.
     pub fn own_peer_urls(&self) -> anyhow::Result<Vec<String>> {
         let mut urls = Vec::new();
         for part in self.initial_cluster().split(',') {
-            let (name, url) = part
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--initial-cluster entry {part:?} is not name=url"))?;
+            let (name, url) = part.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--initial-cluster entry {part:?} is not name=url")
+            })?;
             if name.trim() == self.name {
                 urls.push(url.trim().to_string());
             }
@@ -182,7 +207,9 @@ impl Config {
             p.split_once('=')
                 .is_some_and(|(n, _)| n.trim() != self.name)
         }) {
-            anyhow::bail!("--initial-cluster lists other members; strata runs one-member clusters for now");
+            anyhow::bail!(
+                "--initial-cluster lists other members; strata runs one-member clusters for now"
+            );
         }
         Ok(urls)
     }
@@ -204,9 +231,9 @@ impl Config {
             .split(',')
             .map(|u| {
                 let u = u.trim();
-                let hostport = u
-                    .strip_prefix("http://")
-                    .ok_or_else(|| anyhow::anyhow!("unsupported client URL {u:?} (only http:// for now)"))?;
+                let hostport = u.strip_prefix("http://").ok_or_else(|| {
+                    anyhow::anyhow!("unsupported client URL {u:?} (only http:// for now)")
+                })?;
                 let hostport = hostport.trim_end_matches('/');
                 Ok(match hostport.strip_prefix("localhost:") {
                     Some(port) => format!("127.0.0.1:{port}"),
@@ -226,7 +253,9 @@ impl Config {
         }
         match self.initial_cluster_state.as_str() {
             "new" | "existing" => {}
-            s => anyhow::bail!("invalid value {s:?} for --initial-cluster-state: must be new or existing"),
+            s => anyhow::bail!(
+                "invalid value {s:?} for --initial-cluster-state: must be new or existing"
+            ),
         }
         match self.auto_compaction_mode.as_str() {
             "periodic" | "revision" => {}

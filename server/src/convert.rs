@@ -98,7 +98,10 @@ pub fn delete_in(d: &pb::DeleteRangeRequest) -> m::DeleteRangeRequest {
     }
 }
 
-pub fn delete_out(d: m::DeleteRangeResponse, header: pb::ResponseHeader) -> pb::DeleteRangeResponse {
+pub fn delete_out(
+    d: m::DeleteRangeResponse,
+    header: pb::ResponseHeader,
+) -> pb::DeleteRangeResponse {
     pb::DeleteRangeResponse {
         header: Some(header),
         deleted: d.deleted,

@@ -92,7 +92,9 @@ impl Lessor {
         if g.leases.contains_key(&id) {
             return Err(EtcdError::LeaseExist);
         }
-        let expiry = g.primary.then(|| deadline(if remaining > 0 { remaining } else { ttl }));
+        let expiry = g
+            .primary
+            .then(|| deadline(if remaining > 0 { remaining } else { ttl }));
         if let Some(at) = expiry {
             g.heap.push(Reverse((at, id)));
         }

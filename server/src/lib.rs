@@ -43,7 +43,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let srv = tokio::task::spawn_blocking(move || EtcdServer::start(cfg)).await??;
     srv.spawn_background();
-    let recv_limit = srv.cfg.max_request_bytes as usize + 512 * 1024;
+    // tonic's cap sits above etcd's limit so that the KV service's own check
+    // (grpc-go's status and message) is what clients see; the cap still
+    // bounds memory.
+    let recv_limit = (srv.recv_limit() * 2).max(4 << 20);
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
     for l in listeners {
@@ -87,7 +90,10 @@ pub async fn run(
         }));
         tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
     }
-    tracing::info!(member = format!("{:x}", srv.member_id()), "ready to serve client requests");
+    tracing::info!(
+        member = format!("{:x}", srv.member_id()),
+        "ready to serve client requests"
+    );
     shutdown.await;
     tracing::info!("received shutdown; stopping");
     let _ = stop_tx.send(());

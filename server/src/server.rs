@@ -26,7 +26,7 @@ use crate::config::{AutoCompaction, Config};
 use crate::errors::EtcdError;
 use crate::lease::Lessor;
 use crate::raftnode::storage::LogStore;
-use crate::raftnode::{Input, Node, NodeConfig, NodeStatus, NoPeers};
+use crate::raftnode::{Input, NoPeers, Node, NodeConfig, NodeStatus};
 
 /// The version Status reports: the etcd API level strata serves (clients,
 /// Kubernetes among them, parse it as semver to pick features).
@@ -73,11 +73,9 @@ pub struct EtcdServer {
 
 fn meta_u64(view: &strata_engine::backend::ReadView, key: &[u8]) -> anyhow::Result<u64> {
     Ok(match view.get(Bucket::Meta, key)? {
-        Some(v) => u64::from_be_bytes(
-            v.as_slice()
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("meta {:?} is not 8 bytes", String::from_utf8_lossy(key)))?,
-        ),
+        Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+            anyhow::anyhow!("meta {:?} is not 8 bytes", String::from_utf8_lossy(key))
+        })?),
         None => 0,
     })
 }
@@ -103,13 +101,13 @@ impl EtcdServer {
             .with_context(|| format!("opening {}", member_dir.join("db").display()))?;
         let view = backend.read();
         let ci = meta_u64(&view, apply::CONSISTENT_INDEX_KEY)?;
-        let mark = match view.get(Bucket::Meta, apply::SNAPSHOT_KEY)? {
-            Some(b) => Some(
-                apply::decode_mark(&b)
-                    .ok_or_else(|| anyhow::anyhow!("meta {:?} is damaged", "strata_raft_snapshot"))?,
-            ),
-            None => None,
-        };
+        let mark =
+            match view.get(Bucket::Meta, apply::SNAPSHOT_KEY)? {
+                Some(b) => Some(apply::decode_mark(&b).ok_or_else(|| {
+                    anyhow::anyhow!("meta {:?} is damaged", "strata_raft_snapshot")
+                })?),
+                None => None,
+            };
         drop(view);
 
         let peer_urls = cfg.own_peer_urls()?;
@@ -219,13 +217,20 @@ impl EtcdServer {
             shared,
             raft_tx: Mutex::new(tx),
             applied_rx,
-            next_id: AtomicU64::new(((md.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8)),
+            next_id: AtomicU64::new(
+                ((md.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
+            ),
             raft_thread: Mutex::new(Some(raft_thread)),
             stopping,
             peer_urls,
             nospace_proposed: Mutex::new(None),
         });
         Ok(srv)
+    }
+
+    /// etcd's gRPC receive limit: the request limit plus 512 KiB.
+    pub fn recv_limit(&self) -> usize {
+        self.cfg.max_request_bytes as usize + 512 * 1024
     }
 
     pub fn member_id(&self) -> u64 {
@@ -319,7 +324,9 @@ impl EtcdServer {
     /// Size of the db file and the part of it in use.
     pub fn db_size(&self) -> (i64, i64) {
         let info = self.store().backend().db().info();
-        let in_use = info.page_count.saturating_sub(info.free_pages + info.pending_pages)
+        let in_use = info
+            .page_count
+            .saturating_sub(info.free_pages + info.pending_pages)
             * info.page_size as u64;
         (info.file_len as i64, in_use as i64)
     }
@@ -338,7 +345,10 @@ impl EtcdServer {
             return Ok(());
         }
         let propose = {
-            let mut last = self.nospace_proposed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .nospace_proposed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let due = last.is_none_or(|t| t.elapsed() > Duration::from_secs(1));
             if due {
                 *last = Some(Instant::now());
@@ -371,11 +381,7 @@ impl EtcdServer {
                 if srv.stopping.load(Ordering::Acquire) {
                     return;
                 }
-                for id in srv
-                    .shared
-                    .lessor
-                    .expired(1000, Duration::from_secs(3))
-                {
+                for id in srv.shared.lessor.expired(1000, Duration::from_secs(3)) {
                     let s = srv.clone();
                     tokio::spawn(async move {
                         let req = pb::InternalRaftRequest {
@@ -428,7 +434,9 @@ impl EtcdServer {
         // is past the retention.
         let mut samples: std::collections::VecDeque<(Instant, i64)> = Default::default();
         let every = match ac {
-            AutoCompaction::Periodic(d) => (d / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+            AutoCompaction::Periodic(d) => {
+                (d / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+            }
             AutoCompaction::Revision(_) => Duration::from_secs(300),
         };
         let mut last_compacted = 0;
@@ -454,7 +462,8 @@ impl EtcdServer {
                     t
                 }
             };
-            if target <= last_compacted || target <= self.store().compact_revision() || target <= 0 {
+            if target <= last_compacted || target <= self.store().compact_revision() || target <= 0
+            {
                 continue;
             }
             let req = pb::InternalRaftRequest {

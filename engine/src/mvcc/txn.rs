@@ -231,7 +231,9 @@ impl<'a> TxnWrite<'a> {
     /// there or neither is.
     pub fn put_bucket(&mut self, bucket: Bucket, key: &[u8], value: &[u8]) -> Result<()> {
         if bucket == Bucket::Key {
-            return Err(Error::InvalidOption("put_bucket may not write the key bucket".into()));
+            return Err(Error::InvalidOption(
+                "put_bucket may not write the key bucket".into(),
+            ));
         }
         self.batch_mut().put(bucket, key, value)
     }
@@ -239,7 +241,9 @@ impl<'a> TxnWrite<'a> {
     /// Deletes from a bucket other than `key`; see [`TxnWrite::put_bucket`].
     pub fn delete_bucket(&mut self, bucket: Bucket, key: &[u8]) -> Result<()> {
         if bucket == Bucket::Key {
-            return Err(Error::InvalidOption("delete_bucket may not write the key bucket".into()));
+            return Err(Error::InvalidOption(
+                "delete_bucket may not write the key bucket".into(),
+            ));
         }
         self.batch_mut().delete(bucket, key)
     }

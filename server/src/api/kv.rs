@@ -35,9 +35,7 @@ fn check_txn(t: &pb::TxnRequest, max_ops: usize) -> Result<(), EtcdError> {
         match &op.request {
             Some(R::RequestRange(r)) if r.key.is_empty() => return Err(EtcdError::EmptyKey),
             Some(R::RequestPut(p)) => check_put(p)?,
-            Some(R::RequestDeleteRange(d)) if d.key.is_empty() => {
-                return Err(EtcdError::EmptyKey)
-            }
+            Some(R::RequestDeleteRange(d)) if d.key.is_empty() => return Err(EtcdError::EmptyKey),
             Some(R::RequestTxn(inner)) => check_txn(inner, max_ops)?,
             None => return Err(EtcdError::KeyNotFound),
             _ => {}
@@ -55,6 +53,20 @@ fn check_put(p: &pb::PutRequest) -> Result<(), EtcdError> {
     }
     if p.ignore_lease && p.lease != 0 {
         return Err(EtcdError::LeaseProvided);
+    }
+    Ok(())
+}
+
+/// grpc-go's receive limit, as etcd configures it (the request limit plus
+/// 512 KiB), with grpc-go's status. tonic's own cap is set higher so that
+/// this check, with grpc-go's message, is the one clients see.
+fn check_recv<M: prost::Message>(srv: &EtcdServer, m: &M) -> Result<(), Status> {
+    let limit = srv.recv_limit();
+    let n = m.encoded_len();
+    if n > limit {
+        return Err(Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({n} vs. {limit})"
+        )));
     }
     Ok(())
 }
@@ -79,6 +91,7 @@ impl pb::kv_server::Kv for KvService {
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
         let r = req.into_inner();
+        check_recv(&self.srv, &r)?;
         if r.key.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
@@ -93,6 +106,7 @@ impl pb::kv_server::Kv for KvService {
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let p = req.into_inner();
+        check_recv(&self.srv, &p)?;
         check_put(&p)?;
         self.srv.check_quota(p.key.len() + p.value.len()).await?;
         let r = pb::InternalRaftRequest {
@@ -110,6 +124,7 @@ impl pb::kv_server::Kv for KvService {
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         let d = req.into_inner();
+        check_recv(&self.srv, &d)?;
         if d.key.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
@@ -125,6 +140,7 @@ impl pb::kv_server::Kv for KvService {
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let t = req.into_inner();
+        check_recv(&self.srv, &t)?;
         check_txn(&t, self.srv.cfg.max_txn_ops as usize)?;
         let mt = convert::txn_in(&t)?;
         mtxn::validate_txn(&mt).grpc()?;

@@ -18,7 +18,8 @@ pub struct LeaseService {
     pub srv: Arc<EtcdServer>,
 }
 
-type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+type KeepAliveStream =
+    Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::lease_server::Lease for LeaseService {
@@ -40,7 +41,9 @@ impl pb::lease_server::Lease for LeaseService {
         };
         match self.srv.propose(r).await? {
             Applied::LeaseGrant(resp) => Ok(Response::new(resp)),
-            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
         }
     }
 
@@ -54,7 +57,9 @@ impl pb::lease_server::Lease for LeaseService {
         };
         match self.srv.propose(r).await? {
             Applied::LeaseRevoke(resp) => Ok(Response::new(resp)),
-            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
         }
     }
 

@@ -45,7 +45,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         };
         match self.srv.propose(r).await? {
             Applied::Alarm(resp) => Ok(Response::new(resp)),
-            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
         }
     }
 
@@ -101,7 +103,10 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+    async fn hash(
+        &self,
+        _req: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
         // A CRC-32C of a consistent copy of the whole db file.
         let srv = self.srv.clone();
         let hash = tokio::task::spawn_blocking(move || {
@@ -181,7 +186,11 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
                     header: first.then_some(header),
                     remaining_bytes: left + sum.len() as u64,
                     blob: buf[..n].to_vec(),
-                    version: if first { ETCD_VERSION.into() } else { String::new() },
+                    version: if first {
+                        ETCD_VERSION.into()
+                    } else {
+                        String::new()
+                    },
                 };
                 first = false;
                 if tx.blocking_send(Ok(r)).is_err() {
@@ -217,7 +226,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         _req: Request<pb::DowngradeRequest>,
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
-        Err(Status::unimplemented("strata does not support cluster downgrades"))
+        Err(Status::unimplemented(
+            "strata does not support cluster downgrades",
+        ))
     }
 }
 

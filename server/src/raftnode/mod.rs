@@ -40,7 +40,10 @@ pub struct NoPeers;
 impl Transport for NoPeers {
     fn send(&mut self, msgs: Vec<Message>) {
         if !msgs.is_empty() {
-            tracing::warn!(count = msgs.len(), "raft messages with no peer to carry them");
+            tracing::warn!(
+                count = msgs.len(),
+                "raft messages with no peer to carry them"
+            );
         }
     }
 }
@@ -54,8 +57,10 @@ pub trait StateMachine: Send {
     fn dropped(&mut self, request_id: u64);
     /// Makes everything applied so far durable, records the snapshot marker
     /// in the state machine's db, and returns once both are on disk.
-    fn snapshot_taken(&mut self, mark: &strata_engine::wal::SnapshotMark)
-        -> strata_engine::Result<()>;
+    fn snapshot_taken(
+        &mut self,
+        mark: &strata_engine::wal::SnapshotMark,
+    ) -> strata_engine::Result<()>;
     /// The leader or this member's role changed.
     fn role_changed(&mut self, leader: u64, term: u64, is_leader: bool);
     /// Makes every applied entry durable (before a WAL snapshot marker).
@@ -63,7 +68,10 @@ pub trait StateMachine: Send {
 }
 
 pub enum Input {
-    Propose { id: u64, data: Vec<u8> },
+    Propose {
+        id: u64,
+        data: Vec<u8>,
+    },
     /// A linearizable read: answered with the index the read must wait for
     /// the applied index to reach.
     ReadIndex(oneshot::Sender<u64>),
@@ -173,7 +181,10 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             };
             let mut waiting_reads = Vec::new();
             let mut stop = false;
-            for m in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            for m in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
                 match m {
                     Input::Propose { id, data } => {
                         if self.raw.propose(Vec::new(), data).is_err() {
@@ -302,11 +313,9 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             return Ok(());
         }
         let index = self.applied;
-        let term = self
-            .raw
-            .store()
-            .term(index)
-            .map_err(|e| strata_engine::Error::InvalidOption(format!("raft term of {index}: {e}")))?;
+        let term = self.raw.store().term(index).map_err(|e| {
+            strata_engine::Error::InvalidOption(format!("raft term of {index}: {e}"))
+        })?;
         self.sm.flush()?;
         let conf = self.conf.clone();
         let mark = self.raw.mut_store().mark_snapshot(index, term, &conf)?;
@@ -314,7 +323,11 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         let keep_after = index.saturating_sub(self.catch_up);
         self.raw.mut_store().release(keep_after, index)?;
         self.snapshot_index = index;
-        tracing::info!(index, term, "raft snapshot taken; older WAL segments released");
+        tracing::info!(
+            index,
+            term,
+            "raft snapshot taken; older WAL segments released"
+        );
         Ok(())
     }
 }

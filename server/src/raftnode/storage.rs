@@ -128,8 +128,9 @@ impl LogStore {
         }
         let mut core = self.mem.wl();
         if !entries.is_empty() {
-            core.append(entries)
-                .map_err(|e| strata_engine::Error::InvalidOption(format!("raft log append: {e}")))?;
+            core.append(entries).map_err(|e| {
+                strata_engine::Error::InvalidOption(format!("raft log append: {e}"))
+            })?;
         }
         if let Some(h) = hs {
             core.set_hardstate(h.clone());

@@ -1,0 +1,297 @@
+//! Test harness: the real `strata` binary (and real etcd, for differential
+//! tests) on free loopback ports, in temp dirs, killed and cleaned up on
+//! drop; etcdctl runs against them.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The path of a tool CI installs; the test fails (it does not skip) when
+/// it is missing.
+pub fn tool(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "{name} is not installed: .ci/run installs it (Debian packages etcd-client, etcd-server)"
+    );
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub log: mpsc::Receiver<String>,
+    pub args: Vec<String>,
+}
+
+impl Server {
+    /// Starts strata with a fresh data dir and extra flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_in(&dir, extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts strata on `dir` (kept by the caller).
+    pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
+        let port = free_port();
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut s = Server {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            log: mpsc::channel().1,
+            args,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .arg("--listen-client-urls")
+            .arg(&url)
+            .arg("--advertise-client-urls")
+            .arg(&url)
+            .args(&self.args)
+            .env_remove("ETCD_NAME")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("strata starts");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let ready = line.contains("ready to serve client requests");
+                    seen.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("strata did not become ready:\n{}", seen.join("\n"));
+                }
+            }
+        }
+        self.child = Some(child);
+        self.log = rx;
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit; returns its status
+    /// code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// Restarts on the same data dir (and a new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.port = free_port();
+        self.spawn();
+    }
+
+    /// Log lines printed since the last call.
+    pub fn drain_log(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        etcdctl(&self.endpoint(), args, None)
+    }
+
+    pub fn etcdctl_ok(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// etcdctl's error line for a command that must fail.
+    pub fn etcdctl_err(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(!out.status.success(), "etcdctl {args:?} should fail");
+        last_error_line(&out)
+    }
+}
+
+pub fn last_error_line(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("Error:"))
+        .next_back()
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(tool("etcdctl"));
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=20s")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match stdin {
+        None => cmd.stdin(Stdio::null()).output().expect("etcdctl runs"),
+        Some(text) => {
+            use std::io::Write;
+            let mut child = cmd.stdin(Stdio::piped()).spawn().expect("etcdctl runs");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("stdin written");
+            child.wait_with_output().expect("etcdctl finishes")
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Real etcd (Debian's etcd-server) on free ports in a temp dir.
+pub struct Etcd {
+    child: Child,
+    pub port: u16,
+    _tmp: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let peer = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new(tool("etcd"))
+            .arg("--data-dir")
+            .arg(tmp.path().join("etcd"))
+            .arg("--listen-client-urls")
+            .arg(&url)
+            .arg("--advertise-client-urls")
+            .arg(&url)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-cluster")
+            .arg(format!("default={peer_url}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts");
+        let e = Etcd {
+            child,
+            port,
+            _tmp: tmp,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = etcdctl(&e.endpoint(), &["endpoint", "health"], None);
+            if out.status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "etcd did not become healthy");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        e
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns Some, for at most `secs` seconds.
+pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
