@@ -237,6 +237,19 @@ impl EtcdServer {
         self.shared.member_id
     }
 
+    /// Waits (at most `limit`) until raft has a leader and this member has
+    /// applied what the log held at startup.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.shared.status.leader.load(Ordering::Acquire) != 0 {
+                return self.read_barrier().await.is_ok();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     pub fn store(&self) -> &m::Store {
         self.shared.store.store()
     }

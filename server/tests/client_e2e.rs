@@ -35,7 +35,10 @@ async fn kv_txn_compact_and_errors() {
     let r = c.put("a", "1", None).await.unwrap();
     assert_eq!(r.header().unwrap().revision(), 2);
     c.put("b", "2", None).await.unwrap();
-    let g = c.get("a", Some(GetOptions::new().with_prefix())).await.unwrap();
+    let g = c
+        .get("a", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
     assert_eq!(g.count(), 1);
     let g = c
         .get("", Some(GetOptions::new().with_all_keys().with_limit(1)))
@@ -77,7 +80,10 @@ async fn kv_txn_compact_and_errors() {
     let e = c.put("", "v", None).await.unwrap_err();
     assert_eq!(
         status_of(e),
-        (tonic::Code::InvalidArgument, "etcdserver: key is not provided".into())
+        (
+            tonic::Code::InvalidArgument,
+            "etcdserver: key is not provided".into()
+        )
     );
     let e = c
         .put("nokey", "", Some(PutOptions::new().with_ignore_value()))
@@ -85,7 +91,10 @@ async fn kv_txn_compact_and_errors() {
         .unwrap_err();
     assert_eq!(
         status_of(e),
-        (tonic::Code::InvalidArgument, "etcdserver: key not found".into())
+        (
+            tonic::Code::InvalidArgument,
+            "etcdserver: key not found".into()
+        )
     );
     let e = c
         .put("a", "v", Some(PutOptions::new().with_lease(12345)))
@@ -93,7 +102,10 @@ async fn kv_txn_compact_and_errors() {
         .unwrap_err();
     assert_eq!(
         status_of(e),
-        (tonic::Code::NotFound, "etcdserver: requested lease not found".into())
+        (
+            tonic::Code::NotFound,
+            "etcdserver: requested lease not found".into()
+        )
     );
     c.compact(3, Some(CompactionOptions::new().with_physical()))
         .await
@@ -110,7 +122,10 @@ async fn kv_txn_compact_and_errors() {
         )
     );
     let d = c
-        .delete("", Some(DeleteOptions::new().with_all_keys().with_prev_key()))
+        .delete(
+            "",
+            Some(DeleteOptions::new().with_all_keys().with_prev_key()),
+        )
         .await
         .unwrap();
     assert_eq!(d.deleted(), 3);
@@ -123,7 +138,15 @@ async fn watch_stream_options() {
     let mut c = client(&s).await;
     c.put("w/1", "a", None).await.unwrap(); // rev 2
     let mut ws = c
-        .watch("w/", Some(WatchOptions::new().with_prefix().with_start_revision(1).with_prev_key()))
+        .watch(
+            "w/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(1)
+                    .with_prev_key(),
+            ),
+        )
         .await
         .unwrap();
     let created = next(&mut ws).await;
@@ -190,12 +213,19 @@ async fn watch_fragments_large_revisions() {
     let s = Server::start(&["--max-request-bytes=4096"]);
     let mut c = client(&s).await;
     for i in 0..10 {
-        c.put(format!("f/{i}"), vec![b'v'; 1000], None).await.unwrap();
+        c.put(format!("f/{i}"), vec![b'v'; 1000], None)
+            .await
+            .unwrap();
     }
     let mut ws = c
         .watch(
             "f/",
-            Some(WatchOptions::new().with_prefix().with_fragment().with_prev_key()),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_fragment()
+                    .with_prev_key(),
+            ),
         )
         .await
         .unwrap();
@@ -236,12 +266,18 @@ async fn leases_keepalive_ttl_and_list() {
         .unwrap_err();
     assert_eq!(
         status_of(e),
-        (tonic::Code::FailedPrecondition, "etcdserver: lease already exists".into())
+        (
+            tonic::Code::FailedPrecondition,
+            "etcdserver: lease already exists".into()
+        )
     );
     let e = c.lease_grant(9_000_000_001, None).await.unwrap_err();
     assert_eq!(
         status_of(e),
-        (tonic::Code::OutOfRange, "etcdserver: too large lease TTL".into())
+        (
+            tonic::Code::OutOfRange,
+            "etcdserver: too large lease TTL".into()
+        )
     );
     c.put("l1", "v", Some(PutOptions::new().with_lease(g.id())))
         .await
@@ -292,7 +328,11 @@ async fn maintenance_and_cluster_rpcs() {
     let h1 = c.hash_kv(0).await.unwrap();
     c.put("k2", "v", None).await.unwrap();
     let h2 = c.hash_kv(2).await.unwrap();
-    assert_eq!(h1.hash(), h2.hash(), "HashKV at the same revision is stable");
+    assert_eq!(
+        h1.hash(),
+        h2.hash(),
+        "HashKV at the same revision is stable"
+    );
     let _ = c.hash().await.unwrap();
     c.defragment().await.unwrap();
     let mut snap = c.snapshot().await.unwrap();

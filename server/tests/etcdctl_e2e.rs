@@ -120,7 +120,7 @@ fn watch_from_history_and_live() {
         }
     });
     let mut lines = Vec::new();
-    let mut next = |lines: &mut Vec<String>, n: usize| {
+    let next = |lines: &mut Vec<String>, n: usize| {
         while lines.len() < n {
             match rx.recv_timeout(Duration::from_secs(10)) {
                 Ok(l) => lines.push(l),

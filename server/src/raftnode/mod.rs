@@ -194,6 +194,11 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                     Input::ReadIndex(tx) => waiting_reads.push(tx),
                     Input::Tick => {
                         self.raw.tick();
+                        // raft drops a ReadIndex a leader cannot answer yet
+                        // (nothing committed in its term): ask again.
+                        for (ctx, _) in &self.reads {
+                            self.raw.read_index(ctx.to_be_bytes().to_vec());
+                        }
                     }
                     Input::Step(msg) => {
                         if let Err(e) = self.raw.step(*msg) {

@@ -186,8 +186,7 @@ impl Server {
 pub fn last_error_line(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr)
         .lines()
-        .filter(|l| l.starts_with("Error:"))
-        .next_back()
+        .rfind(|l| l.starts_with("Error:"))
         .unwrap_or_default()
         .to_string()
 }
