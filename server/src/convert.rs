@@ -178,9 +178,10 @@ pub fn txn_in(t: &pb::TxnRequest) -> Result<m::TxnRequest, EtcdError> {
 
 pub fn txn_out(t: m::TxnResponse, header: &pb::ResponseHeader) -> pb::TxnResponse {
     use pb::response_op::Response;
+    // etcd fills only the revision in the headers of a txn's responses.
     let sub = |rev: i64| pb::ResponseHeader {
         revision: rev,
-        ..*header
+        ..Default::default()
     };
     pb::TxnResponse {
         header: Some(*header),

@@ -102,15 +102,24 @@ fn watch_from_history_and_live() {
     s.etcdctl_ok(&["put", "w/a", "1"]);
     s.etcdctl_ok(&["put", "w/b", "2"]);
     s.etcdctl_ok(&["del", "w/a"]);
-    let mut child = Command::new(tool("etcdctl"))
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", s.endpoint()))
-        .args(["watch", "w/", "--prefix", "--rev=1", "--prev-kv"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcdctl watch");
-    let stdout = child.stdout.take().expect("stdout");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        Command::new(tool("etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", s.endpoint()))
+            .args(["watch", "w/", "--prefix", "--rev=1", "--prev-kv"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcdctl watch"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -142,8 +151,6 @@ fn watch_from_history_and_live() {
     s.etcdctl_ok(&["put", "other", "x"]);
     next(&mut lines, 3);
     assert_eq!(lines, ["PUT", "w/c", "3"].map(String::from).to_vec());
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -233,24 +233,27 @@ impl Store {
         self.backend.force_commit()
     }
 
-    /// etcd's HashKV: a CRC-32C over the key bucket's entries with revision
-    /// <= `rev` that compaction keeps, plus the compact revision. Returns
-    /// (hash, the store's revision, the compact revision).
+    /// etcd's HashKV: a CRC-32C over the key bucket's name and its entries
+    /// up to `rev` (0: the current revision), leaving out revisions at or
+    /// below the compact revision that a read at `rev` no longer needs
+    /// (etcd's rule: only when some are still needed). A `rev` at or below
+    /// the compact revision is compacted. Returns (hash, the store's
+    /// revision, the compact revision).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
         let (view, current, compact, keep, upper) = {
             let st = self.read_state();
-            let upper = if rev <= 0 { st.current } else { rev };
-            if upper > st.current {
-                return Err(Error::FutureRevision);
-            }
-            if upper < st.compact {
+            if rev > 0 && rev <= st.compact {
                 return Err(Error::Compacted);
             }
+            if rev > st.current {
+                return Err(Error::FutureRevision);
+            }
+            let upper = if rev <= 0 { st.current } else { rev };
             (
                 self.backend.read(),
                 st.current,
                 st.compact,
-                st.index.keep(st.compact),
+                st.index.keep(upper),
                 upper,
             )
         };
@@ -260,10 +263,11 @@ impl Store {
         let end = Revision::new(upper + 1, 0).to_key(false);
         for (k, v) in view.range(Bucket::Key, b"", &end, 0)? {
             let (r, _) = Revision::from_key(&k).ok_or_else(|| corrupt("key bucket key".into()))?;
-            if r.main > compact || keep.contains(&r) {
-                digest.update(&k);
-                digest.update(&v);
+            if r.main <= compact && !keep.is_empty() && !keep.contains(&r) {
+                continue;
             }
+            digest.update(&k);
+            digest.update(&v);
         }
         Ok((digest.finalize(), current, compact))
     }

@@ -66,8 +66,13 @@ impl pb::cluster_server::Cluster for ClusterService {
         if req.into_inner().linearizable {
             self.srv.read_barrier().await?;
         }
+        // etcd's cluster responses carry no revision.
+        let header = pb::ResponseHeader {
+            revision: 0,
+            ..self.srv.header()
+        };
         Ok(Response::new(pb::MemberListResponse {
-            header: Some(self.srv.header()),
+            header: Some(header),
             members: vec![self.me()],
         }))
     }
