@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod defragbench;
+pub mod loadgen;
 pub mod mvccbench;
 pub mod walbench;

@@ -1,0 +1,158 @@
+//! `strata-bench`: load for etcd-API servers (strata or etcd), like etcd's
+//! tools/benchmark.
+
+use clap::{Args, Parser, Subcommand};
+use strata_tools::loadgen::{self, Common, PutOpts};
+
+#[derive(Parser)]
+#[command(
+    name = "strata-bench",
+    about = "Load generator for etcd v3 API servers (strata or etcd)"
+)]
+struct Cli {
+    /// gRPC endpoints, comma separated.
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:2379",
+        value_delimiter = ','
+    )]
+    endpoints: Vec<String>,
+    /// Total number of gRPC connections.
+    #[arg(long, global = true, default_value_t = 1)]
+    conns: usize,
+    /// Total number of concurrent clients.
+    #[arg(long, global = true, default_value_t = 1)]
+    clients: usize,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct KeyArgs {
+    /// Total number of requests.
+    #[arg(long, default_value_t = 10_000)]
+    total: u64,
+    /// Key size of each request.
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    /// Value size of each request.
+    #[arg(long, default_value_t = 8)]
+    val_size: usize,
+    /// Maximum possible keys.
+    #[arg(long, default_value_t = 1)]
+    key_space_size: u64,
+    /// Use sequential keys.
+    #[arg(long)]
+    sequential_keys: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Puts.
+    Put(KeyArgs),
+    /// Ranges over [key, end).
+    Range {
+        key: String,
+        end: Option<String>,
+        /// Linearizable (l) or serializable (s).
+        #[arg(long, default_value = "l")]
+        consistency: String,
+        #[arg(long, default_value_t = 10_000)]
+        total: u64,
+    },
+    /// Txns of puts.
+    TxnPut {
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Puts per txn.
+        #[arg(long, default_value_t = 1)]
+        txn_ops: usize,
+    },
+    /// Events delivered to watchers.
+    Watch {
+        #[arg(long, default_value_t = 10)]
+        streams: usize,
+        #[arg(long, default_value_t = 10)]
+        watch_per_stream: usize,
+        /// Puts to the watched key.
+        #[arg(long, default_value_t = 1000)]
+        total: u64,
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+    },
+    /// Lease keep-alives (one lease per client).
+    LeaseKeepalive {
+        #[arg(long, default_value_t = 10_000)]
+        total: u64,
+    },
+}
+
+fn common(cli: &Cli, total: u64) -> Common {
+    Common {
+        endpoints: cli.endpoints.clone(),
+        conns: cli.conns,
+        clients: cli.clients,
+        total,
+    }
+}
+
+fn put_opts(k: &KeyArgs) -> PutOpts {
+    PutOpts {
+        key_size: k.key_size,
+        val_size: k.val_size,
+        key_space_size: k.key_space_size,
+        sequential_keys: k.sequential_keys,
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async {
+        match &cli.cmd {
+            Cmd::Put(k) => loadgen::put(&common(&cli, k.total), &put_opts(k)).await,
+            Cmd::Range {
+                key,
+                end,
+                consistency,
+                total,
+            } => {
+                let serializable = match consistency.as_str() {
+                    "s" => true,
+                    "l" => false,
+                    c => anyhow::bail!("unknown consistency {c:?}: l or s"),
+                };
+                loadgen::range(
+                    &common(&cli, *total),
+                    key.clone().into_bytes(),
+                    end.clone().map(String::into_bytes),
+                    serializable,
+                )
+                .await
+            }
+            Cmd::TxnPut { keys, txn_ops } => {
+                loadgen::txn_put(&common(&cli, keys.total), &put_opts(keys), *txn_ops).await
+            }
+            Cmd::Watch {
+                streams,
+                watch_per_stream,
+                total,
+                val_size,
+            } => {
+                loadgen::watch(
+                    &common(&cli, *total),
+                    *streams,
+                    *watch_per_stream,
+                    *val_size,
+                )
+                .await
+            }
+            Cmd::LeaseKeepalive { total } => loadgen::lease_keepalive(&common(&cli, *total)).await,
+        }
+    })?;
+    print!("{}", report.render());
+    Ok(())
+}
