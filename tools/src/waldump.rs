@@ -60,6 +60,72 @@ pub struct WalDumpArgs {
     raw: bool,
 }
 
+/// A key or value as text: printable ASCII as is, other bytes escaped.
+fn show(b: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for &c in b {
+        if (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\' {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("\\x{c:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A normal entry of a strata member, decoded: its request id and what it
+/// asks (like etcd-dump-logs' request column).
+pub fn describe_request(data: &[u8]) -> String {
+    use prost::Message;
+    use strata_proto::etcdserverpb::InternalRaftRequest;
+    if data.is_empty() {
+        return "(empty: a new leader's entry)".into();
+    }
+    let Ok(r) = InternalRaftRequest::decode(data) else {
+        return "(not a strata request)".into();
+    };
+    let id = r.header.map_or(0, |h| h.id);
+    let what = if let Some(p) = &r.put {
+        format!(
+            "put key={} value_size={} lease={}{}",
+            show(&p.key),
+            p.value.len(),
+            p.lease,
+            if p.prev_kv { " prev_kv" } else { "" }
+        )
+    } else if let Some(d) = &r.delete_range {
+        format!(
+            "delete_range key={} range_end={}",
+            show(&d.key),
+            show(&d.range_end)
+        )
+    } else if let Some(t) = &r.txn {
+        format!(
+            "txn compare={} success={} failure={}",
+            t.compare.len(),
+            t.success.len(),
+            t.failure.len()
+        )
+    } else if let Some(c) = &r.compaction {
+        format!("compaction revision={} physical={}", c.revision, c.physical)
+    } else if let Some(g) = &r.lease_grant {
+        format!("lease_grant id={:x} ttl={}", g.id, g.ttl)
+    } else if let Some(v) = &r.lease_revoke {
+        format!("lease_revoke id={:x}", v.id)
+    } else if let Some(a) = &r.alarm {
+        format!(
+            "alarm action={} member={:x} alarm={}",
+            a.action, a.member_id, a.alarm
+        )
+    } else if let Some(c) = &r.lease_checkpoint {
+        format!("lease_checkpoint leases={}", c.checkpoints.len())
+    } else {
+        "(no request)".into()
+    };
+    format!("id={id:x} {what}")
+}
+
 pub fn run(a: &WalDumpArgs) -> Result<ExitCode> {
     let segments = scan(Path::new(&a.dir))?;
     if segments.is_empty() {
@@ -76,7 +142,7 @@ pub fn run(a: &WalDumpArgs) -> Result<ExitCode> {
             seg.end
         );
         println!(
-            "{:>10}  {:<9} {:>10} {:>6}  {:<13} {:>8}",
+            "{:>10}  {:<9} {:>10} {:>6}  {:<13} {:>8}  REQUEST",
             "OFFSET", "TYPE", "INDEX", "TERM", "ENTRY TYPE", "SIZE"
         );
         for r in &seg.records {
@@ -99,6 +165,10 @@ pub fn run(a: &WalDumpArgs) -> Result<ExitCode> {
                         entry_type_name(e.entry_type),
                         e.data.len()
                     );
+                    if e.entry_type == 0 {
+                        s.push_str("  ");
+                        s.push_str(&describe_request(&e.data));
+                    }
                     if a.raw {
                         s.push_str("  ");
                         s.push_str(&hex(&e.data));
@@ -146,4 +216,30 @@ pub fn run(a: &WalDumpArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use strata_proto::etcdserverpb as pb;
+
+    #[test]
+    fn requests_are_described() {
+        let r = pb::InternalRaftRequest {
+            header: Some(pb::RequestHeader { id: 0xab }),
+            put: Some(pb::PutRequest {
+                key: b"k\x01".to_vec(),
+                value: b"vvv".to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            describe_request(&r.encode_to_vec()),
+            "id=ab put key=\"k\\x01\" value_size=3 lease=0"
+        );
+        assert_eq!(describe_request(&[]), "(empty: a new leader's entry)");
+        assert_eq!(describe_request(&[0xff, 0xff]), "(not a strata request)");
+    }
 }
