@@ -43,6 +43,8 @@ pub enum Applied {
     LeaseRevoke(pb::LeaseRevokeResponse),
     Alarm(pb::AlarmResponse),
     Checkpoint,
+    /// Answered later, from another thread (a physical compaction).
+    Pending,
 }
 
 pub type ApplyResult = Result<Applied, EtcdError>;
@@ -155,6 +157,7 @@ impl Applier {
         r: pb::InternalRaftRequest,
         index: u64,
         term: u64,
+        request_id: u64,
     ) -> strata_engine::Result<ApplyResult> {
         let sh = self.shared.clone();
         if let Some(p) = r.put {
@@ -216,15 +219,47 @@ impl Applier {
             };
         }
         if let Some(c) = r.compaction {
-            let res = self.store().compact(c.revision);
+            // The index is compacted here; old revisions are deleted on
+            // another thread while writes go on (etcd's physical option
+            // waits for that).
+            let res = self.store().begin_compaction(c.revision);
             let tx = self.begin(index, term)?;
             let rev = tx.end();
-            return match res {
-                Ok(()) => Ok(Ok(Applied::Compaction(pb::CompactionResponse {
-                    header: Some(sh.header(rev)),
-                }))),
-                Err(e) => request_err(e),
+            let job = match res {
+                Ok(job) => job,
+                Err(e) => return request_err(e),
             };
+            let resp = pb::CompactionResponse {
+                header: Some(sh.header(rev)),
+            };
+            let physical = c.physical;
+            let waiter = sh.clone();
+            let spawned = std::thread::Builder::new()
+                .name("compaction".into())
+                .spawn(move || {
+                    let at = job.revision();
+                    let done = job.finish();
+                    if let Err(e) = &done {
+                        tracing::error!(revision = at, error = %e, "compaction failed");
+                    }
+                    if physical {
+                        waiter.waiters.trigger(
+                            request_id,
+                            done.map(|()| Applied::Compaction(resp))
+                                .map_err(EtcdError::from),
+                        );
+                    }
+                });
+            if let Err(e) = spawned {
+                return Err(strata_engine::Error::Io(e));
+            }
+            return Ok(if physical {
+                Ok(Applied::Pending)
+            } else {
+                Ok(Applied::Compaction(pb::CompactionResponse {
+                    header: Some(sh.header(rev)),
+                }))
+            });
         }
         if let Some(g) = r.lease_grant {
             if sh.nospace() {
@@ -400,9 +435,9 @@ impl StateMachine for Applier {
             }
         };
         let id = req.header.map_or(0, |h| h.id);
-        let result = self.apply_request(req, e.index, e.term)?;
+        let result = self.apply_request(req, e.index, e.term, id)?;
         self.ci = e.index;
-        if id != 0 {
+        if id != 0 && !matches!(result, Ok(Applied::Pending)) {
             self.shared.waiters.trigger(id, result);
         }
         Ok(())

@@ -20,7 +20,7 @@ pub mod txn;
 pub mod types;
 pub mod watch;
 
-pub use store::Store;
+pub use store::{CompactionJob, Store};
 pub use txn::TxnWrite;
 pub use types::*;
 pub use watch::{WatchRequest, WatchResponse, WatchableStore};

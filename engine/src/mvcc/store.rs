@@ -55,6 +55,8 @@ pub struct Store {
     pub(super) backend: Backend,
     pub(super) state: Arc<RwLock<State>>,
     pub(super) observer: Arc<RwLock<Option<Arc<dyn Observer>>>>,
+    /// Held while a compaction deletes (one at a time).
+    compactor: Arc<std::sync::Mutex<()>>,
 }
 
 /// Where values of revisions are read from: a reader's view, or the write
@@ -119,6 +121,7 @@ impl Store {
             backend,
             state: Arc::new(RwLock::new(st)),
             observer: Arc::new(RwLock::new(None)),
+            compactor: Arc::new(std::sync::Mutex::new(())),
         };
         if let Some(s) = scheduled {
             if Some(s) != finished {
@@ -178,21 +181,23 @@ impl Store {
     /// Compacts away every revision below `rev` that no read at `rev` or
     /// later needs. Returns once the compaction is durable and done.
     pub fn compact(&self, rev: i64) -> Result<()> {
-        {
-            let st = self.read_state();
+        self.begin_compaction(rev)?.finish()
+    }
+
+    /// The first half of a compaction: records `scheduledCompactRev` (and
+    /// commits it), compacts the index and makes reads below `rev` fail.
+    /// From here the compaction survives a crash (open runs it again); the
+    /// returned job deletes the old revisions, which may happen on another
+    /// thread while writes go on.
+    pub fn begin_compaction(&self, rev: i64) -> Result<CompactionJob> {
+        let keep = {
+            let mut st = self.write_state();
             if rev <= st.compact {
                 return Err(Error::Compacted);
             }
             if rev > st.current {
                 return Err(Error::FutureRevision);
             }
-        }
-        self.run_compaction(rev)
-    }
-
-    fn run_compaction(&self, rev: i64) -> Result<()> {
-        let keep = {
-            let mut st = self.write_state();
             let mut batch = self.backend.batch()?;
             batch.put(
                 Bucket::Meta,
@@ -204,33 +209,25 @@ impl Store {
         };
         // The schedule must be durable before anything is deleted.
         self.backend.force_commit()?;
-        // Delete, in batches, every revision <= rev the index no longer needs.
-        let end = Revision::new(rev + 1, 0).to_key(false);
-        let mut start = Vec::new();
-        loop {
-            let view = self.backend.read();
-            let chunk = view.range(Bucket::Key, &start, &end, COMPACTION_BATCH)?;
-            if chunk.is_empty() {
-                break;
-            }
-            let mut batch = self.backend.batch()?;
-            for (k, _) in &chunk {
-                let (r, _) =
-                    Revision::from_key(k).ok_or_else(|| corrupt("key bucket key".into()))?;
-                if !keep.contains(&r) {
-                    batch.delete(Bucket::Key, k)?;
-                }
-            }
-            drop(batch);
-            start = chunk.last().map(|(k, _)| k.clone()).unwrap_or_default();
-            start.push(0);
+        Ok(CompactionJob {
+            store: self.clone(),
+            rev,
+            keep,
+        })
+    }
+
+    fn run_compaction(&self, rev: i64) -> Result<()> {
+        let keep = {
+            let mut st = self.write_state();
+            st.compact = st.compact.max(rev);
+            st.index.compact(rev)
+        };
+        CompactionJob {
+            store: self.clone(),
+            rev,
+            keep,
         }
-        self.backend.batch()?.put(
-            Bucket::Meta,
-            FINISHED_COMPACT_KEY,
-            &Revision::new(rev, 0).to_key(false),
-        )?;
-        self.backend.force_commit()
+        .finish()
     }
 
     /// etcd's HashKV: a CRC-32C over the key bucket's name and its entries
@@ -270,6 +267,66 @@ impl Store {
             digest.update(&v);
         }
         Ok((digest.finalize(), current, compact))
+    }
+}
+
+/// The deleting half of a compaction (see [`Store::begin_compaction`]).
+/// Jobs of one store run one at a time, in the order they finish.
+pub struct CompactionJob {
+    store: Store,
+    rev: i64,
+    keep: std::collections::HashSet<Revision>,
+}
+
+impl CompactionJob {
+    pub fn revision(&self) -> i64 {
+        self.rev
+    }
+
+    /// Deletes, in batches of [`COMPACTION_BATCH`], every revision <= the
+    /// compaction's that the index no longer needs, then records
+    /// `finishedCompactRev` and commits. Writers get the batch between
+    /// chunks.
+    pub fn finish(self) -> Result<()> {
+        let store = &self.store;
+        let _one_at_a_time = store.compactor.lock().unwrap_or_else(|e| e.into_inner());
+        let end = Revision::new(self.rev + 1, 0).to_key(false);
+        let mut start = Vec::new();
+        loop {
+            let view = store.backend.read();
+            let chunk = view.range(Bucket::Key, &start, &end, COMPACTION_BATCH)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut batch = store.backend.batch()?;
+            for (k, _) in &chunk {
+                let (r, _) =
+                    Revision::from_key(k).ok_or_else(|| corrupt("key bucket key".into()))?;
+                if !self.keep.contains(&r) {
+                    batch.delete(Bucket::Key, k)?;
+                }
+            }
+            drop(batch);
+            std::thread::yield_now();
+            start = chunk.last().map(|(k, _)| k.clone()).unwrap_or_default();
+            start.push(0);
+        }
+        {
+            let mut batch = store.backend.batch()?;
+            // A later compaction may have finished first: never move back.
+            let done = match batch.get(Bucket::Meta, FINISHED_COMPACT_KEY)? {
+                Some(v) => Revision::from_key(&v).map_or(0, |(r, _)| r.main),
+                None => 0,
+            };
+            if self.rev > done {
+                batch.put(
+                    Bucket::Meta,
+                    FINISHED_COMPACT_KEY,
+                    &Revision::new(self.rev, 0).to_key(false),
+                )?;
+            }
+        }
+        store.backend.force_commit()
     }
 }
 
