@@ -3,10 +3,12 @@
 //!
 //! Invariants:
 //! - Every entry's effects and its index (`consistent_index` in the meta
-//!   bucket) are written in one backend batch, under one store write
-//!   transaction: after a crash the db either has both or neither, so a
-//!   restart re-applies exactly the entries the db lacks (those with an
-//!   index above the consistent index), never one twice.
+//!   bucket) reach the db in the same commit: the applier sets the index
+//!   while its write transaction holds the backend batch, and the backend's
+//!   pre-commit hook (which runs under that same lock) writes it. After a
+//!   crash the db has both or neither, so a restart re-applies exactly the
+//!   entries the db lacks (those above the consistent index), never one
+//!   twice.
 //! - Requests are validated again here, against the state they apply to
 //!   (lease existence, the NOSPACE alarm, compacted revisions): every member
 //!   reaches the same answer.
@@ -114,6 +116,35 @@ pub struct Applier {
     shared: Arc<Shared>,
     /// The last index whose effects the db holds.
     ci: u64,
+    /// What the pre-commit hook writes: the index and term of the last
+    /// entry applied (see [`install_consistent_index_hook`]).
+    cells: Arc<IndexCells>,
+}
+
+/// The consistent index and its term, shared with the pre-commit hook.
+#[derive(Default)]
+pub struct IndexCells {
+    pub index: std::sync::atomic::AtomicU64,
+    pub term: std::sync::atomic::AtomicU64,
+}
+
+/// Makes every backend commit write the consistent index and term the
+/// applier last set (the hook runs under the batch lock, so it never sees an
+/// index without its entry's effects, or the reverse).
+pub fn install_consistent_index_hook(store: &m::Store, cells: Arc<IndexCells>) {
+    use std::sync::atomic::Ordering::Acquire;
+    store.backend().set_pre_commit_hook(Box::new(move |b| {
+        let index = cells.index.load(Acquire);
+        if index == 0 {
+            return Ok(());
+        }
+        b.put(Bucket::Meta, CONSISTENT_INDEX_KEY, &index.to_be_bytes())?;
+        b.put(
+            Bucket::Meta,
+            TERM_KEY,
+            &cells.term.load(Acquire).to_be_bytes(),
+        )
+    }));
 }
 
 /// A request's error, or the storage failure that stops the member.
@@ -127,20 +158,22 @@ fn request_err(e: strata_engine::Error) -> strata_engine::Result<ApplyResult> {
 }
 
 impl Applier {
-    pub fn new(shared: Arc<Shared>, ci: u64) -> Applier {
-        Applier { shared, ci }
+    pub fn new(shared: Arc<Shared>, ci: u64, cells: Arc<IndexCells>) -> Applier {
+        Applier { shared, ci, cells }
     }
 
     fn store(&self) -> &m::Store {
         self.shared.store.store()
     }
 
-    /// Opens the write transaction an entry applies in, with its index
-    /// recorded in it.
+    /// Opens the write transaction an entry applies in, and sets the
+    /// consistent index to it (no commit can run while the transaction
+    /// holds the batch).
     fn begin(&self, index: u64, term: u64) -> strata_engine::Result<TxnWrite<'_>> {
-        let mut tx = self.store().write()?;
-        tx.put_bucket(Bucket::Meta, CONSISTENT_INDEX_KEY, &index.to_be_bytes())?;
-        tx.put_bucket(Bucket::Meta, TERM_KEY, &term.to_be_bytes())?;
+        use std::sync::atomic::Ordering::Release;
+        let tx = self.store().write()?;
+        self.cells.term.store(term, Release);
+        self.cells.index.store(index, Release);
         Ok(tx)
     }
 

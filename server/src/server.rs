@@ -168,6 +168,13 @@ impl EtcdServer {
         });
         restore_leases_and_alarms(&shared)?;
 
+        let cells = Arc::new(apply::IndexCells::default());
+        cells.index.store(ci, Ordering::Release);
+        cells.term.store(
+            meta_u64(&shared.store.store().backend().read(), apply::TERM_KEY)?,
+            Ordering::Release,
+        );
+        apply::install_consistent_index_hook(shared.store.store(), cells.clone());
         let applied = ci.max(at.index);
         let log = LogStore::restore(wal, &at, rec, applied)?;
         let (applied_tx, applied_rx) = watch::channel(applied);
@@ -184,7 +191,7 @@ impl EtcdServer {
             &ncfg,
             log,
             NoPeers,
-            Applier::new(shared.clone(), applied),
+            Applier::new(shared.clone(), applied, cells),
             status,
             applied_tx,
         )?;
