@@ -119,6 +119,8 @@ pub struct Applier {
     /// What the pre-commit hook writes: the index and term of the last
     /// entry applied (see [`install_consistent_index_hook`]).
     cells: Arc<IndexCells>,
+    /// Results of this batch, handed out at its end.
+    results: Vec<(u64, ApplyResult)>,
 }
 
 /// The consistent index and its term, shared with the pre-commit hook.
@@ -159,7 +161,12 @@ fn request_err(e: strata_engine::Error) -> strata_engine::Result<ApplyResult> {
 
 impl Applier {
     pub fn new(shared: Arc<Shared>, ci: u64, cells: Arc<IndexCells>) -> Applier {
-        Applier { shared, ci, cells }
+        Applier {
+            shared,
+            ci,
+            cells,
+            results: Vec::new(),
+        }
     }
 
     fn store(&self) -> &m::Store {
@@ -471,9 +478,15 @@ impl StateMachine for Applier {
         let result = self.apply_request(req, e.index, e.term, id)?;
         self.ci = e.index;
         if id != 0 && !matches!(result, Ok(Applied::Pending)) {
-            self.shared.waiters.trigger(id, result);
+            self.results.push((id, result));
         }
         Ok(())
+    }
+
+    fn end_batch(&mut self) {
+        for (id, r) in self.results.drain(..) {
+            self.shared.waiters.trigger(id, r);
+        }
     }
 
     fn dropped(&mut self, request_id: u64) {

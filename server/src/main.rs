@@ -24,9 +24,13 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    // Responses of one applied batch leave a connection in one write
+    // (.cargo/config.toml sets tokio_unstable for this).
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    let rt = builder.build()?;
     rt.block_on(async move {
         let mut listeners = Vec::new();
         for addr in cfg.client_addrs()? {

@@ -69,6 +69,12 @@ pub struct EtcdServer {
     pub peer_urls: Vec<String>,
     /// When the NOSPACE alarm was last proposed (not again for a second).
     nospace_proposed: Mutex<Option<Instant>>,
+    /// The db file's size as the quota check sees it, and when it was read
+    /// (ms since `started`): refreshed at most every 100 ms, so the check
+    /// costs no system call per request.
+    quota_size: AtomicU64,
+    quota_size_at: AtomicU64,
+    started: Instant,
 }
 
 fn meta_u64(view: &strata_engine::backend::ReadView, key: &[u8]) -> anyhow::Result<u64> {
@@ -231,6 +237,9 @@ impl EtcdServer {
             stopping,
             peer_urls,
             nospace_proposed: Mutex::new(None),
+            quota_size: AtomicU64::new(0),
+            quota_size_at: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
         });
         Ok(srv)
     }
@@ -351,6 +360,17 @@ impl EtcdServer {
         (info.file_len as i64, in_use as i64)
     }
 
+    fn quota_db_size(&self) -> u64 {
+        let now = self.started.elapsed().as_millis() as u64;
+        let at = self.quota_size_at.load(Ordering::Relaxed);
+        if at == u64::MAX || now.saturating_sub(at) >= 100 {
+            let (size, _) = self.db_size();
+            self.quota_size.store(size as u64, Ordering::Relaxed);
+            self.quota_size_at.store(now, Ordering::Relaxed);
+        }
+        self.quota_size.load(Ordering::Relaxed)
+    }
+
     /// etcd's quota check for a request that adds `cost` bytes: past the
     /// quota, raise NOSPACE (once) and refuse.
     pub async fn check_quota(&self, cost: usize) -> Result<(), EtcdError> {
@@ -360,8 +380,8 @@ impl EtcdServer {
         let Some(quota) = self.cfg.quota() else {
             return Ok(());
         };
-        let (size, _) = self.db_size();
-        if (size as u64).saturating_add(cost as u64) <= quota {
+        let size = self.quota_db_size();
+        if size.saturating_add(cost as u64) <= quota {
             return Ok(());
         }
         let propose = {

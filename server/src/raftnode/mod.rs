@@ -55,6 +55,10 @@ pub trait StateMachine: Send {
     fn apply(&mut self, entry: &Entry) -> strata_engine::Result<()>;
     /// A proposal raft refused (no leader): fail its waiter.
     fn dropped(&mut self, request_id: u64);
+    /// The end of a batch of applied entries: results held back until now
+    /// may be handed out (waking every waiter of a batch together lets the
+    /// gRPC connections write their responses together).
+    fn end_batch(&mut self);
     /// Makes everything applied so far durable, records the snapshot marker
     /// in the state machine's db, and returns once both are on disk.
     fn snapshot_taken(
@@ -304,6 +308,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             }
             self.applied = e.index;
         }
+        self.sm.end_batch();
         self.status.applied.store(self.applied, Ordering::Release);
         self.applied_tx.send_replace(self.applied);
         let commit = self.raw.raft.raft_log.committed;
