@@ -29,7 +29,6 @@ use std::future::Future;
 
 use strata_proto::etcdserverpb as pb;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::Config;
 pub use server::EtcdServer;
@@ -83,9 +82,17 @@ pub async fn run(
         let mut stop = stop_tx.subscribe();
         tasks.push(tokio::spawn(async move {
             router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
-                    let _ = stop.recv().await;
-                })
+                // tonic's own nodelay setting covers only listeners it
+                // binds: without this, Nagle holds a response's second write
+                // until the client's delayed ACK (40 ms).
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(l)
+                        .with_nodelay(Some(true))
+                        .with_keepalive(Some(std::time::Duration::from_secs(7200))),
+                    async move {
+                        let _ = stop.recv().await;
+                    },
+                )
                 .await
         }));
         tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
