@@ -53,8 +53,15 @@ impl Report {
         v.sort_unstable();
         let n = v.len().max(1) as f64;
         let secs = |d: Duration| d.as_secs_f64();
-        let avg = v.iter().map(|d| secs(*d)).sum::<f64>() / n;
-        let var = v.iter().map(|d| (secs(*d) - avg).powi(2)).sum::<f64>() / n;
+        let (avg, var) = if v.is_empty() {
+            (0.0, 0.0)
+        } else {
+            let avg = v.iter().map(|d| secs(*d)).sum::<f64>() / n;
+            (
+                avg,
+                v.iter().map(|d| (secs(*d) - avg).powi(2)).sum::<f64>() / n,
+            )
+        };
         let _ = writeln!(out, "\nSummary:");
         let _ = writeln!(out, "  Total:\t{:.4} secs.", secs(self.elapsed));
         let _ = writeln!(
