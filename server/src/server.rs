@@ -103,7 +103,10 @@ impl EtcdServer {
         std::fs::create_dir_all(&wal_dir)
             .with_context(|| format!("creating {}", wal_dir.display()))?;
         std::fs::create_dir_all(member_dir.join("snap"))?;
-        let backend = Backend::open(BackendConfig::new(member_dir.join("db")))
+        let mut bcfg = BackendConfig::new(member_dir.join("db"));
+        bcfg.batch_interval = cfg.backend_batch_interval;
+        bcfg.batch_limit = cfg.backend_batch_limit.max(1);
+        let backend = Backend::open(bcfg)
             .with_context(|| format!("opening {}", member_dir.join("db").display()))?;
         let view = backend.read();
         let ci = meta_u64(&view, apply::CONSISTENT_INDEX_KEY)?;
