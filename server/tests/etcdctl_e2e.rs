@@ -273,11 +273,15 @@ fn request_and_txn_limits() {
 
 #[test]
 fn nospace_alarm_refuses_writes_until_disarmed() {
-    // Small quota: the db starts at a few pages; a few writes pass it.
-    let s = Server::start(&["--quota-backend-bytes=300000"]);
+    // Small quota: the db starts at a few pages; a few writes pass it once
+    // the backend commits them (at most --backend-batch-interval later).
+    let s = Server::start(&[
+        "--quota-backend-bytes=300000",
+        "--backend-batch-interval=200ms",
+    ]);
     let val = "v".repeat(50_000);
     let mut refused = None;
-    for i in 0..40 {
+    for i in 0..200 {
         let out = s.etcdctl(&["put", &format!("key{i}"), &val]);
         if !out.status.success() {
             refused = Some(last_error_line(&out));
