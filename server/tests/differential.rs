@@ -221,3 +221,69 @@ fn errors_limits_and_hashes() {
         ],
     );
 }
+
+#[test]
+fn sorting_ranges_and_ignore_flags() {
+    compare(
+        "sorting",
+        &[
+            Step(&["put", "s/b", "2"], None),
+            Step(&["put", "s/a", "3"], None),
+            Step(&["put", "s/c", "1"], None),
+            Step(&["put", "s/a", "4"], None),
+            Step(
+                &[
+                    "get",
+                    "s/",
+                    "--prefix",
+                    "--sort-by=CREATE",
+                    "--order=DESCEND",
+                ],
+                None,
+            ),
+            Step(
+                &[
+                    "get",
+                    "s/",
+                    "--prefix",
+                    "--sort-by=VERSION",
+                    "--order=DESCEND",
+                    "--limit=1",
+                ],
+                None,
+            ),
+            Step(&["get", "s/", "--prefix", "--sort-by=VALUE"], None),
+            Step(&["get", "s/", "--prefix", "--order=DESCEND"], None),
+            Step(
+                &["get", "s/", "--prefix", "--limit=2", "-w", "fields"],
+                None,
+            ),
+            Step(&["get", "s/", "--prefix", "--rev=3", "-w", "json"], None),
+            Step(&["lease", "grant", "100"], None),
+            Step(&["put", "s/b", "9", "--lease=$LEASE"], None),
+            Step(&["put", "s/b", "10", "--ignore-lease"], None),
+            Step(&["put", "s/b", "--ignore-value", "--ignore-lease"], None),
+            Step(&["get", "s/b", "-w", "json"], None),
+            Step(&["put", "s/d", "--ignore-lease"], None),
+            Step(&["del", "s/b", "--from-key", "--prev-kv"], None),
+            Step(&["get", "s/", "--prefix", "-w", "json"], None),
+            Step(&["watch", "s/", "--prefix", "--rev=2"], None),
+        ],
+    );
+}
+
+#[test]
+fn maintenance_outputs() {
+    compare(
+        "maintenance",
+        &[
+            Step(&["put", "m", "1"], None),
+            Step(&["defrag"], None),
+            Step(&["alarm", "list"], None),
+            Step(&["alarm", "disarm"], None),
+            Step(&["endpoint", "health"], None),
+            Step(&["endpoint", "hashkv"], None),
+            Step(&["get", "m", "--print-value-only"], None),
+        ],
+    );
+}
