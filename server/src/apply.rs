@@ -293,13 +293,13 @@ impl Applier {
             if let Err(e) = spawned {
                 return Err(strata_engine::Error::Io(e));
             }
-            return Ok(if physical {
-                Ok(Applied::Pending)
+            return Ok(Ok(if physical {
+                Applied::Pending
             } else {
-                Ok(Applied::Compaction(pb::CompactionResponse {
+                Applied::Compaction(pb::CompactionResponse {
                     header: Some(sh.header(rev)),
-                }))
-            });
+                })
+            }));
         }
         if let Some(g) = r.lease_grant {
             if sh.nospace() {

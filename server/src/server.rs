@@ -61,7 +61,7 @@ pub fn cluster_id(members: &[u64]) -> u64 {
 pub struct EtcdServer {
     pub cfg: Config,
     pub shared: Arc<Shared>,
-    raft_tx: Mutex<Sender<Input>>,
+    raft_tx: Sender<Input>,
     applied_rx: watch::Receiver<u64>,
     next_id: AtomicU64,
     raft_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -110,6 +110,7 @@ impl EtcdServer {
             .with_context(|| format!("opening {}", member_dir.join("db").display()))?;
         let view = backend.read();
         let ci = meta_u64(&view, apply::CONSISTENT_INDEX_KEY)?;
+        let ci_term = meta_u64(&view, apply::TERM_KEY)?;
         let mark =
             match view.get(Bucket::Meta, apply::SNAPSHOT_KEY)? {
                 Some(b) => Some(apply::decode_mark(&b).ok_or_else(|| {
@@ -179,10 +180,7 @@ impl EtcdServer {
 
         let cells = Arc::new(apply::IndexCells::default());
         cells.index.store(ci, Ordering::Release);
-        cells.term.store(
-            meta_u64(&shared.store.store().backend().read(), apply::TERM_KEY)?,
-            Ordering::Release,
-        );
+        cells.term.store(ci_term, Ordering::Release);
         apply::install_consistent_index_hook(shared.store.store(), cells.clone());
         let applied = ci.max(at.index);
         let log = LogStore::restore(wal, &at, rec, applied)?;
@@ -231,7 +229,7 @@ impl EtcdServer {
         let srv = Arc::new(EtcdServer {
             cfg,
             shared,
-            raft_tx: Mutex::new(tx),
+            raft_tx: tx,
             applied_rx,
             next_id: AtomicU64::new(
                 ((md.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
@@ -278,11 +276,7 @@ impl EtcdServer {
     }
 
     fn send(&self, i: Input) -> Result<(), EtcdError> {
-        self.raft_tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(i)
-            .map_err(|_| EtcdError::Stopped)
+        self.raft_tx.send(i).map_err(|_| EtcdError::Stopped)
     }
 
     /// A fresh request id (unique per member: member bits, start time, a

@@ -152,7 +152,7 @@ where
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let mut errors = 0;
+            let mut errors = 0u64;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= total {
@@ -167,6 +167,14 @@ where
             (lat, errors)
         }));
     }
+    collect(tasks, start).await
+}
+
+type Task = tokio::task::JoinHandle<(Vec<Duration>, u64)>;
+
+/// Merges the workers' latencies and errors into one report, timed from
+/// `start`.
+async fn collect(tasks: Vec<Task>, start: Instant) -> anyhow::Result<Report> {
     let mut report = Report::default();
     for t in tasks {
         let (lat, errors) = t.await?;
@@ -269,14 +277,7 @@ pub async fn lease_keepalive(c: &Common) -> anyhow::Result<Report> {
             (lat, errors)
         }));
     }
-    let mut report = Report::default();
-    for t in tasks {
-        let (lat, errors) = t.await?;
-        report.latencies.extend(lat);
-        report.errors += errors;
-    }
-    report.elapsed = start.elapsed();
-    Ok(report)
+    collect(tasks, start).await
 }
 
 /// Watch: `streams` watch streams with `watchers` watchers each on one key;

@@ -11,6 +11,7 @@ use strata_engine::mvcc::txn as mtxn;
 use strata_proto::etcdserverpb as pb;
 use tonic::{Request, Response, Status};
 
+use super::unexpected;
 use crate::apply::Applied;
 use crate::convert;
 use crate::errors::{EtcdError, Grpc};
@@ -18,10 +19,6 @@ use crate::server::EtcdServer;
 
 pub struct KvService {
     pub srv: Arc<EtcdServer>,
-}
-
-fn unexpected(a: Applied) -> Status {
-    Status::internal(format!("unexpected apply result {a:?}"))
 }
 
 /// etcd's checkTxnRequest: op counts (each nested txn on its own), empty

@@ -10,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::unexpected;
 use crate::apply::Applied;
 use crate::errors::EtcdError;
 use crate::server::EtcdServer;
@@ -41,9 +42,7 @@ impl pb::lease_server::Lease for LeaseService {
         };
         match self.srv.propose(r).await? {
             Applied::LeaseGrant(resp) => Ok(Response::new(resp)),
-            other => Err(Status::internal(format!(
-                "unexpected apply result {other:?}"
-            ))),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -57,9 +56,7 @@ impl pb::lease_server::Lease for LeaseService {
         };
         match self.srv.propose(r).await? {
             Applied::LeaseRevoke(resp) => Ok(Response::new(resp)),
-            other => Err(Status::internal(format!(
-                "unexpected apply result {other:?}"
-            ))),
+            other => Err(unexpected(other)),
         }
     }
 

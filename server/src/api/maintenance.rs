@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::unexpected;
 use crate::apply::Applied;
 use crate::errors::{EtcdError, Grpc};
 use crate::server::{EtcdServer, ETCD_VERSION};
@@ -45,9 +46,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         };
         match self.srv.propose(r).await? {
             Applied::Alarm(resp) => Ok(Response::new(resp)),
-            other => Err(Status::internal(format!(
-                "unexpected apply result {other:?}"
-            ))),
+            other => Err(unexpected(other)),
         }
     }
 

@@ -200,7 +200,7 @@ impl StreamState {
                 self.by_engine.remove(&w.engine_id);
             }
         }
-        let resp = pb::WatchResponse {
+        let mut resp = pb::WatchResponse {
             header: Some(self.header(r.revision)),
             watch_id: id,
             compact_revision: r.compact_revision,
@@ -214,11 +214,8 @@ impl StreamState {
         }
         // Fragments: as many events as fit under the limit each, all but the
         // last flagged.
-        let mut events = resp.events.clone();
-        let base = pb::WatchResponse {
-            events: Vec::new(),
-            ..resp
-        };
+        let mut events = std::mem::take(&mut resp.events);
+        let base = resp;
         while !events.is_empty() {
             let mut size = base.encoded_len();
             let mut n = 0;
