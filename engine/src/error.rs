@@ -16,6 +16,15 @@ pub enum Error {
         page: u64,
         what: String,
     },
+    /// A stored record that does not decode, or a record the index names
+    /// that is missing: the file, the bucket and the record's key (hex).
+    #[error("corrupted record in {}: bucket {bucket}, key {key}: {what}", file.display())]
+    CorruptedRecord {
+        file: PathBuf,
+        bucket: &'static str,
+        key: String,
+        what: String,
+    },
     #[error("corrupted log {}: offset {offset}: {what}", file.display())]
     CorruptedLog {
         file: PathBuf,
@@ -26,6 +35,10 @@ pub enum Error {
     Locked(PathBuf),
     #[error("a previous write or fsync failed; the database refuses writes until reopened")]
     Poisoned,
+    /// An internal invariant did not hold (a bug, not bad data or a failed
+    /// write): what was expected, and where.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("bucket not found")]
     BucketNotFound,
     #[error("bucket already exists")]

@@ -90,7 +90,9 @@ impl From<EngineError> for EtcdError {
             EngineError::LeaseProvided => EtcdError::LeaseProvided,
             EngineError::DuplicateKey => EtcdError::DuplicateKey,
             EngineError::LeaseNotFound => EtcdError::LeaseNotFound,
-            EngineError::Corrupted { .. } | EngineError::CorruptedLog { .. } => {
+            EngineError::Corrupted { .. }
+            | EngineError::CorruptedLog { .. }
+            | EngineError::CorruptedRecord { .. } => {
                 tracing::error!(error = %e, "storage reports corruption");
                 EtcdError::Corrupt
             }

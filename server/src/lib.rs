@@ -1,13 +1,19 @@
 //! strata: a member serving etcd's v3 API.
 //!
 //! - [`config`]: etcd's flags and their `ETCD_*` twins;
-//! - [`server`]: opening or bootstrapping the data dir, propose-and-wait,
-//!   the linearizable read barrier, leader duties;
+//! - [`bootstrap`]: opening or creating the data dir, ids, restoring the
+//!   lessor and alarms;
+//! - [`server`]: the running member: propose-and-wait, the linearizable
+//!   read barrier, the quota check, stop;
+//! - [`duties`]: periodic work (lease expiry and checkpoints, auto
+//!   compaction) and which members do it;
 //! - [`raftnode`]: the raft Ready loop, its WAL-backed log and its seams
 //!   (transport, ticks, state machine);
 //! - [`apply`]: committed entries into the MVCC store, atomically with the
-//!   consistent index;
+//!   consistent index, one file per request family;
+//! - [`state`]: what the applier and the services share;
 //! - [`lease`]: the lessor;
+//! - [`serve`]: listeners and service registration;
 //! - [`api`]: the gRPC services; [`errors`]: etcd's errors, in one place;
 //!   [`convert`]: wire types to engine types.
 //!
@@ -18,97 +24,17 @@
 
 pub mod api;
 pub mod apply;
+pub mod bootstrap;
 pub mod config;
 pub mod convert;
+pub mod duties;
 pub mod errors;
 pub mod lease;
 pub mod raftnode;
+pub mod serve;
 pub mod server;
-
-use std::future::Future;
-
-use strata_proto::etcdserverpb as pb;
-use tokio::net::TcpListener;
+pub mod state;
 
 pub use config::Config;
+pub use serve::run;
 pub use server::EtcdServer;
-
-/// Serves the member on `listeners` until `shutdown` completes, then stops
-/// raft and closes the storage.
-pub async fn run(
-    cfg: Config,
-    listeners: Vec<TcpListener>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let srv = tokio::task::spawn_blocking(move || EtcdServer::start(cfg)).await??;
-    srv.spawn_background();
-    // tonic's cap sits above etcd's limit so that the KV service's own check
-    // (grpc-go's status and message) is what clients see; the cap still
-    // bounds memory.
-    let recv_limit = (srv.recv_limit() * 2).max(4 << 20);
-    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut tasks = Vec::new();
-    for l in listeners {
-        let addr = l.local_addr()?;
-        let router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(
-                pb::kv_server::KvServer::new(api::kv::KvService { srv: srv.clone() })
-                    .max_decoding_message_size(recv_limit)
-                    .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
-                pb::watch_server::WatchServer::new(api::watch::WatchService { srv: srv.clone() })
-                    .max_decoding_message_size(recv_limit)
-                    .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
-                pb::lease_server::LeaseServer::new(api::lease::LeaseService { srv: srv.clone() })
-                    .max_decoding_message_size(recv_limit),
-            )
-            .add_service(
-                pb::maintenance_server::MaintenanceServer::new(
-                    api::maintenance::MaintenanceService { srv: srv.clone() },
-                )
-                .max_decoding_message_size(recv_limit)
-                .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
-                pb::cluster_server::ClusterServer::new(api::cluster::ClusterService {
-                    srv: srv.clone(),
-                })
-                .max_decoding_message_size(recv_limit),
-            );
-        let mut stop = stop_tx.subscribe();
-        tasks.push(tokio::spawn(async move {
-            router
-                // tonic's own nodelay setting covers only listeners it
-                // binds: without this, Nagle holds a response's second write
-                // until the client's delayed ACK (40 ms).
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(l)
-                        .with_nodelay(Some(true))
-                        .with_keepalive(Some(std::time::Duration::from_secs(7200))),
-                    async move {
-                        let _ = stop.recv().await;
-                    },
-                )
-                .await
-        }));
-        tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
-    }
-    tracing::info!(
-        member = format!("{:x}", srv.member_id()),
-        "ready to serve client requests"
-    );
-    shutdown.await;
-    tracing::info!("received shutdown; stopping");
-    let _ = stop_tx.send(());
-    for t in tasks {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
-    }
-    let s = srv.clone();
-    tokio::task::spawn_blocking(move || s.stop()).await?;
-    tracing::info!("stopped");
-    Ok(())
-}

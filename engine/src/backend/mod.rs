@@ -626,6 +626,11 @@ batch_ops!(BatchTx<'_>, guard);
 batch_ops!(BatchTxRef<'_>, batch);
 
 impl BatchTx<'_> {
+    /// The db file this batch writes.
+    pub fn path(&self) -> &Path {
+        &self.inner.cfg.path
+    }
+
     /// Makes the changes so far visible to new readers now (unlocking does
     /// it too).
     pub fn publish(&mut self) {

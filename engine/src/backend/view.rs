@@ -28,6 +28,11 @@ impl ReadView {
         Ok(ReadView { tx, buckets, buf })
     }
 
+    /// The db file this view reads.
+    pub fn path(&self) -> &std::path::Path {
+        self.tx.path()
+    }
+
     /// The same snapshot with more changes on top.
     pub(super) fn with_changes(&self, changes: Buffer) -> ReadView {
         let mut buf = self.buf.clone();

@@ -42,6 +42,11 @@ impl ReadTxn {
         ReadTxn { shared, snap }
     }
 
+    /// The database file this transaction reads.
+    pub fn path(&self) -> &std::path::Path {
+        &self.shared.path
+    }
+
     pub fn txid(&self) -> TxId {
         self.snap.meta.txid
     }

@@ -16,6 +16,7 @@
 //!   batches, and finally records `finishedCompactRev = R`. On open, a
 //!   scheduled but unfinished compaction runs again.
 
+use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use prost::Message;
@@ -63,37 +64,64 @@ pub struct Store {
 /// batch (which sees its own changes).
 pub(super) trait Values {
     fn revision_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// The db file the values come from (for errors).
+    fn file(&self) -> &Path;
 }
 
 impl Values for ReadView {
+    fn file(&self) -> &Path {
+        self.path()
+    }
+
     fn revision_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.get(Bucket::Key, key)
     }
 }
 
 impl Values for BatchTx<'_> {
+    fn file(&self) -> &Path {
+        self.path()
+    }
+
     fn revision_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.get(Bucket::Key, key)
     }
 }
 
-fn corrupt(what: String) -> Error {
-    Error::Corrupted {
-        file: Default::default(),
-        page: 0,
-        what,
+/// Live keys that carry a lease, with the lease id.
+pub type LeasedKeys = Vec<(Vec<u8>, i64)>;
+
+/// Corruption found in a record: the db file, the bucket and the key.
+pub(super) fn corrupt_record(
+    file: &Path,
+    bucket: Bucket,
+    key: &[u8],
+    what: impl Into<String>,
+) -> Error {
+    Error::CorruptedRecord {
+        file: file.to_path_buf(),
+        bucket: std::str::from_utf8(bucket.name()).unwrap_or("?"),
+        key: key.iter().map(|b| format!("{b:02x}")).collect(),
+        what: what.into(),
     }
 }
 
-pub(super) fn decode_kv(bytes: &[u8]) -> Result<KeyValue> {
-    KeyValue::decode(bytes).map_err(|e| corrupt(format!("key bucket value: {e}")))
+/// The KeyValue stored under revision key `rev_key` of the key bucket.
+pub(super) fn decode_kv(file: &Path, rev_key: &[u8], bytes: &[u8]) -> Result<KeyValue> {
+    KeyValue::decode(bytes)
+        .map_err(|e| corrupt_record(file, Bucket::Key, rev_key, format!("value: {e}")))
+}
+
+/// A revision key of the key bucket.
+fn parse_rev_key(file: &Path, k: &[u8]) -> Result<(Revision, bool)> {
+    Revision::from_key(k).ok_or_else(|| corrupt_record(file, Bucket::Key, k, "not a revision"))
 }
 
 fn meta_rev(view: &ReadView, key: &[u8]) -> Result<Option<i64>> {
     Ok(match view.get(Bucket::Meta, key)? {
         Some(v) => Some(
             Revision::from_key(&v)
-                .ok_or_else(|| corrupt(format!("meta {:?}", String::from_utf8_lossy(key))))?
+                .ok_or_else(|| corrupt_record(view.path(), Bucket::Meta, key, "not a revision"))?
                 .0
                 .main,
         ),
@@ -105,6 +133,13 @@ impl Store {
     /// Opens the store on a backend: rebuilds the index from the key bucket
     /// and finishes an interrupted compaction.
     pub fn open(backend: Backend) -> Result<Store> {
+        Ok(Store::open_with_leases(backend)?.0)
+    }
+
+    /// [`Store::open`], also handing back every live key that has a lease
+    /// with its lease id (found by the same scan that rebuilds the index),
+    /// so a lessor can be rebuilt without a second pass over the keys.
+    pub fn open_with_leases(backend: Backend) -> Result<(Store, LeasedKeys)> {
         let view = backend.read();
         let finished = meta_rev(&view, FINISHED_COMPACT_KEY)?;
         let scheduled = meta_rev(&view, SCHEDULED_COMPACT_KEY)?;
@@ -113,7 +148,7 @@ impl Store {
             current: 1,
             compact: finished.unwrap_or(-1),
         };
-        restore(&backend, &mut st)?;
+        let leased = restore(&backend, &mut st)?;
         if st.current < st.compact {
             st.current = st.compact;
         }
@@ -128,7 +163,7 @@ impl Store {
                 store.run_compaction(s)?;
             }
         }
-        Ok(store)
+        Ok((store, leased))
     }
 
     /// Installs the observer of writes (the watchable store).
@@ -259,7 +294,7 @@ impl Store {
         digest.update(Bucket::Key.name());
         let end = Revision::new(upper + 1, 0).to_key(false);
         for (k, v) in view.range(Bucket::Key, b"", &end, 0)? {
-            let (r, _) = Revision::from_key(&k).ok_or_else(|| corrupt("key bucket key".into()))?;
+            let (r, _) = parse_rev_key(view.path(), &k)?;
             if r.main <= compact && !keep.is_empty() && !keep.contains(&r) {
                 continue;
             }
@@ -300,8 +335,7 @@ impl CompactionJob {
             }
             let mut batch = store.backend.batch()?;
             for (k, _) in &chunk {
-                let (r, _) =
-                    Revision::from_key(k).ok_or_else(|| corrupt("key bucket key".into()))?;
+                let (r, _) = parse_rev_key(view.path(), k)?;
                 if !self.keep.contains(&r) {
                     batch.delete(Bucket::Key, k)?;
                 }
@@ -330,20 +364,26 @@ impl CompactionJob {
     }
 }
 
-/// Rebuilds the index from the key bucket, in revision order.
-fn restore(backend: &Backend, st: &mut State) -> Result<()> {
+/// Rebuilds the index from the key bucket, in revision order, and returns
+/// the live keys that carry a lease (each key's newest revision decides).
+fn restore(backend: &Backend, st: &mut State) -> Result<LeasedKeys> {
     use super::key_index::KeyIndex;
     let rx = backend.db().begin_read();
     let bucket = rx
         .bucket(rx.root(), Bucket::Key.name())?
         .ok_or(Error::BucketNotFound)?;
     let mut keys: std::collections::HashMap<Box<[u8]>, KeyIndex> = std::collections::HashMap::new();
+    let mut leased: std::collections::HashMap<Box<[u8]>, i64> = std::collections::HashMap::new();
     let mut c = rx.cursor(bucket);
     let mut it = c.first()?;
     while let Some(e) = it {
-        let (rev, tombstone) =
-            Revision::from_key(e.key).ok_or_else(|| corrupt("key bucket key".into()))?;
-        let kv = decode_kv(e.value)?;
+        let (rev, tombstone) = parse_rev_key(rx.path(), e.key)?;
+        let kv = decode_kv(rx.path(), e.key, e.value)?;
+        if tombstone || kv.lease == 0 {
+            leased.remove(kv.key.as_slice());
+        } else {
+            leased.insert(kv.key.clone().into_boxed_slice(), kv.lease);
+        }
         match keys.get_mut(kv.key.as_slice()) {
             Some(ki) if tombstone => {
                 ki.tombstone(rev);
@@ -363,7 +403,10 @@ fn restore(backend: &Backend, st: &mut State) -> Result<()> {
         it = c.next()?;
     }
     st.index = TreeIndex::from_unsorted(keys);
-    Ok(())
+    Ok(leased
+        .into_iter()
+        .map(|(k, lease)| (k.into_vec(), lease))
+        .collect())
 }
 
 /// A range as etcd serves it (`current` is the revision the reader treats as
@@ -409,15 +452,16 @@ pub(super) fn range_at(
     let (found, total) = st.index.range(&req.key, &end, rev, fetch);
     let mut kvs = Vec::with_capacity(found.len());
     for (_, f) in &found {
-        let bytes = values
-            .revision_value(&f.modified.to_key(false))?
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "revision {:?} in the index but not stored",
-                    f.modified
-                ))
-            })?;
-        kvs.push(decode_kv(&bytes)?);
+        let rev_key = f.modified.to_key(false);
+        let bytes = values.revision_value(&rev_key)?.ok_or_else(|| {
+            corrupt_record(
+                values.file(),
+                Bucket::Key,
+                &rev_key,
+                "in the index but not stored",
+            )
+        })?;
+        kvs.push(decode_kv(values.file(), &rev_key, &bytes)?);
     }
     if req.max_mod_revision != 0 {
         kvs.retain(|kv| kv.mod_revision <= req.max_mod_revision);

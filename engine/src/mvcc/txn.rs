@@ -15,7 +15,7 @@ use prost::Message;
 use super::index::End;
 use super::kv::KeyValue;
 use super::revision::Revision;
-use super::store::{decode_kv, range_at, State, Store, Values};
+use super::store::{corrupt_record, decode_kv, range_at, State, Store, Values};
 use super::types::*;
 use crate::backend::{BatchTx, Bucket};
 use crate::error::{Error, Result};
@@ -65,12 +65,9 @@ impl<'a> TxnWrite<'a> {
                 match last.get(kv.key.as_slice()) {
                     Some(p) => Some(p.clone()),
                     None => self.st.index.get(&kv.key, self.begin).and_then(|f| {
-                        let bytes = self
-                            .batch()
-                            .revision_value(&f.modified.to_key(false))
-                            .ok()
-                            .flatten()?;
-                        decode_kv(&bytes).ok()
+                        let rev_key = f.modified.to_key(false);
+                        let bytes = self.batch().revision_value(&rev_key).ok().flatten()?;
+                        decode_kv(self.batch().path(), &rev_key, &bytes).ok()
                     }),
                 }
             } else {
@@ -112,15 +109,17 @@ impl<'a> TxnWrite<'a> {
         let Some(f) = self.st.index.get(key, self.read_rev()) else {
             return Ok(None);
         };
-        let bytes = self
-            .batch()
-            .revision_value(&f.modified.to_key(false))?
-            .ok_or_else(|| Error::Corrupted {
-                file: Default::default(),
-                page: 0,
-                what: format!("revision {:?} missing", f.modified),
-            })?;
-        Ok(Some(decode_kv(&bytes)?))
+        let rev_key = f.modified.to_key(false);
+        let batch = self.batch();
+        let bytes = batch.revision_value(&rev_key)?.ok_or_else(|| {
+            corrupt_record(
+                batch.path(),
+                Bucket::Key,
+                &rev_key,
+                "in the index but not stored",
+            )
+        })?;
+        Ok(Some(decode_kv(batch.path(), &rev_key, &bytes)?))
     }
 
     fn put_raw(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<()> {
@@ -190,11 +189,17 @@ impl<'a> TxnWrite<'a> {
         let mut prev_kvs = Vec::new();
         for (k, f) in &keys {
             if req.prev_kv {
-                let bytes = self
-                    .batch()
-                    .revision_value(&f.modified.to_key(false))?
-                    .unwrap_or_default();
-                prev_kvs.push(decode_kv(&bytes)?);
+                let rev_key = f.modified.to_key(false);
+                let batch = self.batch();
+                let bytes = batch.revision_value(&rev_key)?.ok_or_else(|| {
+                    corrupt_record(
+                        batch.path(),
+                        Bucket::Key,
+                        &rev_key,
+                        "in the index but not stored",
+                    )
+                })?;
+                prev_kvs.push(decode_kv(batch.path(), &rev_key, &bytes)?);
             }
             self.delete_raw(k)?;
         }
@@ -231,7 +236,7 @@ impl<'a> TxnWrite<'a> {
     /// there or neither is.
     pub fn put_bucket(&mut self, bucket: Bucket, key: &[u8], value: &[u8]) -> Result<()> {
         if bucket == Bucket::Key {
-            return Err(Error::InvalidOption(
+            return Err(Error::Internal(
                 "put_bucket may not write the key bucket".into(),
             ));
         }
@@ -241,7 +246,7 @@ impl<'a> TxnWrite<'a> {
     /// Deletes from a bucket other than `key`; see [`TxnWrite::put_bucket`].
     pub fn delete_bucket(&mut self, bucket: Bucket, key: &[u8]) -> Result<()> {
         if bucket == Bucket::Key {
-            return Err(Error::InvalidOption(
+            return Err(Error::Internal(
                 "delete_bucket may not write the key bucket".into(),
             ));
         }
@@ -454,7 +459,7 @@ fn decide(r: &dyn Reader, t: &TxnRequest) -> Result<Path> {
             break;
         }
     }
-    let ops = if succeeded { &t.success } else { &t.failure };
+    let ops = t.branch(succeeded);
     let mut nested = Vec::new();
     for op in ops {
         if let RequestOp::Txn(inner) = op {
@@ -467,11 +472,7 @@ fn decide(r: &dyn Reader, t: &TxnRequest) -> Result<Path> {
 /// Checks the chosen ops against state before any runs: ranges at
 /// compacted or future revisions, and `ignore_*` puts on missing keys.
 fn precheck(r: &dyn Reader, t: &TxnRequest, path: &Path) -> Result<()> {
-    let ops = if path.succeeded {
-        &t.success
-    } else {
-        &t.failure
-    };
+    let ops = t.branch(path.succeeded);
     let mut nested = path.nested.iter();
     for op in ops {
         match op {
@@ -505,11 +506,7 @@ fn precheck(r: &dyn Reader, t: &TxnRequest, path: &Path) -> Result<()> {
 }
 
 fn check_leases(t: &TxnRequest, path: &Path, exists: &dyn Fn(i64) -> bool) -> Result<()> {
-    let ops = if path.succeeded {
-        &t.success
-    } else {
-        &t.failure
-    };
+    let ops = t.branch(path.succeeded);
     let mut nested = path.nested.iter();
     for op in ops {
         match op {
@@ -527,12 +524,25 @@ fn check_leases(t: &TxnRequest, path: &Path, exists: &dyn Fn(i64) -> bool) -> Re
     Ok(())
 }
 
+impl TxnRequest {
+    /// The ops of the branch a compare outcome selects.
+    pub fn branch(&self, succeeded: bool) -> &[RequestOp] {
+        if succeeded {
+            &self.success
+        } else {
+            &self.failure
+        }
+    }
+}
+
+/// A nested txn with no decided path: the path was computed from another
+/// request than the one executed.
+fn nested_mismatch() -> Error {
+    Error::Internal("a nested txn has no decided branch (path and request differ)".into())
+}
+
 fn execute(tx: &mut TxnWrite<'_>, t: &TxnRequest, path: &Path) -> Result<TxnResponse> {
-    let ops = if path.succeeded {
-        &t.success
-    } else {
-        &t.failure
-    };
+    let ops = t.branch(path.succeeded);
     let mut nested = path.nested.iter();
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
@@ -541,7 +551,7 @@ fn execute(tx: &mut TxnWrite<'_>, t: &TxnRequest, path: &Path) -> Result<TxnResp
             RequestOp::Put(p) => ResponseOp::Put(tx.put(p)?),
             RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(tx.delete_range(d)?),
             RequestOp::Txn(inner) => {
-                let p = nested.next().ok_or(Error::Poisoned)?;
+                let p = nested.next().ok_or_else(nested_mismatch)?;
                 ResponseOp::Txn(execute(tx, inner, p)?)
             }
         });
@@ -554,21 +564,21 @@ fn execute(tx: &mut TxnWrite<'_>, t: &TxnRequest, path: &Path) -> Result<TxnResp
 }
 
 fn read_only(r: &dyn Reader, t: &TxnRequest, path: &Path, rev: i64) -> Result<TxnResponse> {
-    let ops = if path.succeeded {
-        &t.success
-    } else {
-        &t.failure
-    };
+    let ops = t.branch(path.succeeded);
     let mut nested = path.nested.iter();
     let mut responses = Vec::new();
     for op in ops {
         responses.push(match op {
             RequestOp::Range(req) => ResponseOp::Range(r.range(req)?),
             RequestOp::Txn(inner) => {
-                let p = nested.next().ok_or(Error::Poisoned)?;
+                let p = nested.next().ok_or_else(nested_mismatch)?;
                 ResponseOp::Txn(read_only(r, inner, p, rev)?)
             }
-            _ => return Err(Error::Poisoned),
+            _ => {
+                return Err(Error::Internal(
+                    "a write op in a txn served as read-only".into(),
+                ))
+            }
         });
     }
     Ok(TxnResponse {

@@ -413,17 +413,15 @@ fn sync(store: &Store, hub: &Hub) -> Result<()> {
         let Some((rev, tombstone)) = Revision::from_key(&k) else {
             continue;
         };
-        let mut kv = decode_kv(&v)?;
+        let mut kv = decode_kv(view.path(), &k, &v)?;
         if tombstone {
             kv.mod_revision = rev.main;
         }
         let prev_kv = if needs_prev {
             st.index.get(&kv.key, rev.main - 1).and_then(|f| {
-                let b = view
-                    .get(Bucket::Key, &f.modified.to_key(false))
-                    .ok()
-                    .flatten()?;
-                decode_kv(&b).ok()
+                let rev_key = f.modified.to_key(false);
+                let b = view.get(Bucket::Key, &rev_key).ok().flatten()?;
+                decode_kv(view.path(), &rev_key, &b).ok()
             })
         } else {
             None

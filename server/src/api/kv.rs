@@ -11,8 +11,7 @@ use strata_engine::mvcc::txn as mtxn;
 use strata_proto::etcdserverpb as pb;
 use tonic::{Request, Response, Status};
 
-use super::unexpected;
-use crate::apply::Applied;
+use super::propose;
 use crate::convert;
 use crate::errors::{EtcdError, Grpc};
 use crate::server::EtcdServer;
@@ -110,10 +109,7 @@ impl pb::kv_server::Kv for KvService {
             put: Some(p),
             ..Default::default()
         };
-        match self.srv.propose(r).await? {
-            Applied::Put(resp) => Ok(Response::new(resp)),
-            other => Err(unexpected(other)),
-        }
+        propose(&self.srv, r).await
     }
 
     async fn delete_range(
@@ -129,10 +125,7 @@ impl pb::kv_server::Kv for KvService {
             delete_range: Some(d),
             ..Default::default()
         };
-        match self.srv.propose(r).await? {
-            Applied::DeleteRange(resp) => Ok(Response::new(resp)),
-            other => Err(unexpected(other)),
-        }
+        propose(&self.srv, r).await
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
@@ -156,10 +149,7 @@ impl pb::kv_server::Kv for KvService {
             txn: Some(t),
             ..Default::default()
         };
-        match self.srv.propose(r).await? {
-            Applied::Txn(resp) => Ok(Response::new(resp)),
-            other => Err(unexpected(other)),
-        }
+        propose(&self.srv, r).await
     }
 
     async fn compact(
@@ -171,9 +161,6 @@ impl pb::kv_server::Kv for KvService {
             compaction: Some(c),
             ..Default::default()
         };
-        match self.srv.propose(r).await? {
-            Applied::Compaction(resp) => Ok(Response::new(resp)),
-            other => Err(unexpected(other)),
-        }
+        propose(&self.srv, r).await
     }
 }

@@ -10,8 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::unexpected;
-use crate::apply::Applied;
+use super::propose;
 use crate::errors::EtcdError;
 use crate::server::EtcdServer;
 
@@ -40,10 +39,7 @@ impl pb::lease_server::Lease for LeaseService {
             lease_grant: Some(g),
             ..Default::default()
         };
-        match self.srv.propose(r).await? {
-            Applied::LeaseGrant(resp) => Ok(Response::new(resp)),
-            other => Err(unexpected(other)),
-        }
+        propose(&self.srv, r).await
     }
 
     async fn lease_revoke(
@@ -54,10 +50,7 @@ impl pb::lease_server::Lease for LeaseService {
             lease_revoke: Some(req.into_inner()),
             ..Default::default()
         };
-        match self.srv.propose(r).await? {
-            Applied::LeaseRevoke(resp) => Ok(Response::new(resp)),
-            other => Err(unexpected(other)),
-        }
+        propose(&self.srv, r).await
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;

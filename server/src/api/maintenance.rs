@@ -12,8 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::unexpected;
-use crate::apply::Applied;
+use super::propose;
 use crate::errors::{EtcdError, Grpc};
 use crate::server::{EtcdServer, ETCD_VERSION};
 
@@ -44,10 +43,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             alarm: Some(req.into_inner()),
             ..Default::default()
         };
-        match self.srv.propose(r).await? {
-            Applied::Alarm(resp) => Ok(Response::new(resp)),
-            other => Err(unexpected(other)),
-        }
+        propose(&self.srv, r).await
     }
 
     async fn status(

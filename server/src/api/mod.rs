@@ -1,8 +1,12 @@
 //! The etcd v3 gRPC services over an [`EtcdServer`](crate::server::EtcdServer).
+//!
+//! Every write goes through [`propose`]: the request is proposed through
+//! raft and the member answers with the response its applier produced.
 
-use tonic::Status;
+use tonic::{Response, Status};
 
-use crate::apply::Applied;
+use crate::server::EtcdServer;
+use crate::state::Applied;
 
 pub mod cluster;
 pub mod kv;
@@ -10,7 +14,16 @@ pub mod lease;
 pub mod maintenance;
 pub mod watch;
 
-/// A proposal's applied result of a kind its RPC never produces.
-pub(crate) fn unexpected(a: Applied) -> Status {
-    Status::internal(format!("unexpected apply result {a:?}"))
+/// Proposes `r` and answers with the response of type `T` that applying it
+/// produced (each request kind has its one response kind).
+pub(crate) async fn propose<T>(
+    srv: &EtcdServer,
+    r: strata_proto::etcdserverpb::InternalRaftRequest,
+) -> Result<Response<T>, Status>
+where
+    T: TryFrom<Applied, Error = Applied>,
+{
+    T::try_from(srv.propose(r).await?)
+        .map(Response::new)
+        .map_err(|other| Status::internal(format!("unexpected apply result {other:?}")))
 }

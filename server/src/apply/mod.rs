@@ -1,0 +1,235 @@
+//! The applier: committed raft entries into the MVCC store, the lessor and
+//! the alarms, with each entry's result handed to the client waiting for it.
+//!
+//! One file per request family: [`kv`] (put, delete, txn, compaction),
+//! [`lease`] (grant, revoke, checkpoint), [`alarm`]; [`meta`] keeps the
+//! consistent index and the snapshot mark in the db's meta bucket.
+//!
+//! Invariants:
+//! - Every entry's effects and its index (`consistent_index` in the meta
+//!   bucket) reach the db in the same commit: the applier sets the index
+//!   while its write transaction holds the backend batch, and the backend's
+//!   pre-commit hook (which runs under that same lock) writes it. After a
+//!   crash the db has both or neither, so a restart re-applies exactly the
+//!   entries the db lacks (those above the consistent index), never one
+//!   twice.
+//! - Requests are validated again here, against the state they apply to
+//!   (lease existence, the NOSPACE alarm, compacted revisions): every member
+//!   reaches the same answer.
+//! - A request's own failure is its client's error (`Ok(Err(..))`); an
+//!   `Err` from these functions is a storage failure that stops the member.
+
+mod alarm;
+mod kv;
+mod lease;
+pub mod meta;
+
+use std::sync::Arc;
+
+use prost::Message;
+use raft::eraftpb::Entry;
+use strata_engine::backend::Bucket;
+use strata_engine::mvcc::{self as m, TxnWrite};
+use strata_engine::wal::SnapshotMark;
+use strata_proto::etcdserverpb as pb;
+
+use crate::errors::EtcdError;
+use crate::raftnode::StateMachine;
+use crate::state::{Applied, ApplyResult, Shared};
+
+pub use meta::{install_consistent_index_hook, IndexCells};
+
+/// A request's result, or the storage failure that stops the member.
+type Outcome = strata_engine::Result<ApplyResult>;
+
+/// The one request an entry carries.
+enum Request {
+    Put(pb::PutRequest),
+    DeleteRange(pb::DeleteRangeRequest),
+    Txn(pb::TxnRequest),
+    Compaction(pb::CompactionRequest),
+    LeaseGrant(pb::LeaseGrantRequest),
+    LeaseRevoke(pb::LeaseRevokeRequest),
+    LeaseCheckpoint(pb::LeaseCheckpointRequest),
+    Alarm(pb::AlarmRequest),
+    /// A new leader's empty entry, or a request of no kind we know: only
+    /// its index is recorded.
+    Nothing,
+}
+
+impl From<pb::InternalRaftRequest> for Request {
+    fn from(r: pb::InternalRaftRequest) -> Request {
+        let pb::InternalRaftRequest {
+            put,
+            delete_range,
+            txn,
+            compaction,
+            lease_grant,
+            lease_revoke,
+            lease_checkpoint,
+            alarm,
+            ..
+        } = r;
+        put.map(Request::Put)
+            .or(delete_range.map(Request::DeleteRange))
+            .or(txn.map(Request::Txn))
+            .or(compaction.map(Request::Compaction))
+            .or(lease_grant.map(Request::LeaseGrant))
+            .or(lease_revoke.map(Request::LeaseRevoke))
+            .or(lease_checkpoint.map(Request::LeaseCheckpoint))
+            .or(alarm.map(Request::Alarm))
+            .unwrap_or(Request::Nothing)
+    }
+}
+
+/// Where in the log the entry being applied sits.
+#[derive(Clone, Copy)]
+struct At {
+    index: u64,
+    term: u64,
+    request_id: u64,
+}
+
+pub struct Applier {
+    shared: Arc<Shared>,
+    /// The last index whose effects the db holds.
+    ci: u64,
+    /// What the pre-commit hook writes: the index and term of the last
+    /// entry applied (see [`install_consistent_index_hook`]).
+    cells: Arc<IndexCells>,
+    /// Results of this batch, handed out at its end.
+    results: Vec<(u64, ApplyResult)>,
+}
+
+/// Sorts an engine error into the request's own failure (its client's
+/// error) or a storage failure (the member stops).
+fn request_err(e: strata_engine::Error) -> Outcome {
+    match e {
+        strata_engine::Error::Io(_)
+        | strata_engine::Error::Poisoned
+        | strata_engine::Error::Corrupted { .. }
+        | strata_engine::Error::CorruptedRecord { .. }
+        | strata_engine::Error::CorruptedLog { .. }
+        | strata_engine::Error::Internal(_) => Err(e),
+        e => Ok(Err(e.into())),
+    }
+}
+
+impl Applier {
+    pub fn new(shared: Arc<Shared>, ci: u64, cells: Arc<IndexCells>) -> Applier {
+        Applier {
+            shared,
+            ci,
+            cells,
+            results: Vec::new(),
+        }
+    }
+
+    fn store(&self) -> &m::Store {
+        self.shared.store.store()
+    }
+
+    /// Opens the write transaction an entry applies in, and sets the
+    /// consistent index to it (no commit can run while the transaction
+    /// holds the batch).
+    fn begin(&self, at: At) -> strata_engine::Result<TxnWrite<'_>> {
+        use std::sync::atomic::Ordering::Release;
+        let tx = self.store().write()?;
+        self.cells.term.store(at.term, Release);
+        self.cells.index.store(at.index, Release);
+        Ok(tx)
+    }
+
+    /// Keeps the lessor's key sets in step with the transaction's changes.
+    fn track_leases(&self, tx: &TxnWrite<'_>) {
+        for kv in tx.changes() {
+            let lease = if kv.mod_revision == 0 { 0 } else { kv.lease };
+            self.shared.lessor.set_key(&kv.key, lease);
+        }
+    }
+
+    fn apply_request(&mut self, r: Request, at: At) -> Outcome {
+        match r {
+            Request::Put(p) => self.put(p, at),
+            Request::DeleteRange(d) => self.delete_range(d, at),
+            Request::Txn(t) => self.txn(t, at),
+            Request::Compaction(c) => self.compaction(c, at),
+            Request::LeaseGrant(g) => self.lease_grant(g, at),
+            Request::LeaseRevoke(r) => self.lease_revoke(r, at),
+            Request::LeaseCheckpoint(c) => self.lease_checkpoint(c, at),
+            Request::Alarm(a) => self.alarm(a, at).map(Ok),
+            Request::Nothing => {
+                self.begin(at)?.end();
+                Ok(Ok(Applied::Checkpoint))
+            }
+        }
+    }
+}
+
+impl StateMachine for Applier {
+    fn apply(&mut self, e: &Entry) -> strata_engine::Result<()> {
+        if e.index <= self.ci {
+            return Ok(());
+        }
+        let req = if e.data.is_empty() {
+            pb::InternalRaftRequest::default()
+        } else {
+            match pb::InternalRaftRequest::decode(e.data.as_ref()) {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::error!(index = e.index, error = %err, "undecodable raft entry skipped");
+                    pb::InternalRaftRequest::default()
+                }
+            }
+        };
+        let at = At {
+            index: e.index,
+            term: e.term,
+            request_id: req.header.map_or(0, |h| h.id),
+        };
+        let result = self.apply_request(req.into(), at)?;
+        self.ci = e.index;
+        if at.request_id != 0 && !matches!(result, Ok(Applied::Pending)) {
+            self.results.push((at.request_id, result));
+        }
+        Ok(())
+    }
+
+    fn end_batch(&mut self) {
+        for (id, r) in self.results.drain(..) {
+            self.shared.waiters.trigger(id, r);
+        }
+    }
+
+    fn dropped(&mut self, request_id: u64) {
+        self.shared
+            .waiters
+            .trigger(request_id, Err(EtcdError::NoLeader));
+    }
+
+    fn flush(&mut self) -> strata_engine::Result<()> {
+        self.store().backend().force_commit()
+    }
+
+    fn snapshot_taken(&mut self, mark: &SnapshotMark) -> strata_engine::Result<()> {
+        {
+            let mut b = self.store().backend().batch()?;
+            b.put(Bucket::Meta, meta::SNAPSHOT_KEY, &meta::encode_mark(mark))?;
+        }
+        self.store().backend().force_commit()
+    }
+
+    fn role_changed(&mut self, leader: u64, term: u64, is_leader: bool) {
+        tracing::info!(
+            leader = format!("{leader:x}"),
+            term,
+            is_leader,
+            "raft leader changed"
+        );
+        if is_leader {
+            self.shared.lessor.promote();
+        } else {
+            self.shared.lessor.demote();
+        }
+    }
+}

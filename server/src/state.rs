@@ -1,0 +1,125 @@
+//! The member-wide state that the applier writes and the services read:
+//! the store, the lessor, the alarms, the clients waiting for their
+//! proposals, and what applying a request produced.
+//!
+//! Invariants:
+//! - Only the applier (the raft thread) changes the store, the lessor's
+//!   leases and the alarms; services read them, and a result reaches its
+//!   client through [`Waiters`] once the entry is applied on this member.
+//! - A waiter is triggered at most once: [`Waiters::trigger`] removes it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use strata_engine::mvcc::WatchableStore;
+use strata_proto::etcdserverpb as pb;
+use tokio::sync::oneshot;
+
+use crate::errors::EtcdError;
+use crate::lease::Lessor;
+use crate::raftnode::NodeStatus;
+
+/// What applying a request produced.
+#[derive(Debug)]
+pub enum Applied {
+    Put(pb::PutResponse),
+    DeleteRange(pb::DeleteRangeResponse),
+    Txn(pb::TxnResponse),
+    Compaction(pb::CompactionResponse),
+    LeaseGrant(pb::LeaseGrantResponse),
+    LeaseRevoke(pb::LeaseRevokeResponse),
+    Alarm(pb::AlarmResponse),
+    /// Applied, with nothing to answer (a checkpoint, an empty entry).
+    Checkpoint,
+    /// Answered later, from another thread (a physical compaction).
+    Pending,
+}
+
+/// Each response type an RPC waits for comes out of its own [`Applied`]
+/// variant; any other variant is handed back.
+macro_rules! applied_responses {
+    ($($variant:ident => $resp:ty),* $(,)?) => {$(
+        impl TryFrom<Applied> for $resp {
+            type Error = Applied;
+            fn try_from(a: Applied) -> Result<Self, Applied> {
+                match a {
+                    Applied::$variant(r) => Ok(r),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+applied_responses! {
+    Put => pb::PutResponse,
+    DeleteRange => pb::DeleteRangeResponse,
+    Txn => pb::TxnResponse,
+    Compaction => pb::CompactionResponse,
+    LeaseGrant => pb::LeaseGrantResponse,
+    LeaseRevoke => pb::LeaseRevokeResponse,
+    Alarm => pb::AlarmResponse,
+}
+
+pub type ApplyResult = Result<Applied, EtcdError>;
+
+/// Clients waiting for their proposals to be applied, by request id.
+#[derive(Default)]
+pub struct Waiters {
+    map: Mutex<HashMap<u64, oneshot::Sender<ApplyResult>>>,
+}
+
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<ApplyResult>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn register(&self, id: u64) -> oneshot::Receiver<ApplyResult> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(id, tx);
+        rx
+    }
+
+    pub fn cancel(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    pub fn trigger(&self, id: u64, r: ApplyResult) {
+        if let Some(tx) = self.lock().remove(&id) {
+            let _ = tx.send(r);
+        }
+    }
+}
+
+/// State the applier and the API share.
+pub struct Shared {
+    pub store: WatchableStore,
+    pub lessor: Lessor,
+    pub waiters: Waiters,
+    /// Active alarms: (member id, alarm type).
+    pub alarms: Mutex<BTreeSet<(u64, i32)>>,
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub status: Arc<NodeStatus>,
+}
+
+impl Shared {
+    pub fn header(&self, revision: i64) -> pb::ResponseHeader {
+        pb::ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.status.term.load(std::sync::atomic::Ordering::Acquire),
+        }
+    }
+
+    pub fn alarms(&self) -> MutexGuard<'_, BTreeSet<(u64, i32)>> {
+        self.alarms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn nospace(&self) -> bool {
+        self.alarms()
+            .iter()
+            .any(|&(_, a)| a == pb::AlarmType::Nospace as i32)
+    }
+}
