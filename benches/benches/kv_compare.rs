@@ -105,9 +105,11 @@ impl Kv for Strata {
         self.put_batch(pairs);
     }
     fn put_batch(&mut self, pairs: &[(Vec<u8>, Vec<u8>)]) {
-        use strata_engine::btree::BucketId;
+        use strata_engine::btree::WriteBucket;
         let mut tx = self.db().begin_write().unwrap();
-        let b = tx.create_bucket_if_missing(BucketId::ROOT, b"t").unwrap();
+        let b = tx
+            .create_bucket_if_missing(WriteBucket::ROOT, b"t")
+            .unwrap();
         for (k, v) in pairs {
             tx.put(b, k, v).unwrap();
         }
@@ -141,9 +143,9 @@ impl Kv for Strata {
         n
     }
     fn remove_batch(&mut self, keys: &[Vec<u8>]) {
-        use strata_engine::btree::BucketId;
+        use strata_engine::btree::WriteBucket;
         let mut tx = self.db().begin_write().unwrap();
-        let b = tx.bucket(BucketId::ROOT, b"t").unwrap().unwrap();
+        let b = tx.bucket(WriteBucket::ROOT, b"t").unwrap().unwrap();
         for k in keys {
             tx.delete(b, k).unwrap();
         }

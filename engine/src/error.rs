@@ -53,6 +53,18 @@ pub enum Error {
     ValueTooLarge { len: usize, max: usize },
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    #[error("{} already holds a WAL", .0.display())]
+    WalExists(PathBuf),
+    #[error("{} holds no WAL", .0.display())]
+    NoWal(PathBuf),
+    /// The WAL holds no snapshot marker matching the one the caller's
+    /// state starts at (the log and the state do not belong together).
+    #[error("snapshot marker at index {index} term {term} not found in the WAL in {}", dir.display())]
+    SnapshotMarkNotFound { dir: PathBuf, index: u64, term: u64 },
+    #[error("{} already exists", .0.display())]
+    AlreadyExists(PathBuf),
+    #[error("the database still has open transactions or handles")]
+    InUse,
     // The store's errors, with etcd's messages (the server adds the
     // "etcdserver: " prefix etcd's gRPC layer shows).
     #[error("mvcc: required revision has been compacted")]

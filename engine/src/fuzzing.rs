@@ -8,7 +8,7 @@ use std::io::Write;
 use crate::btree::freelist::Freelist;
 use crate::btree::meta::Meta;
 use crate::btree::page::{Header, NodeView};
-use crate::btree::{check, BucketId, Database, Options};
+use crate::btree::{check, Database, Options, WriteBucket};
 
 /// Node, meta and freelist decoding from arbitrary bytes.
 pub fn decode_page(data: &[u8]) {
@@ -94,12 +94,12 @@ pub fn ops_against_model(data: &[u8]) {
                 panic!("begin_write failed")
             };
             for name in [b"a", b"b"] {
-                let _ = t.create_bucket_if_missing(BucketId::ROOT, name);
+                let _ = t.create_bucket_if_missing(WriteBucket::ROOT, name);
             }
             tx = Some(t);
         }
         let Some(t) = tx.as_mut() else { return };
-        let bucket = t.bucket(BucketId::ROOT, if b == 0 { b"a" } else { b"b" });
+        let bucket = t.bucket(WriteBucket::ROOT, if b == 0 { b"a" } else { b"b" });
         let Ok(Some(bucket)) = bucket else {
             panic!("bucket vanished")
         };

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use strata_engine::btree::{check, BucketId, Database, Options, ReadTxn};
+use strata_engine::btree::{check, Database, Options, ReadTxn, WriteBucket};
 
 fn scan(rx: &ReadTxn) -> Vec<(Vec<u8>, Vec<u8>)> {
     let b = rx.bucket(rx.root(), b"data").unwrap().unwrap();
@@ -30,7 +30,7 @@ fn snapshots_survive_many_commits() {
     )
     .unwrap();
     let mut tx = db.begin_write().unwrap();
-    let b = tx.create_bucket(BucketId::ROOT, b"data").unwrap();
+    let b = tx.create_bucket(WriteBucket::ROOT, b"data").unwrap();
     for i in 0..2000u32 {
         tx.put(b, &i.to_be_bytes(), &[0u8; 50]).unwrap();
     }
@@ -62,7 +62,7 @@ fn snapshots_survive_many_commits() {
     // The writer rewrites every value each commit, freeing every page.
     for generation in 1..=60u8 {
         let mut tx = db.begin_write().unwrap();
-        let b = tx.bucket(BucketId::ROOT, b"data").unwrap().unwrap();
+        let b = tx.bucket(WriteBucket::ROOT, b"data").unwrap().unwrap();
         for i in 0..2000u32 {
             tx.put(b, &i.to_be_bytes(), &[generation; 50]).unwrap();
         }
@@ -77,7 +77,7 @@ fn snapshots_survive_many_commits() {
     let before = db.info().page_count;
     for generation in 61..=80u8 {
         let mut tx = db.begin_write().unwrap();
-        let b = tx.bucket(BucketId::ROOT, b"data").unwrap().unwrap();
+        let b = tx.bucket(WriteBucket::ROOT, b"data").unwrap().unwrap();
         for i in 0..2000u32 {
             tx.put(b, &i.to_be_bytes(), &[generation; 50]).unwrap();
         }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_engine::btree::{check, BucketId, Database, Options};
+use strata_engine::btree::{check, Database, Options, WriteBucket};
 use strata_engine::Error;
 
 const PS: usize = 1024;
@@ -20,7 +20,7 @@ fn build(path: &std::path::Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     .unwrap();
     let mut model = BTreeMap::new();
     let mut tx = db.begin_write().unwrap();
-    let b = tx.create_bucket(BucketId::ROOT, b"b").unwrap();
+    let b = tx.create_bucket(WriteBucket::ROOT, b"b").unwrap();
     let n = tx.create_bucket(b, b"nested").unwrap();
     for i in 0..400u32 {
         let v = vec![(i % 256) as u8; if i % 50 == 0 { 2500 } else { 30 }];

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata_engine::btree::{check, BucketId, Database, Options, StorageIo};
+use strata_engine::btree::{check, Database, Options, StorageIo, WriteBucket};
 
 use common::{dump, Model};
 
@@ -116,18 +116,19 @@ fn record(dir: &std::path::Path) -> (Vec<IoOp>, Vec<Model>) {
         let names: [&[u8]; 2] = [b"one", b"two"];
         for name in names {
             if t != 6 || name != b"two" {
-                tx.create_bucket_if_missing(BucketId::ROOT, name).unwrap();
+                tx.create_bucket_if_missing(WriteBucket::ROOT, name)
+                    .unwrap();
                 model.entry(vec![name.to_vec()]).or_default();
             }
         }
         if t == 6 {
             // Drop a whole bucket with its pages.
-            if tx.bucket(BucketId::ROOT, b"two").unwrap().is_some() {
-                tx.delete_bucket(BucketId::ROOT, b"two").unwrap();
+            if tx.bucket(WriteBucket::ROOT, b"two").unwrap().is_some() {
+                tx.delete_bucket(WriteBucket::ROOT, b"two").unwrap();
             }
             model.retain(|k, _| k[0] != b"two");
         }
-        let b = tx.bucket(BucketId::ROOT, b"one").unwrap().unwrap();
+        let b = tx.bucket(WriteBucket::ROOT, b"one").unwrap().unwrap();
         let nested = tx.create_bucket_if_missing(b, b"nested").unwrap();
         model
             .entry(vec![b"one".to_vec(), b"nested".to_vec()])
@@ -153,7 +154,7 @@ fn record(dir: &std::path::Path) -> (Vec<IoOp>, Vec<Model>) {
             .get_mut(&vec![b"one".to_vec(), b"nested".to_vec()])
             .unwrap()
             .insert(format!("n{t}").into_bytes(), b"x".to_vec());
-        if let Some(two) = tx.bucket(BucketId::ROOT, b"two").unwrap() {
+        if let Some(two) = tx.bucket(WriteBucket::ROOT, b"two").unwrap() {
             tx.put(two, format!("t{t}").as_bytes(), &[t as u8; 700])
                 .unwrap();
             model
@@ -193,7 +194,7 @@ fn verify_image(dir: &std::path::Path, img: &[u8], allowed: &[&Model], what: &st
     // Recovery must leave a usable file: write, commit, check.
     let mut tx = db.begin_write().unwrap();
     let b = tx
-        .create_bucket_if_missing(BucketId::ROOT, b"after")
+        .create_bucket_if_missing(WriteBucket::ROOT, b"after")
         .unwrap();
     for i in 0..50u32 {
         tx.put(b, &i.to_be_bytes(), &[1; 90]).unwrap();
@@ -312,12 +313,12 @@ fn failed_sync_poisons_the_database() {
     )
     .unwrap();
     let mut tx = db.begin_write().unwrap();
-    let b = tx.create_bucket(BucketId::ROOT, b"b").unwrap();
+    let b = tx.create_bucket(WriteBucket::ROOT, b"b").unwrap();
     tx.put(b, b"k", b"good").unwrap();
     tx.commit().unwrap();
     *fail.lock().unwrap() = true;
     let mut tx = db.begin_write().unwrap();
-    let b = tx.bucket(BucketId::ROOT, b"b").unwrap().unwrap();
+    let b = tx.bucket(WriteBucket::ROOT, b"b").unwrap().unwrap();
     tx.put(b, b"k", b"lost").unwrap();
     assert!(matches!(tx.commit(), Err(strata_engine::Error::Io(_))));
     assert!(db.is_poisoned());

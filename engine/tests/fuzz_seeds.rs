@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use strata_engine::btree::{BucketId, Database, Options};
+use strata_engine::btree::{Database, Options, WriteBucket};
 use strata_engine::fuzzing;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -92,7 +92,7 @@ fn write_seed_corpus() {
     )
     .unwrap();
     let mut tx = db.begin_write().unwrap();
-    let b = tx.create_bucket(BucketId::ROOT, b"key").unwrap();
+    let b = tx.create_bucket(WriteBucket::ROOT, b"key").unwrap();
     let n = tx.create_bucket(b, b"nested").unwrap();
     for i in 0..60u32 {
         tx.put(
@@ -105,7 +105,7 @@ fn write_seed_corpus() {
     tx.put(n, b"x", b"y").unwrap();
     tx.commit().unwrap();
     let mut tx = db.begin_write().unwrap();
-    let b = tx.bucket(BucketId::ROOT, b"key").unwrap().unwrap();
+    let b = tx.bucket(WriteBucket::ROOT, b"key").unwrap().unwrap();
     for i in 0..30u32 {
         tx.delete(b, format!("k{i:03}").as_bytes()).unwrap();
     }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use strata_engine::btree::{check, BucketId, Database, Options, WriteTxn};
+use strata_engine::btree::{check, Database, Options, WriteBucket, WriteTxn};
 use strata_engine::Error;
 
 use common::{dump, Model};
@@ -53,15 +53,15 @@ fn key(k: u16) -> Vec<u8> {
     format!("key-{k:05}").into_bytes()
 }
 
-fn open_path(tx: &mut WriteTxn, path: &[Vec<u8>]) -> Option<BucketId> {
+fn open_path(tx: &mut WriteTxn, path: &[Vec<u8>]) -> Option<WriteBucket> {
     let refs: Vec<&[u8]> = path.iter().map(|p| p.as_slice()).collect();
     tx.bucket_path(&refs).unwrap()
 }
 
 /// The parent bucket of a path, if it exists.
-fn parent_of(tx: &mut WriteTxn, path: &[Vec<u8>]) -> Option<BucketId> {
+fn parent_of(tx: &mut WriteTxn, path: &[Vec<u8>]) -> Option<WriteBucket> {
     if path.len() == 1 {
-        Some(BucketId::ROOT)
+        Some(WriteBucket::ROOT)
     } else {
         open_path(tx, &path[..1])
     }
@@ -219,14 +219,14 @@ fn bulk_insert_delete_shrinks_and_stays_consistent() {
     )
     .unwrap();
     let mut tx = db.begin_write().unwrap();
-    let b = tx.create_bucket(BucketId::ROOT, b"b").unwrap();
+    let b = tx.create_bucket(WriteBucket::ROOT, b"b").unwrap();
     for i in 0..20_000u32 {
         tx.put(b, &i.to_be_bytes(), &[7u8; 40]).unwrap();
     }
     tx.commit().unwrap();
     let full = strata_engine::btree::stats(&db).unwrap();
     let mut tx = db.begin_write().unwrap();
-    let b = tx.bucket(BucketId::ROOT, b"b").unwrap().unwrap();
+    let b = tx.bucket(WriteBucket::ROOT, b"b").unwrap().unwrap();
     for i in 0..20_000u32 {
         if i % 10 != 0 {
             assert!(tx.delete(b, &i.to_be_bytes()).unwrap());
@@ -285,7 +285,9 @@ fn large_random_transaction_matches_model() {
     let mut model = BTreeMap::new();
     for round in 0..2 {
         let mut tx = db.begin_write().unwrap();
-        let b = tx.create_bucket_if_missing(BucketId::ROOT, b"b").unwrap();
+        let b = tx
+            .create_bucket_if_missing(WriteBucket::ROOT, b"b")
+            .unwrap();
         for _ in 0..30_000 {
             let k = rng.random::<u32>() % 50_000;
             let key = format!("{k:08}").into_bytes();

@@ -33,10 +33,7 @@ impl EtcdServer {
                 for id in srv.shared.lessor.expired(1000, Duration::from_secs(3)) {
                     let s = srv.clone();
                     tokio::spawn(async move {
-                        let req = pb::InternalRaftRequest {
-                            lease_revoke: Some(pb::LeaseRevokeRequest { id }),
-                            ..Default::default()
-                        };
+                        let req = pb::LeaseRevokeRequest { id };
                         if let Err(e) = s.propose(req).await {
                             tracing::debug!(lease = id, error = %e, "revoking an expired lease");
                         }
@@ -60,17 +57,14 @@ impl EtcdServer {
     pub async fn checkpoint_leases(&self) {
         let rem = self.shared.lessor.remaining();
         for chunk in rem.chunks(1000) {
-            let req = pb::InternalRaftRequest {
-                lease_checkpoint: Some(pb::LeaseCheckpointRequest {
-                    checkpoints: chunk
-                        .iter()
-                        .map(|&(id, r)| pb::LeaseCheckpoint {
-                            id,
-                            remaining_ttl: r,
-                        })
-                        .collect(),
-                }),
-                ..Default::default()
+            let req = pb::LeaseCheckpointRequest {
+                checkpoints: chunk
+                    .iter()
+                    .map(|&(id, r)| pb::LeaseCheckpoint {
+                        id,
+                        remaining_ttl: r,
+                    })
+                    .collect(),
             };
             if let Err(e) = self.propose(req).await {
                 tracing::debug!(error = %e, "lease checkpoint");
@@ -118,12 +112,9 @@ impl EtcdServer {
             {
                 continue;
             }
-            let req = pb::InternalRaftRequest {
-                compaction: Some(pb::CompactionRequest {
-                    revision: target,
-                    physical: false,
-                }),
-                ..Default::default()
+            let req = pb::CompactionRequest {
+                revision: target,
+                physical: false,
             };
             match self.propose(req).await {
                 Ok(_) => {

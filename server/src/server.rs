@@ -22,7 +22,7 @@ use crate::bootstrap::{bootstrap, Bootstrapped};
 use crate::config::Config;
 use crate::errors::EtcdError;
 use crate::raftnode::Input;
-use crate::state::{Applied, Shared};
+use crate::state::{Applied, RaftRequest, Shared};
 
 /// The version Status reports: the etcd API level strata serves (clients,
 /// Kubernetes among them, parse it as semver to pick features).
@@ -161,8 +161,9 @@ impl EtcdServer {
     }
 
     /// Proposes a request through raft and waits for its applied result.
-    pub async fn propose(&self, mut r: pb::InternalRaftRequest) -> Result<Applied, EtcdError> {
+    pub async fn propose(&self, r: impl RaftRequest) -> Result<Applied, EtcdError> {
         self.check_running()?;
+        let mut r = r.into_raft();
         let id = self.next_id();
         r.header = Some(pb::RequestHeader { id });
         let data = r.encode_to_vec();
@@ -254,13 +255,10 @@ impl EtcdServer {
             due
         };
         if propose {
-            let req = pb::InternalRaftRequest {
-                alarm: Some(pb::AlarmRequest {
-                    action: pb::alarm_request::AlarmAction::Activate as i32,
-                    member_id: self.member_id(),
-                    alarm: pb::AlarmType::Nospace as i32,
-                }),
-                ..Default::default()
+            let req = pb::AlarmRequest {
+                action: pb::alarm_request::AlarmAction::Activate as i32,
+                member_id: self.member_id(),
+                alarm: pb::AlarmType::Nospace as i32,
             };
             let _ = self.propose(req).await;
         }

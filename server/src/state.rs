@@ -61,6 +61,42 @@ applied_responses! {
     Alarm => pb::AlarmResponse,
 }
 
+/// A request that can be proposed: each kind travels through raft in its
+/// own field of `InternalRaftRequest`.
+pub trait RaftRequest {
+    fn into_raft(self) -> pb::InternalRaftRequest;
+}
+
+impl RaftRequest for pb::InternalRaftRequest {
+    fn into_raft(self) -> pb::InternalRaftRequest {
+        self
+    }
+}
+
+macro_rules! raft_requests {
+    ($($req:ty => $field:ident),* $(,)?) => {$(
+        impl RaftRequest for $req {
+            fn into_raft(self) -> pb::InternalRaftRequest {
+                pb::InternalRaftRequest {
+                    $field: Some(self),
+                    ..Default::default()
+                }
+            }
+        }
+    )*};
+}
+
+raft_requests! {
+    pb::PutRequest => put,
+    pb::DeleteRangeRequest => delete_range,
+    pb::TxnRequest => txn,
+    pb::CompactionRequest => compaction,
+    pb::LeaseGrantRequest => lease_grant,
+    pb::LeaseRevokeRequest => lease_revoke,
+    pb::LeaseCheckpointRequest => lease_checkpoint,
+    pb::AlarmRequest => alarm,
+}
+
 pub type ApplyResult = Result<Applied, EtcdError>;
 
 /// Clients waiting for their proposals to be applied, by request id.

@@ -18,7 +18,7 @@ use indicatif::ProgressBar;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use strata_engine::btree::{BucketId, Database, Options};
+use strata_engine::btree::{Database, Options, WriteBucket};
 
 use crate::display::go_duration;
 
@@ -132,7 +132,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     let mut written = Vec::new();
     for _ in 0..a.count / batch {
         let mut tx = db.begin_write()?;
-        let top = tx.create_bucket_if_missing(BucketId::ROOT, BUCKET)?;
+        let top = tx.create_bucket_if_missing(WriteBucket::ROOT, BUCKET)?;
         let b = if nested {
             tx.create_bucket_if_missing(top, &keys.next())?
         } else {

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use strata_engine::btree::inspect::{self, Element, PageUse};
-use strata_engine::btree::{self, Bucket, Database, Options, ReadTxn};
+use strata_engine::btree::{self, Database, Options, ReadBucket, ReadTxn};
 
 use crate::display::{hex, render, Format};
 
@@ -67,7 +67,7 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn bucket(rx: &ReadTxn, names: &[String]) -> Result<Bucket> {
+fn bucket(rx: &ReadTxn, names: &[String]) -> Result<ReadBucket> {
     let path: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
     rx.bucket_path(&path)?
         .with_context(|| format!("bucket not found: {}", names.join("/")))

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use strata_engine::btree::{BucketId, Database, Options};
+use strata_engine::btree::{Database, Options, WriteBucket};
 use strata_engine::wal::{Entry, HardState, Metadata, Wal, WalOptions};
 
 fn util(args: &[&str]) -> (bool, String) {
@@ -20,8 +20,8 @@ fn util(args: &[&str]) -> (bool, String) {
 fn make_db(path: &Path) {
     let db = Database::open(path, Options::default()).unwrap();
     let mut tx = db.begin_write().unwrap();
-    let key = tx.create_bucket(BucketId::ROOT, b"key").unwrap();
-    let meta = tx.create_bucket(BucketId::ROOT, b"meta").unwrap();
+    let key = tx.create_bucket(WriteBucket::ROOT, b"key").unwrap();
+    let meta = tx.create_bucket(WriteBucket::ROOT, b"meta").unwrap();
     let nested = tx.create_bucket(meta, b"inner").unwrap();
     for i in 0..3000u32 {
         tx.put(key, format!("k{i:05}").as_bytes(), &[b'v'; 100])

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use crate::btree::{BucketId, Database, Options, WriteTxn};
+use crate::btree::{Database, Options, WriteBucket, WriteTxn};
 use crate::error::{Error, Result};
 
 pub use view::{Buffer, ReadView};
@@ -104,7 +104,7 @@ pub type PreCommitHook = Box<dyn FnMut(&mut BatchTxRef<'_>) -> Result<()> + Send
 
 struct Batch {
     tx: Option<WriteTxn>,
-    ids: HashMap<Bucket, BucketId>,
+    ids: HashMap<Bucket, WriteBucket>,
     /// Changes since the last commit.
     pending: usize,
     /// Changes since the last unlock, not yet visible to readers.
@@ -185,7 +185,7 @@ impl Backend {
         // Make sure every bucket exists.
         let mut tx = db.begin_write()?;
         for b in Bucket::ALL {
-            tx.create_bucket_if_missing(BucketId::ROOT, b.name())?;
+            tx.create_bucket_if_missing(WriteBucket::ROOT, b.name())?;
         }
         tx.commit()?;
         let (tx, ids) = begin(&db)?;
@@ -339,7 +339,7 @@ fn replay(copy: &Database, journal: &[JournalEntry]) -> Result<()> {
     for b in Bucket::ALL {
         ids.insert(
             b,
-            tx.bucket(BucketId::ROOT, b.name())?
+            tx.bucket(WriteBucket::ROOT, b.name())?
                 .ok_or(Error::BucketNotFound)?,
         );
     }
@@ -485,19 +485,32 @@ impl Backend {
                 journaled,
             })
         })();
-        if res.is_err() {
-            b.failed = true;
+        if let Err(e) = &res {
+            fail_batch(&mut b, &path, e);
         }
         res
     }
 }
 
-fn begin(db: &Database) -> Result<(WriteTxn, HashMap<Bucket, BucketId>)> {
+/// Marks the batch failed (every later write is refused with `Poisoned`),
+/// logging the first cause once.
+fn fail_batch(batch: &mut Batch, path: &Path, cause: &Error) {
+    if !batch.failed {
+        batch.failed = true;
+        tracing::error!(
+            file = %path.display(),
+            error = %cause,
+            "a backend commit failed; the backend refuses writes until reopened"
+        );
+    }
+}
+
+fn begin(db: &Database) -> Result<(WriteTxn, HashMap<Bucket, WriteBucket>)> {
     let mut tx = db.begin_write()?;
     let mut ids = HashMap::new();
     for b in Bucket::ALL {
         let id = tx
-            .bucket(BucketId::ROOT, b.name())?
+            .bucket(WriteBucket::ROOT, b.name())?
             .ok_or(Error::BucketNotFound)?;
         ids.insert(b, id);
     }
@@ -535,8 +548,8 @@ fn commit(inner: &Inner, batch: &mut Batch) -> Result<()> {
         *inner.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
         Ok(())
     })();
-    if res.is_err() {
-        batch.failed = true;
+    if let Err(e) = &res {
+        fail_batch(batch, &inner.cfg.path, e);
     }
     res
 }

@@ -1,7 +1,7 @@
 //! What readers see: a pinned B+tree snapshot plus the changes applied since
 //! it, overlaid. A view never changes; new changes make a new view.
 
-use crate::btree::{Bucket as TreeBucket, ReadTxn};
+use crate::btree::{ReadBucket, ReadTxn};
 use crate::error::{Error, Result};
 
 use super::Bucket;
@@ -12,7 +12,7 @@ pub type Buffer = imbl::OrdMap<(Bucket, Vec<u8>), Option<Vec<u8>>>;
 
 pub struct ReadView {
     tx: ReadTxn,
-    buckets: Vec<(Bucket, TreeBucket)>,
+    buckets: Vec<(Bucket, ReadBucket)>,
     buf: Buffer,
 }
 
@@ -48,7 +48,7 @@ impl ReadView {
         }
     }
 
-    fn tree(&self, b: Bucket) -> TreeBucket {
+    fn tree(&self, b: Bucket) -> ReadBucket {
         self.buckets
             .iter()
             .find(|(x, _)| *x == b)

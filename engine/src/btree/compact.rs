@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use super::db::{Database, Info, Options};
-use super::read::{Bucket, ReadTxn};
-use super::write::{BucketId, WriteTxn};
+use super::read::{ReadBucket, ReadTxn};
+use super::write::{WriteBucket, WriteTxn};
 use crate::error::{Error, Result};
 
 /// Bytes copied between two commits of the destination.
@@ -29,9 +29,9 @@ impl Copier<'_> {
     }
 
     /// The destination bucket at `path`, created if missing.
-    fn bucket(&mut self, path: &[Vec<u8>]) -> Result<BucketId> {
+    fn bucket(&mut self, path: &[Vec<u8>]) -> Result<WriteBucket> {
         let tx = self.tx()?;
-        let mut b = BucketId::ROOT;
+        let mut b = WriteBucket::ROOT;
         for name in path {
             b = tx.create_bucket_if_missing(b, name)?;
         }
@@ -48,7 +48,7 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn copy_bucket(&mut self, src: &ReadTxn, b: Bucket, path: &mut Vec<Vec<u8>>) -> Result<()> {
+    fn copy_bucket(&mut self, src: &ReadTxn, b: ReadBucket, path: &mut Vec<Vec<u8>>) -> Result<()> {
         let mut dst = self.bucket(path)?;
         let mut cur = src.cursor(b);
         let mut item = cur.first()?;
@@ -91,10 +91,7 @@ pub fn compact_snapshot(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Info> {
     if dst.exists() {
-        return Err(Error::InvalidOption(format!(
-            "{} already exists",
-            dst.display()
-        )));
+        return Err(Error::AlreadyExists(dst.to_path_buf()));
     }
     let opts = Options {
         page_size,

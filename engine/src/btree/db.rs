@@ -16,9 +16,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use fs2::FileExt;
 
@@ -28,15 +28,12 @@ use super::meta::{valid_page_size, Meta, META_LEN};
 use super::mmap::Mapping;
 use super::page::{checksum, seal, Header, NodeBuilder, PageId, TxId, KIND_FREELIST, KIND_LEAF};
 use super::read::ReadTxn;
+use super::state::{lock, DbState, Snapshot, WriterState};
 use super::tree::PageReader;
 use super::walk::walk;
 use super::write::WriteTxn;
 use crate::error::{Error, Result};
 
-/// Largest key, in bytes.
-pub const MAX_KEY_SIZE: usize = 32 * 1024;
-/// Largest value, in bytes.
-pub const MAX_VALUE_SIZE: usize = 1 << 30;
 pub const DEFAULT_PAGE_SIZE: usize = 4096;
 
 #[derive(Debug, Clone)]
@@ -58,136 +55,11 @@ impl Default for Options {
     }
 }
 
-/// A committed state readers can pin.
-pub(crate) struct Snapshot {
-    pub meta: Meta,
-    pub map: Arc<Mapping>,
-}
-
-/// What only the writer touches; handed from write transaction to write
-/// transaction.
-pub(crate) struct WriterState {
-    pub freelist: Freelist,
-    pub file_len: u64,
-}
-
-pub(crate) struct Shared {
-    pub path: PathBuf,
-    pub io: Box<dyn StorageIo>,
-    pub page_size: usize,
-    pub no_sync: bool,
-    pub current: RwLock<Arc<Snapshot>>,
-    /// Open readers by the txid of their snapshot.
-    pub readers: Mutex<BTreeMap<TxId, usize>>,
-    pub writer: Mutex<Option<WriterState>>,
-    pub writer_cv: Condvar,
-    pub poisoned: AtomicBool,
-    /// The file was replaced (online defragmentation): closing it writes
-    /// nothing.
-    pub retired: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn publish(&self, snap: Snapshot) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
-    }
-
-    pub fn readers(&self) -> MutexGuard<'_, BTreeMap<TxId, usize>> {
-        lock(&self.readers)
-    }
-
-    pub fn return_writer(&self, ws: WriterState) {
-        *lock(&self.writer) = Some(ws);
-        self.writer_cv.notify_one();
-    }
-
-    pub fn poison(&self) {
-        self.poisoned.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::SeqCst)
-    }
-
-    /// Writes the freelist into a node past the last page and commits a meta
-    /// naming it, so the next open need not walk the tree.
-    fn persist_freelist(&self, ws: &mut WriterState) -> Result<()> {
-        let snap = self.snapshot();
-        if snap.meta.freelist != 0 || self.is_poisoned() || self.retired.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let ps = self.page_size;
-        let runs = ws.freelist.all_runs();
-        let size = Freelist::encoded_size(runs.len());
-        let mut b = NodeBuilder::new(KIND_FREELIST, 0, size, ps);
-        Freelist::encode_into(&runs, &mut b.buf);
-        let pgid = snap.meta.page_count;
-        let pages = b.pages(ps);
-        let txid = snap.meta.txid + 1;
-        let crc = seal(&mut b.buf, ps, pgid, txid, runs.len() as u32);
-        let meta = Meta {
-            txid,
-            page_count: pgid + pages,
-            freelist: pgid,
-            freelist_crc: crc,
-            ..snap.meta
-        };
-        let res = (|| -> Result<()> {
-            grow(self, ws, meta.page_count)?;
-            self.io.write_at(&b.buf, pgid * ps as u64)?;
-            self.io.write_at(&meta.encode(), (txid % 2) * ps as u64)?;
-            self.io.sync_data()?;
-            Ok(())
-        })();
-        if res.is_err() {
-            self.poison();
-        }
-        res
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if let Some(mut ws) = lock(&self.writer).take() {
-            let _ = self.persist_freelist(&mut ws);
-        }
-    }
-}
-
-/// Grows the file to hold `page_count` pages: doubling up to 1 GiB, then
-/// in 1 GiB steps, so growth is rare.
-pub(crate) fn grow(shared: &Shared, ws: &mut WriterState, page_count: u64) -> Result<()> {
-    let needed = page_count * shared.page_size as u64;
-    if needed <= ws.file_len {
-        return Ok(());
-    }
-    const GIB: u64 = 1 << 30;
-    let new_len = if needed < GIB {
-        needed.next_power_of_two().max(64 * 1024)
-    } else {
-        needed.div_ceil(GIB) * GIB
-    };
-    shared.io.set_len(new_len)?;
-    ws.file_len = new_len;
-    Ok(())
-}
-
 /// A database file. Cheap to clone; the file is closed (and its freelist
 /// saved) when the last handle and transaction are dropped.
 #[derive(Clone)]
 pub struct Database {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<DbState>,
 }
 
 /// Summary figures of an open database.
@@ -235,7 +107,7 @@ impl Database {
             len = io.len()?;
         }
         let (meta, map, freelist) = recover(&*io, path, len)?;
-        let shared = Shared {
+        let shared = DbState {
             path: path.to_path_buf(),
             page_size: meta.page_size as usize,
             no_sync: opts.no_sync,
@@ -355,8 +227,9 @@ impl Database {
     /// fdatasync now: makes commits made with `no_sync` durable.
     pub fn sync(&self) -> Result<()> {
         if let Err(e) = self.shared.io.sync_data() {
-            self.shared.poison();
-            return Err(e.into());
+            let e = Error::from(e);
+            self.shared.poison(&e);
+            return Err(e);
         }
         Ok(())
     }
@@ -375,9 +248,7 @@ impl Database {
                 drop(shared);
                 res
             }
-            Err(_) => Err(Error::InvalidOption(
-                "close with open transactions or handles".into(),
-            )),
+            Err(_) => Err(Error::InUse),
         }
     }
 }

@@ -105,6 +105,7 @@ impl Freelist {
         all
     }
 
+    #[cfg(test)]
     pub fn contains(&self, pgid: PageId) -> bool {
         self.free
             .range(..=pgid)

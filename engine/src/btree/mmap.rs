@@ -59,10 +59,6 @@ impl Mapping {
         self.page_size
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// The bytes of `pages` pages starting at `pgid`, if inside the map.
     pub fn pages(&self, pgid: u64, pages: u64) -> Option<&[u8]> {
         let start = usize::try_from(pgid).ok()?.checked_mul(self.page_size)?;

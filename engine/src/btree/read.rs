@@ -6,20 +6,20 @@
 
 use std::sync::Arc;
 
-use super::db::{Shared, Snapshot};
 use super::node::Ptr;
 use super::page::{decode_bucket, PageId, TxId};
+use super::state::{DbState, Snapshot};
 use super::tree::{lookup, Cursor, NodeRef, PageReader, Source};
 use crate::error::{Error, Result};
 
 /// A bucket as seen by a read transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bucket {
+pub struct ReadBucket {
     pub(crate) root: PageId,
     pub(crate) crc: u32,
 }
 
-impl Bucket {
+impl ReadBucket {
     pub fn root_page(&self) -> PageId {
         self.root
     }
@@ -33,12 +33,12 @@ impl Bucket {
 }
 
 pub struct ReadTxn {
-    shared: Arc<Shared>,
+    shared: Arc<DbState>,
     snap: Arc<Snapshot>,
 }
 
 impl ReadTxn {
-    pub(crate) fn new(shared: Arc<Shared>, snap: Arc<Snapshot>) -> ReadTxn {
+    pub(crate) fn new(shared: Arc<DbState>, snap: Arc<Snapshot>) -> ReadTxn {
         ReadTxn { shared, snap }
     }
 
@@ -61,8 +61,8 @@ impl ReadTxn {
     }
 
     /// The top-level namespace: it holds buckets only.
-    pub fn root(&self) -> Bucket {
-        Bucket {
+    pub fn root(&self) -> ReadBucket {
+        ReadBucket {
             root: self.snap.meta.root,
             crc: self.snap.meta.root_crc,
         }
@@ -77,7 +77,7 @@ impl ReadTxn {
     }
 
     /// The nested bucket `name` of `parent`, if it exists.
-    pub fn bucket(&self, parent: Bucket, name: &[u8]) -> Result<Option<Bucket>> {
+    pub fn bucket(&self, parent: ReadBucket, name: &[u8]) -> Result<Option<ReadBucket>> {
         match lookup(self, parent.ptr(), name)? {
             None => Ok(None),
             Some(e) if !e.is_bucket => Err(Error::IncompatibleValue),
@@ -86,13 +86,13 @@ impl ReadTxn {
                     self.reader()
                         .corrupt(parent.root, "malformed bucket reference")
                 })?;
-                Ok(Some(Bucket { root, crc }))
+                Ok(Some(ReadBucket { root, crc }))
             }
         }
     }
 
     /// A bucket by its path of names from the top level.
-    pub fn bucket_path(&self, path: &[&[u8]]) -> Result<Option<Bucket>> {
+    pub fn bucket_path(&self, path: &[&[u8]]) -> Result<Option<ReadBucket>> {
         let mut b = self.root();
         for name in path {
             match self.bucket(b, name)? {
@@ -103,7 +103,7 @@ impl ReadTxn {
         Ok(Some(b))
     }
 
-    pub fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<&[u8]>> {
+    pub fn get(&self, bucket: ReadBucket, key: &[u8]) -> Result<Option<&[u8]>> {
         match lookup(self, bucket.ptr(), key)? {
             Some(e) if e.is_bucket => Err(Error::IncompatibleValue),
             Some(e) => Ok(Some(e.value)),
@@ -111,7 +111,7 @@ impl ReadTxn {
         }
     }
 
-    pub fn cursor(&self, bucket: Bucket) -> Cursor<'_, ReadTxn> {
+    pub fn cursor(&self, bucket: ReadBucket) -> Cursor<'_, ReadTxn> {
         Cursor::new(self, bucket.ptr())
     }
 }

@@ -12,8 +12,6 @@ pub struct Visited<'a> {
     pub pgid: PageId,
     /// Pages in its run.
     pub pages: u64,
-    /// Depth inside its bucket's tree (root = 0).
-    pub depth: usize,
     /// Nesting level of its bucket (top-level bucket tree = 0).
     pub bucket_level: usize,
     pub view: NodeView<'a>,
@@ -25,14 +23,13 @@ pub fn walk<'a>(
     crc: u32,
     visit: &mut dyn FnMut(&Visited<'a>) -> Result<()>,
 ) -> Result<()> {
-    let mut stack = vec![(root, crc, 0usize, 0usize)];
-    while let Some((pgid, crc, depth, level)) = stack.pop() {
+    let mut stack = vec![(root, crc, 0usize)];
+    while let Some((pgid, crc, level)) = stack.pop() {
         let view = reader.node(pgid, crc)?;
         let pages = reader.run(pgid)?.len() as u64 / reader.map_page_size();
         visit(&Visited {
             pgid,
             pages,
-            depth,
             bucket_level: level,
             view,
         })?;
@@ -42,11 +39,11 @@ pub fn walk<'a>(
                 if flags & FLAG_BUCKET != 0 {
                     let (r, c) = decode_bucket(v)
                         .ok_or_else(|| reader.corrupt(pgid, "malformed bucket reference"))?;
-                    stack.push((r, c, 0, level + 1));
+                    stack.push((r, c, level + 1));
                 }
             } else {
                 let (child, c) = view.child(i);
-                stack.push((child, c, depth + 1, level));
+                stack.push((child, c, level));
             }
         }
     }

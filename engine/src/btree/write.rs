@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::db::{grow, Shared, Snapshot, WriterState, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 use super::meta::Meta;
 use super::mmap::Mapping;
 use super::node::{branch_child_index, split_points, BranchEntry, Leaf, Node, NodeId, Ptr};
@@ -22,6 +21,7 @@ use super::page::{
     branch_elem_size, decode_bucket, encode_bucket, seal, NodeBuilder, PageId, TxId, FLAG_BUCKET,
     HEADER, KIND_BRANCH, KIND_LEAF,
 };
+use super::state::{grow, DbState, Snapshot, WriterState, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 use super::tree::{lookup, Cursor, Entry, NodeRef, PageReader, Source};
 use super::walk::walk;
 use crate::error::{Error, Result};
@@ -29,15 +29,15 @@ use crate::error::{Error, Result};
 /// A bucket as seen by a write transaction: a handle valid until the
 /// transaction ends or the bucket is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BucketId(usize);
+pub struct WriteBucket(usize);
 
-impl BucketId {
+impl WriteBucket {
     /// The top-level namespace: it holds buckets only.
-    pub const ROOT: BucketId = BucketId(0);
+    pub const ROOT: WriteBucket = WriteBucket(0);
 }
 
 struct BucketState {
-    parent: BucketId,
+    parent: WriteBucket,
     name: Vec<u8>,
     root: Ptr,
     depth: usize,
@@ -72,13 +72,13 @@ type Spilled = Vec<(Vec<u8>, PageId, u32)>;
 type NestedRefs = Vec<(Vec<u8>, Option<(PageId, u32)>)>;
 
 pub struct WriteTxn {
-    shared: Arc<Shared>,
+    shared: Arc<DbState>,
     ws: Option<WriterState>,
     snap: Arc<Snapshot>,
     txid: TxId,
     nodes: Vec<Option<Node>>,
     buckets: Vec<BucketState>,
-    by_name: HashMap<(BucketId, Vec<u8>), BucketId>,
+    by_name: HashMap<(WriteBucket, Vec<u8>), WriteBucket>,
     freed: Vec<(PageId, u64)>,
     /// (branch, child index) from the root to the last leaf `leaf_for` found.
     path: Vec<(NodeId, usize)>,
@@ -109,9 +109,9 @@ fn fill_index(sizes: impl ExactSizeIterator<Item = usize>, pages: usize, body: u
 }
 
 impl WriteTxn {
-    pub(crate) fn new(shared: Arc<Shared>, ws: WriterState, snap: Arc<Snapshot>) -> WriteTxn {
+    pub(crate) fn new(shared: Arc<DbState>, ws: WriterState, snap: Arc<Snapshot>) -> WriteTxn {
         let root = BucketState {
-            parent: BucketId::ROOT,
+            parent: WriteBucket::ROOT,
             name: Vec::new(),
             root: Ptr::Page {
                 pgid: snap.meta.root,
@@ -146,14 +146,14 @@ impl WriteTxn {
         }
     }
 
-    fn state(&self, b: BucketId) -> Result<&BucketState> {
+    fn state(&self, b: WriteBucket) -> Result<&BucketState> {
         self.buckets
             .get(b.0)
             .filter(|s| s.alive)
             .ok_or(Error::BucketNotFound)
     }
 
-    fn root_of(&self, b: BucketId) -> Result<Ptr> {
+    fn root_of(&self, b: WriteBucket) -> Result<Ptr> {
         Ok(self.state(b)?.root)
     }
 
@@ -199,7 +199,7 @@ impl WriteTxn {
     }
 
     /// Dirties the path from bucket `b`'s root to the leaf for `key`.
-    fn leaf_for(&mut self, b: BucketId, key: &[u8]) -> Result<NodeId> {
+    fn leaf_for(&mut self, b: WriteBucket, key: &[u8]) -> Result<NodeId> {
         self.path.clear();
         let root = self.root_of(b)?;
         let mut id = self.materialize(root)?;
@@ -218,7 +218,7 @@ impl WriteTxn {
     /// and its ancestors as needed (the path is the one `leaf_for` took), so
     /// that inserts into one node stay cheap in a large transaction. Commit
     /// still splits nodes to page size.
-    fn split_if_big(&mut self, b: BucketId, mut id: NodeId) {
+    fn split_if_big(&mut self, b: WriteBucket, mut id: NodeId) {
         let limit = EAGER_SPLIT_PAGES * self.shared.page_size;
         while self.node_mut(id).size() > limit && self.node_mut(id).len() >= 2 {
             // The left part gets exactly what fills half the pages, so
@@ -272,7 +272,7 @@ impl WriteTxn {
     /// rewrite at commit).
     fn tree_put(
         &mut self,
-        b: BucketId,
+        b: WriteBucket,
         key: &[u8],
         value: &[u8],
         flags: u8,
@@ -295,7 +295,7 @@ impl WriteTxn {
         Ok(())
     }
 
-    fn tree_remove(&mut self, b: BucketId, key: &[u8]) -> Result<()> {
+    fn tree_remove(&mut self, b: WriteBucket, key: &[u8]) -> Result<()> {
         let leaf = self.leaf_for(b, key)?;
         let Node::Leaf(l) = self.node_mut(leaf) else {
             unreachable!()
@@ -306,7 +306,7 @@ impl WriteTxn {
         Ok(())
     }
 
-    fn find(&self, b: BucketId, key: &[u8]) -> Result<Option<Entry<'_>>> {
+    fn find(&self, b: WriteBucket, key: &[u8]) -> Result<Option<Entry<'_>>> {
         lookup(self, self.root_of(b)?, key)
     }
 
@@ -324,7 +324,7 @@ impl WriteTxn {
     }
 
     /// Sets `key` to `value` in bucket `b`.
-    pub fn put(&mut self, b: BucketId, key: &[u8], value: &[u8]) -> Result<()> {
+    pub fn put(&mut self, b: WriteBucket, key: &[u8], value: &[u8]) -> Result<()> {
         Self::check_key(key)?;
         if value.len() > MAX_VALUE_SIZE {
             return Err(Error::ValueTooLarge {
@@ -332,14 +332,14 @@ impl WriteTxn {
                 max: MAX_VALUE_SIZE,
             });
         }
-        if b == BucketId::ROOT {
+        if b == WriteBucket::ROOT {
             return Err(Error::IncompatibleValue);
         }
         self.tree_put(b, key, value, 0, true)
     }
 
     /// Removes `key` from bucket `b`; returns whether it was there.
-    pub fn delete(&mut self, b: BucketId, key: &[u8]) -> Result<bool> {
+    pub fn delete(&mut self, b: WriteBucket, key: &[u8]) -> Result<bool> {
         match self.find(b, key)? {
             None => Ok(false),
             Some(e) if e.is_bucket => Err(Error::IncompatibleValue),
@@ -350,7 +350,7 @@ impl WriteTxn {
         }
     }
 
-    pub fn get(&self, b: BucketId, key: &[u8]) -> Result<Option<&[u8]>> {
+    pub fn get(&self, b: WriteBucket, key: &[u8]) -> Result<Option<&[u8]>> {
         match self.find(b, key)? {
             Some(e) if e.is_bucket => Err(Error::IncompatibleValue),
             Some(e) => Ok(Some(e.value)),
@@ -358,12 +358,12 @@ impl WriteTxn {
         }
     }
 
-    pub fn cursor(&self, b: BucketId) -> Result<Cursor<'_, WriteTxn>> {
+    pub fn cursor(&self, b: WriteBucket) -> Result<Cursor<'_, WriteTxn>> {
         Ok(Cursor::new(self, self.root_of(b)?))
     }
 
     /// The nested bucket `name` of `parent`, if it exists.
-    pub fn bucket(&mut self, parent: BucketId, name: &[u8]) -> Result<Option<BucketId>> {
+    pub fn bucket(&mut self, parent: WriteBucket, name: &[u8]) -> Result<Option<WriteBucket>> {
         self.state(parent)?;
         if let Some(&id) = self.by_name.get(&(parent, name.to_vec())) {
             if self.buckets[id.0].alive {
@@ -389,8 +389,8 @@ impl WriteTxn {
     }
 
     /// A bucket by its path of names from the top level.
-    pub fn bucket_path(&mut self, path: &[&[u8]]) -> Result<Option<BucketId>> {
-        let mut b = BucketId::ROOT;
+    pub fn bucket_path(&mut self, path: &[&[u8]]) -> Result<Option<WriteBucket>> {
+        let mut b = WriteBucket::ROOT;
         for name in path {
             match self.bucket(b, name)? {
                 Some(n) => b = n,
@@ -400,8 +400,8 @@ impl WriteTxn {
         Ok(Some(b))
     }
 
-    fn add_state(&mut self, parent: BucketId, name: &[u8], root: Ptr) -> BucketId {
-        let id = BucketId(self.buckets.len());
+    fn add_state(&mut self, parent: WriteBucket, name: &[u8], root: Ptr) -> WriteBucket {
+        let id = WriteBucket(self.buckets.len());
         let depth = self.buckets[parent.0].depth + 1;
         self.buckets.push(BucketState {
             parent,
@@ -415,7 +415,7 @@ impl WriteTxn {
     }
 
     /// Creates bucket `name` in `parent`.
-    pub fn create_bucket(&mut self, parent: BucketId, name: &[u8]) -> Result<BucketId> {
+    pub fn create_bucket(&mut self, parent: WriteBucket, name: &[u8]) -> Result<WriteBucket> {
         Self::check_key(name)?;
         if self.bucket(parent, name)?.is_some() {
             return Err(Error::BucketExists);
@@ -426,7 +426,11 @@ impl WriteTxn {
         Ok(self.add_state(parent, name, Ptr::Dirty(leaf)))
     }
 
-    pub fn create_bucket_if_missing(&mut self, parent: BucketId, name: &[u8]) -> Result<BucketId> {
+    pub fn create_bucket_if_missing(
+        &mut self,
+        parent: WriteBucket,
+        name: &[u8],
+    ) -> Result<WriteBucket> {
         match self.bucket(parent, name)? {
             Some(b) => Ok(b),
             None => self.create_bucket(parent, name),
@@ -434,7 +438,7 @@ impl WriteTxn {
     }
 
     /// Deletes bucket `name` of `parent` with everything in it.
-    pub fn delete_bucket(&mut self, parent: BucketId, name: &[u8]) -> Result<()> {
+    pub fn delete_bucket(&mut self, parent: WriteBucket, name: &[u8]) -> Result<()> {
         let id = self.bucket(parent, name)?.ok_or(Error::BucketNotFound)?;
         self.free_bucket(id)?;
         self.tree_remove(parent, name)
@@ -444,7 +448,7 @@ impl WriteTxn {
     /// ends their handles. A nested bucket opened in this transaction is
     /// freed through its handle (its root may be dirty), any other through
     /// the reference stored in its parent.
-    fn free_bucket(&mut self, id: BucketId) -> Result<()> {
+    fn free_bucket(&mut self, id: WriteBucket) -> Result<()> {
         self.buckets[id.0].alive = false;
         let mut stack = vec![self.buckets[id.0].root];
         let mut nested: NestedRefs = Vec::new();
@@ -663,14 +667,14 @@ impl WriteTxn {
             .min(base.txid);
         ws.freelist.release(oldest);
         let res = self.commit_inner(ws, &shared, base);
-        if res.is_err() {
+        if let Err(e) = &res {
             // Pages may have been allocated and the file touched.
-            shared.poison();
+            shared.poison(e);
         }
         res
     }
 
-    fn commit_inner(&mut self, ws: &mut WriterState, shared: &Shared, base: Meta) -> Result<()> {
+    fn commit_inner(&mut self, ws: &mut WriterState, shared: &DbState, base: Meta) -> Result<()> {
         let ps = shared.page_size;
         let mut order: Vec<usize> = (1..self.buckets.len())
             .filter(|&i| self.buckets[i].alive)
@@ -744,7 +748,7 @@ impl WriteTxn {
 /// kernel build large page-cache folios there, and every later 4 KiB page
 /// rewrite then dirties (and flushes) the whole folio: 3.8x the device bytes
 /// in `strata-util bench --write-mode rnd`.
-fn write_nodes(shared: &Shared, writes: &[(PageId, Vec<u8>)]) -> Result<()> {
+fn write_nodes(shared: &DbState, writes: &[(PageId, Vec<u8>)]) -> Result<()> {
     let ps = shared.page_size as u64;
     for (pgid, data) in writes {
         shared.io.write_at(data, pgid * ps)?;

@@ -109,7 +109,12 @@ impl<'a> TxnWrite<'a> {
         let Some(f) = self.st.index.get(key, self.read_rev()) else {
             return Ok(None);
         };
-        let rev_key = f.modified.to_key(false);
+        Ok(Some(self.stored(f.modified)?))
+    }
+
+    /// The KeyValue stored at a revision the index names.
+    fn stored(&self, rev: Revision) -> Result<KeyValue> {
+        let rev_key = rev.to_key(false);
         let batch = self.batch();
         let bytes = batch.revision_value(&rev_key)?.ok_or_else(|| {
             corrupt_record(
@@ -119,7 +124,7 @@ impl<'a> TxnWrite<'a> {
                 "in the index but not stored",
             )
         })?;
-        Ok(Some(decode_kv(batch.path(), &rev_key, &bytes)?))
+        decode_kv(batch.path(), &rev_key, &bytes)
     }
 
     fn put_raw(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<()> {
@@ -189,17 +194,7 @@ impl<'a> TxnWrite<'a> {
         let mut prev_kvs = Vec::new();
         for (k, f) in &keys {
             if req.prev_kv {
-                let rev_key = f.modified.to_key(false);
-                let batch = self.batch();
-                let bytes = batch.revision_value(&rev_key)?.ok_or_else(|| {
-                    corrupt_record(
-                        batch.path(),
-                        Bucket::Key,
-                        &rev_key,
-                        "in the index but not stored",
-                    )
-                })?;
-                prev_kvs.push(decode_kv(batch.path(), &rev_key, &bytes)?);
+                prev_kvs.push(self.stored(f.modified)?);
             }
             self.delete_raw(k)?;
         }

@@ -8,7 +8,7 @@
 //! - Every record's CRC is chained to the previous record's, across segments
 //!   too (each segment starts with a `Crc` record holding the value it
 //!   continues from), so a missing or swapped segment is detected.
-//! - Recovery: in the last segment, a record that looks like an unfinished
+//! - Recovery (`recovery.rs`): in the last segment, a record that looks like an unfinished
 //!   write (it runs past the end of the file, or one of its 512-byte sectors
 //!   is still zero) ends the log there. The broken file is kept as
 //!   `<name>.broken`, and the tail is cut and zeroed. Any other damage,
@@ -21,6 +21,7 @@
 
 pub mod dump;
 pub mod record;
+mod recovery;
 mod segment;
 
 use std::fs::{File, OpenOptions};
@@ -29,8 +30,8 @@ use std::path::{Path, PathBuf};
 
 use fs2::FileExt as _;
 
-use record::Decoded;
 pub use record::{ConfState, Entry, HardState, Metadata, Record, RecordType, SnapshotMark};
+use recovery::Replayed;
 pub use segment::SegmentName;
 
 use crate::error::{Error, Result};
@@ -125,10 +126,7 @@ impl Wal {
         std::fs::create_dir_all(&dir)?;
         let lock = lock_dir(&dir)?;
         if !segment::list(&dir, true)?.is_empty() {
-            return Err(Error::InvalidOption(format!(
-                "{} already holds a WAL",
-                dir.display()
-            )));
+            return Err(Error::WalExists(dir.to_path_buf()));
         }
         let name = SegmentName {
             seq: 0,
@@ -174,104 +172,14 @@ impl Wal {
         let lock = lock_dir(&dir)?;
         let mut segments = segment::list(&dir, true)?;
         if segments.is_empty() {
-            return Err(Error::InvalidOption(format!(
-                "{} holds no WAL",
-                dir.display()
-            )));
+            return Err(Error::NoWal(dir.to_path_buf()));
         }
-        let mut repaired = None;
-        if segments.len() > 1 {
-            // A cut whose header never reached the disk: the segment holds
-            // no synced record. Keep a copy and continue in the previous one.
-            let name = segments[segments.len() - 1];
-            let path = dir.join(name.file_name());
-            let data = std::fs::read(&path)?;
-            let header_lost = matches!(
-                record::decode(&data, 0, 0),
-                Decoded::End | Decoded::Bad { torn: true, .. }
-            );
-            // Records written after the header would reach past its first
-            // sector; if any reached the disk, this is damage, not an
-            // unfinished cut.
-            let nothing_after = data
-                .get(HEADER_SECTOR..)
-                .is_none_or(|rest| rest.iter().all(|&b| b == 0));
-            if header_lost && nothing_after {
-                let kept = keep_copy(&path)?;
-                std::fs::remove_file(&path)?;
-                segment::sync_dir(&dir)?;
-                segments.pop();
-                repaired = Some(kept);
-            }
-        }
-        for w in segments.windows(2) {
-            if w[1].seq != w[0].seq + 1 {
-                return Err(corrupt(
-                    &dir.join(w[1].file_name()),
-                    0,
-                    format!("segment {} is missing", w[0].seq + 1),
-                ));
-            }
-        }
-        let mut rec = Recovered {
-            repaired,
-            ..Recovered::default()
-        };
-        let mut found = at.index == 0;
-        let mut crc = 0;
-        let mut metadata: Option<Metadata> = None;
-        let mut last_index = 0;
-        let mut tail_end = 0;
-        for (i, name) in segments.iter().enumerate() {
-            let path = dir.join(name.file_name());
-            let data = std::fs::read(&path)?;
-            let last = i + 1 == segments.len();
-            let mut off = 0usize;
-            // The first record continues the chain of the previous segment
-            // (or, for the oldest segment kept, starts it).
-            // A segment only appears (by rename) once its header is synced,
-            // so a bad first record is damage, never a torn write.
-            let (first, after, len) = record::decode_crc_record(&data).ok_or_else(|| {
-                corrupt(&path, 0, "segment does not start with a valid crc record")
-            })?;
-            if i > 0 && first != crc {
-                return Err(corrupt(&path, 0, format!("crc chain broken: segment continues {first:#010x}, previous ended {crc:#010x}")));
-            }
-            crc = after;
-            off += len;
-            loop {
-                match record::decode(&data, off, crc) {
-                    Decoded::Record(r, c, len) => {
-                        apply(
-                            &path,
-                            off as u64,
-                            r,
-                            at,
-                            &mut rec,
-                            &mut found,
-                            &mut metadata,
-                            &mut last_index,
-                        )?;
-                        crc = c;
-                        off += len;
-                    }
-                    Decoded::End => break,
-                    Decoded::Bad { torn: true, .. } if last => {
-                        rec.repaired = Some(repair(&path, off as u64, opts.segment_size)?);
-                        break;
-                    }
-                    Decoded::Bad { what, .. } => return Err(corrupt(&path, off as u64, what)),
-                }
-            }
-            tail_end = off;
-        }
-        if !found {
-            return Err(Error::InvalidOption(format!(
-                "snapshot marker at index {} term {} not found in the WAL",
-                at.index, at.term
-            )));
-        }
-        rec.metadata = metadata.unwrap_or_default();
+        let Replayed {
+            rec,
+            crc,
+            last_index,
+            tail_end,
+        } = recovery::replay(&dir, &mut segments, at, opts.segment_size)?;
         let tail_name = *segments
             .last()
             .ok_or_else(|| corrupt(&dir, 0, "no segments"))?;
@@ -314,6 +222,20 @@ impl Wal {
     /// Index of the last entry saved.
     pub fn last_index(&self) -> u64 {
         self.last_index
+    }
+
+    /// Refuses writes from now on, logging the first cause once, here
+    /// where it happened; hands the error back.
+    fn poison(&mut self, cause: Error) -> Error {
+        if !self.poisoned {
+            self.poisoned = true;
+            tracing::error!(
+                file = %self.tail_path.display(),
+                error = %cause,
+                "a WAL write or fsync failed; the log refuses writes until reopened"
+            );
+        }
+        cause
     }
 
     fn check(&self) -> Result<()> {
@@ -375,8 +297,7 @@ impl Wal {
             self.tail.write_all_at(&self.buf, self.offset)
         })();
         if let Err(e) = written {
-            self.poisoned = true;
-            return Err(e.into());
+            return Err(self.poison(e.into()));
         }
         self.offset += self.buf.len() as u64;
         self.buf.clear();
@@ -395,8 +316,7 @@ impl Wal {
                 self.tail.sync_data()
             })();
             if let Err(e) = synced {
-                self.poisoned = true;
-                return Err(e.into());
+                return Err(self.poison(e.into()));
             }
         }
         Ok(())
@@ -450,10 +370,7 @@ impl Wal {
             self.segments.push(name);
             Ok(())
         })();
-        if res.is_err() {
-            self.poisoned = true;
-        }
-        res
+        res.map_err(|e| self.poison(e))
     }
 
     /// Deletes the segments that hold only entries below `index` (never the
@@ -488,94 +405,4 @@ impl Drop for Wal {
             let _ = std::fs::remove_file(spare.tmp);
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    path: &Path,
-    off: u64,
-    r: Record,
-    at: &SnapshotMark,
-    rec: &mut Recovered,
-    found: &mut bool,
-    metadata: &mut Option<Metadata>,
-    last_index: &mut u64,
-) -> Result<()> {
-    match r {
-        Record::Crc(_) => return Err(corrupt(path, off, "crc record inside a segment")),
-        Record::Metadata(m) => match metadata {
-            Some(prev) if *prev != m => {
-                return Err(corrupt(path, off, "metadata differs from earlier segments"))
-            }
-            _ => *metadata = Some(m),
-        },
-        Record::Entry(e) => {
-            *last_index = e.index;
-            if e.index > at.index {
-                let first = at.index + 1;
-                let pos = (e.index - first) as usize;
-                if pos > rec.entries.len() {
-                    return Err(corrupt(
-                        path,
-                        off,
-                        format!(
-                            "entry {} after {} leaves a gap",
-                            e.index,
-                            first + rec.entries.len() as u64 - 1
-                        ),
-                    ));
-                }
-                rec.entries.truncate(pos);
-                rec.entries.push(e);
-            } else {
-                // It replaces everything from its index on, all of which we
-                // hold is above it.
-                rec.entries.clear();
-            }
-        }
-        Record::State(h) => rec.hard_state = h,
-        Record::Snapshot(s) => {
-            if s.index == at.index {
-                if s.term != at.term {
-                    return Err(corrupt(
-                        path,
-                        off,
-                        format!(
-                            "snapshot marker at {} has term {}, not {}",
-                            s.index, s.term, at.term
-                        ),
-                    ));
-                }
-                *found = true;
-            }
-            rec.last_snapshot = Some(s);
-        }
-    }
-    Ok(())
-}
-
-/// Copies `path` to `<path>.broken` (or `.broken.N`) and returns the copy.
-fn keep_copy(path: &Path) -> Result<PathBuf> {
-    let mut broken = PathBuf::from(format!("{}.broken", path.display()));
-    let mut n = 1;
-    while broken.exists() {
-        broken = PathBuf::from(format!("{}.broken.{n}", path.display()));
-        n += 1;
-    }
-    std::fs::copy(path, &broken)?;
-    Ok(broken)
-}
-
-/// Keeps a copy of a segment with a torn tail as `<name>.broken`, then cuts
-/// it at `off` and zeroes the rest of its preallocated space.
-fn repair(path: &Path, off: u64, segment_size: u64) -> Result<PathBuf> {
-    let broken = keep_copy(path)?;
-    let f = OpenOptions::new().write(true).open(path)?;
-    f.set_len(off)?;
-    segment::preallocate(&f, segment_size.max(off))?;
-    f.sync_all()?;
-    if let Some(dir) = path.parent() {
-        segment::sync_dir(dir)?;
-    }
-    Ok(broken)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_engine::btree::{Bucket, Database, ReadTxn};
+use strata_engine::btree::{Database, ReadBucket, ReadTxn};
 
 pub type Model = BTreeMap<Vec<Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>>;
 
@@ -15,7 +15,7 @@ pub fn dump(db: &Database) -> Model {
     out
 }
 
-fn dump_bucket(rx: &ReadTxn, b: Bucket, path: &mut Vec<Vec<u8>>, out: &mut Model, top: bool) {
+fn dump_bucket(rx: &ReadTxn, b: ReadBucket, path: &mut Vec<Vec<u8>>, out: &mut Model, top: bool) {
     let mut keys = BTreeMap::new();
     let mut forward = Vec::new();
     let mut c = rx.cursor(b);

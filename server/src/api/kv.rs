@@ -105,11 +105,7 @@ impl pb::kv_server::Kv for KvService {
         check_recv(&self.srv, &p)?;
         check_put(&p)?;
         self.srv.check_quota(p.key.len() + p.value.len()).await?;
-        let r = pb::InternalRaftRequest {
-            put: Some(p),
-            ..Default::default()
-        };
-        propose(&self.srv, r).await
+        propose(&self.srv, p).await
     }
 
     async fn delete_range(
@@ -121,11 +117,7 @@ impl pb::kv_server::Kv for KvService {
         if d.key.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
-        let r = pb::InternalRaftRequest {
-            delete_range: Some(d),
-            ..Default::default()
-        };
-        propose(&self.srv, r).await
+        propose(&self.srv, d).await
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
@@ -145,11 +137,7 @@ impl pb::kv_server::Kv for KvService {
         if put_bytes > 0 {
             self.srv.check_quota(put_bytes).await?;
         }
-        let r = pb::InternalRaftRequest {
-            txn: Some(t),
-            ..Default::default()
-        };
-        propose(&self.srv, r).await
+        propose(&self.srv, t).await
     }
 
     async fn compact(
@@ -157,10 +145,6 @@ impl pb::kv_server::Kv for KvService {
         req: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         let c = req.into_inner();
-        let r = pb::InternalRaftRequest {
-            compaction: Some(c),
-            ..Default::default()
-        };
-        propose(&self.srv, r).await
+        propose(&self.srv, c).await
     }
 }

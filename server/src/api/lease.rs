@@ -35,22 +35,14 @@ impl pb::lease_server::Lease for LeaseService {
             // Server-picked: positive, never 0.
             g.id = ((self.srv.next_id() & (i64::MAX as u64)) as i64).max(1);
         }
-        let r = pb::InternalRaftRequest {
-            lease_grant: Some(g),
-            ..Default::default()
-        };
-        propose(&self.srv, r).await
+        propose(&self.srv, g).await
     }
 
     async fn lease_revoke(
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let r = pb::InternalRaftRequest {
-            lease_revoke: Some(req.into_inner()),
-            ..Default::default()
-        };
-        propose(&self.srv, r).await
+        propose(&self.srv, req.into_inner()).await
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;

@@ -39,11 +39,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         req: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
-        let r = pb::InternalRaftRequest {
-            alarm: Some(req.into_inner()),
-            ..Default::default()
-        };
-        propose(&self.srv, r).await
+        propose(&self.srv, req.into_inner()).await
     }
 
     async fn status(

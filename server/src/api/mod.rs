@@ -6,7 +6,7 @@
 use tonic::{Response, Status};
 
 use crate::server::EtcdServer;
-use crate::state::Applied;
+use crate::state::{Applied, RaftRequest};
 
 pub mod cluster;
 pub mod kv;
@@ -16,10 +16,7 @@ pub mod watch;
 
 /// Proposes `r` and answers with the response of type `T` that applying it
 /// produced (each request kind has its one response kind).
-pub(crate) async fn propose<T>(
-    srv: &EtcdServer,
-    r: strata_proto::etcdserverpb::InternalRaftRequest,
-) -> Result<Response<T>, Status>
+pub(crate) async fn propose<T>(srv: &EtcdServer, r: impl RaftRequest) -> Result<Response<T>, Status>
 where
     T: TryFrom<Applied, Error = Applied>,
 {

@@ -11,6 +11,7 @@
 //! - The in-memory log keeps the entries after the last snapshot (minus a
 //!   catch-up margin once peers exist).
 
+use super::error::{NodeError, Result};
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{GetEntriesContext, RaftState, Storage};
@@ -108,12 +109,7 @@ impl LogStore {
 
     /// Saves entries and the hard state to the WAL (synced if `sync`), then
     /// makes the entries visible to raft.
-    pub fn persist(
-        &mut self,
-        entries: &[Entry],
-        hs: Option<&HardState>,
-        sync: bool,
-    ) -> strata_engine::Result<()> {
+    pub fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>, sync: bool) -> Result<()> {
         let wal_hs = hs.map(|h| wal::HardState {
             term: h.term,
             vote: h.vote,
@@ -128,8 +124,9 @@ impl LogStore {
         }
         let mut core = self.mem.wl();
         if !entries.is_empty() {
-            core.append(entries).map_err(|e| {
-                strata_engine::Error::InvalidOption(format!("raft log append: {e}"))
+            core.append(entries).map_err(|error| NodeError::Log {
+                what: "appending entries",
+                error,
             })?;
         }
         if let Some(h) = hs {
@@ -140,7 +137,7 @@ impl LogStore {
 
     /// Records the commit index raft reported after an advance (not synced:
     /// a lost commit index is recomputed by raft).
-    pub fn set_commit(&mut self, commit: u64) -> strata_engine::Result<()> {
+    pub fn set_commit(&mut self, commit: u64) -> Result<()> {
         let hs = {
             let mut core = self.mem.wl();
             core.mut_hard_state().commit = commit;
@@ -156,7 +153,7 @@ impl LogStore {
         index: u64,
         term: u64,
         conf: &ConfState,
-    ) -> strata_engine::Result<wal::SnapshotMark> {
+    ) -> Result<wal::SnapshotMark> {
         let mark = wal::SnapshotMark {
             index,
             term,
@@ -169,7 +166,7 @@ impl LogStore {
 
     /// Drops in-memory entries up to `keep_after` and WAL segments below the
     /// recorded snapshot `index`.
-    pub fn release(&mut self, keep_after: u64, index: u64) -> strata_engine::Result<()> {
+    pub fn release(&mut self, keep_after: u64, index: u64) -> Result<()> {
         let first = self.mem.first_index().unwrap_or(1);
         if keep_after >= first {
             let last = self.mem.last_index().unwrap_or(0);
@@ -178,7 +175,7 @@ impl LogStore {
                 let _ = self.mem.wl().compact(upto);
             }
         }
-        self.wal.release_before(index)
+        Ok(self.wal.release_before(index)?)
     }
 
     pub fn wal_dir(&self) -> &std::path::Path {
