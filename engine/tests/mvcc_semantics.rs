@@ -438,3 +438,48 @@ fn compaction_in_two_halves_survives_a_stop_between_them() {
         .unwrap();
     assert_eq!(r.count, 10);
 }
+
+/// A stored KeyValue that no longer decodes is reported with the db file,
+/// the bucket and the revision key it sits under: on open (the index
+/// rebuild reads every record) and never returned as data.
+#[test]
+fn a_damaged_record_names_file_bucket_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = store(dir.path());
+        put(&s, "a", "1");
+        s.backend().force_commit().unwrap();
+    }
+    // Overwrite the value under revision {2, 0} with bytes that are not a
+    // KeyValue (a field tag with no value).
+    let path = dir.path().join("db");
+    let rev_key = Revision::new(2, 0).to_key(false);
+    {
+        let db = strata_engine::btree::Database::open(&path, Default::default()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        let b = tx
+            .bucket(strata_engine::btree::WriteBucket::ROOT, b"key")
+            .unwrap()
+            .unwrap();
+        tx.put(b, &rev_key, &[0x0a]).unwrap();
+        tx.commit().unwrap();
+    }
+    let err = Store::open(
+        Backend::open(BackendConfig::new(&path)).unwrap(),
+    )
+    .err()
+    .expect("a damaged record must not open");
+    match &err {
+        Error::CorruptedRecord {
+            file, bucket, key, ..
+        } => {
+            assert_eq!(file, &path);
+            assert_eq!(*bucket, "key");
+            let hex: String = rev_key.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(key, &hex);
+        }
+        other => panic!("expected CorruptedRecord, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("bucket key"), "{msg}");
+}
