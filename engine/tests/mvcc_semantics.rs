@@ -464,11 +464,9 @@ fn a_damaged_record_names_file_bucket_and_key() {
         tx.put(b, &rev_key, &[0x0a]).unwrap();
         tx.commit().unwrap();
     }
-    let err = Store::open(
-        Backend::open(BackendConfig::new(&path)).unwrap(),
-    )
-    .err()
-    .expect("a damaged record must not open");
+    let err = Store::open(Backend::open(BackendConfig::new(&path)).unwrap())
+        .err()
+        .expect("a damaged record must not open");
     match &err {
         Error::CorruptedRecord {
             file, bucket, key, ..

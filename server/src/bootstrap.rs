@@ -105,7 +105,7 @@ fn open_or_create_wal(
         }
         return Ok(OpenedWal { wal, recovered, at });
     }
-    if cfg.initial_cluster_state == "existing" {
+    if cfg.initial_cluster_state == crate::config::ClusterState::Existing {
         anyhow::bail!("--initial-cluster-state=existing needs a data dir with a WAL (joining a cluster arrives with multi-member support)");
     }
     let id = member_id(peer_urls, &cfg.initial_cluster_token);

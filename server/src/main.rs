@@ -11,18 +11,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cfg = Config::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{},raft=warn",
-        match cfg.log_level.as_str() {
-            "warn" | "warning" => "warn",
-            "error" | "panic" | "fatal" => "error",
-            "debug" => "debug",
-            _ => "info",
-        }
-    ))?;
+    // raft-rs's own records come under the target `raft` at the same level
+    // (raftnode/log.rs); colours only on a terminal.
+    let filter = tracing_subscriber::EnvFilter::try_new(cfg.log_level.directive())?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();

@@ -2,7 +2,8 @@
 //! listener, and the order of start and stop. TLS and the HTTP endpoints
 //! plug in here, at the one place listeners become servers.
 //!
-//! Order: the member is opened (raft running) before any listener serves;
+//! Order: the member is opened (raft running) and ready (a leader known,
+//! the committed log applied) before any listener serves;
 //! on shutdown the listeners stop first (in-flight requests get up to 5 s),
 //! then raft stops and the backend commits what was applied.
 
@@ -24,6 +25,19 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let srv = tokio::task::spawn_blocking(move || EtcdServer::start(cfg)).await??;
     srv.spawn_duties();
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Clients are served once the member is ready: a leader is known and
+    // what was committed is applied (connections wait in the backlog).
+    let ready = tokio::select! {
+        r = srv.wait_ready() => r,
+        () = &mut shutdown => Err(crate::errors::EtcdError::Stopped),
+    };
+    if let Err(e) = ready {
+        tracing::info!(error = %e, "stopping before the member became ready");
+        let s = srv.clone();
+        tokio::task::spawn_blocking(move || s.stop()).await?;
+        return Ok(());
+    }
     // tonic's cap sits above etcd's limit so that the KV service's own check
     // (grpc-go's status and message) is what clients see; the cap still
     // bounds memory.

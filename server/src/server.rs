@@ -115,17 +115,19 @@ impl EtcdServer {
         self.shared.status.leader.load(Ordering::Acquire) == self.member_id()
     }
 
-    /// Waits (at most `limit`) until raft has a leader and this member has
-    /// applied what the log held at startup.
-    pub async fn wait_ready(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.shared.status.leader.load(Ordering::Acquire) != 0 {
-                return self.read_barrier().await.is_ok();
+    /// Waits until raft has a leader and this member has applied what was
+    /// committed when it asked (as etcd serves clients only once its server
+    /// is ready). Returns early, with an error, if the member stopped.
+    pub async fn wait_ready(&self) -> Result<(), EtcdError> {
+        loop {
+            self.check_running()?;
+            if self.shared.status.leader.load(Ordering::Acquire) != 0
+                && self.read_barrier().await.is_ok()
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        false
     }
 
     pub fn store(&self) -> &m::Store {

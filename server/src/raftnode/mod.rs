@@ -16,6 +16,7 @@
 //! them persisted, advance, apply what that committed, advance apply.
 
 pub mod error;
+mod log;
 pub mod storage;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +26,6 @@ use std::time::Duration;
 
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
 use raft::{RawNode, StateRole, Storage};
-use slog::o;
 use tokio::sync::oneshot;
 
 pub use error::NodeError;
@@ -141,10 +141,6 @@ fn decode_conf_change<M: protobuf::Message>(e: &Entry) -> Result<M> {
     Ok(m)
 }
 
-fn logger() -> slog::Logger {
-    slog::Logger::root(slog::Discard, o!())
-}
-
 impl<T: Transport, S: StateMachine> Node<T, S> {
     pub fn new(
         cfg: &NodeConfig,
@@ -167,7 +163,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             ..Default::default()
         };
         rc.validate()?;
-        let mut raw = RawNode::new(&rc, log, &logger())?;
+        let mut raw = RawNode::new(&rc, log, &log::raft_logger())?;
         if conf.voters == [cfg.id] && conf.learners.is_empty() {
             // Alone: no reason to wait an election timeout.
             raw.campaign()?;
@@ -194,12 +190,16 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
     pub fn run(mut self, rx: Receiver<Input>) {
         let mut was_leader = false;
         let mut last_leader = u64::MAX;
+        // The first pass handles what `new` started (a lone member's
+        // campaign) without waiting for input.
+        let mut wait = Duration::ZERO;
         loop {
-            let first = match rx.recv_timeout(Duration::from_millis(500)) {
+            let first = match rx.recv_timeout(wait) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            wait = Duration::from_millis(500);
             let mut waiting_reads = Vec::new();
             let mut stop = false;
             for m in first

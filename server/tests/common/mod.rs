@@ -33,7 +33,10 @@ pub fn tool(name: &str) -> PathBuf {
 
 pub struct Server {
     pub child: Option<Child>,
+    /// The port strata bound (it listens on port 0 and logs the address).
     pub port: u16,
+    /// The lines strata logged up to "ready to serve client requests".
+    pub startup: Vec<String>,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub log: mpsc::Receiver<String>,
@@ -52,11 +55,11 @@ impl Server {
 
     /// Starts strata on `dir` (kept by the caller).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut s = Server {
             child: None,
-            port,
+            port: 0,
+            startup: Vec::new(),
             dir: dir.to_path_buf(),
             _tmp: None,
             log: mpsc::channel().1,
@@ -66,15 +69,15 @@ impl Server {
         s
     }
 
+    /// Starts strata on port 0 and learns the port it bound from its log
+    /// (no window in which another process could take a port picked
+    /// beforehand).
     fn spawn(&mut self) {
-        let url = format!("http://127.0.0.1:{}", self.port);
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .arg("--listen-client-urls")
-            .arg(&url)
-            .arg("--advertise-client-urls")
-            .arg(&url)
+            .arg("http://127.0.0.1:0")
             .args(&self.args)
             .env_remove("ETCD_NAME")
             .stdout(Stdio::null())
@@ -92,11 +95,15 @@ impl Server {
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut seen = Vec::new();
+        let mut port = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     let ready = line.contains("ready to serve client requests");
+                    if line.contains("serving client traffic") {
+                        port = bound_port(&line);
+                    }
                     seen.push(line);
                     if ready {
                         break;
@@ -109,7 +116,10 @@ impl Server {
                 }
             }
         }
+        self.port =
+            port.unwrap_or_else(|| panic!("strata logged no bound address:\n{}", seen.join("\n")));
         self.child = Some(child);
+        self.startup = seen;
         self.log = rx;
     }
 
@@ -152,7 +162,6 @@ impl Server {
     /// Restarts on the same data dir (and a new port).
     pub fn restart(&mut self) {
         self.kill9();
-        self.port = free_port();
         self.spawn();
     }
 
@@ -181,6 +190,14 @@ impl Server {
         assert!(!out.status.success(), "etcdctl {args:?} should fail");
         last_error_line(&out)
     }
+}
+
+/// The port in a log line's `address=host:port` field.
+fn bound_port(line: &str) -> Option<u16> {
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("address="))?;
+    addr.rsplit_once(':')?.1.parse().ok()
 }
 
 pub fn last_error_line(out: &Output) -> String {

@@ -42,6 +42,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+pub mod urls;
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "strata",
@@ -94,8 +96,13 @@ pub struct Config {
     pub initial_cluster: Option<String>,
 
     /// Initial cluster state ('new' or 'existing').
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
-    pub initial_cluster_state: String,
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_STATE",
+        value_enum,
+        default_value_t = ClusterState::New
+    )]
+    pub initial_cluster_state: ClusterState,
 
     /// Initial cluster token for the cluster during bootstrap.
     #[arg(
@@ -137,8 +144,13 @@ pub struct Config {
 
     /// Interpret 'auto-compaction-retention' as hours ('periodic') or as a
     /// number of revisions ('revision').
-    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
-    pub auto_compaction_mode: String,
+    #[arg(
+        long,
+        env = "ETCD_AUTO_COMPACTION_MODE",
+        value_enum,
+        default_value_t = AutoCompactionMode::Periodic
+    )]
+    pub auto_compaction_mode: AutoCompactionMode,
 
     /// Auto compaction retention ("0": off; periodic: a duration, or a
     /// number of hours; revision: revisions to keep).
@@ -156,9 +168,10 @@ pub struct Config {
     #[arg(long, env = "ETCD_BACKEND_BATCH_LIMIT", default_value_t = 10_000)]
     pub backend_batch_limit: usize,
 
-    /// Log level: debug, info, warn, error.
-    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    /// Log level: debug, info, warn, error, panic or fatal (the last two
+    /// log errors only, as etcd's do).
+    #[arg(long, env = "ETCD_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
 
     /// Duration of periodic watch progress notifications.
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
@@ -168,6 +181,43 @@ pub struct Config {
     /// restart resumes from it).
     #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub experimental_lease_checkpoint_interval: Duration,
+}
+
+/// `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+/// `--auto-compaction-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AutoCompactionMode {
+    Periodic,
+    Revision,
+}
+
+/// `--log-level`: etcd's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Panic,
+    Fatal,
+}
+
+impl LogLevel {
+    /// The tracing filter directive for this level.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error | LogLevel::Panic | LogLevel::Fatal => "error",
+        }
+    }
 }
 
 /// etcd's default quota: 2 GiB.
@@ -238,20 +288,35 @@ impl Config {
 
     /// Client URLs to listen on, as host:port.
     pub fn client_addrs(&self) -> anyhow::Result<Vec<String>> {
-        self.listen_client_urls
-            .split(',')
+        urls::parse_urls("listen-client-urls", &self.listen_client_urls)?
+            .into_iter()
             .map(|u| {
-                let u = u.trim();
-                let hostport = u.strip_prefix("http://").ok_or_else(|| {
-                    anyhow::anyhow!("unsupported client URL {u:?} (only http:// for now)")
-                })?;
-                let hostport = hostport.trim_end_matches('/');
-                Ok(match hostport.strip_prefix("localhost:") {
-                    Some(port) => format!("127.0.0.1:{port}"),
-                    None => hostport.to_string(),
-                })
+                if u.scheme != "http" {
+                    anyhow::bail!(
+                        "--listen-client-urls: {} needs TLS, which strata does not serve yet",
+                        u.raw
+                    );
+                }
+                Ok(u.bind_addr())
             })
             .collect()
+    }
+
+    /// Checks every URL flag as etcd does.
+    fn check_urls(&self) -> anyhow::Result<()> {
+        self.client_addrs()?;
+        urls::parse_urls("advertise-client-urls", &self.advertise_client_urls)?;
+        urls::parse_urls("listen-peer-urls", &self.listen_peer_urls)?;
+        urls::parse_urls(
+            "initial-advertise-peer-urls",
+            &self.initial_advertise_peer_urls,
+        )?;
+        for part in self.initial_cluster().split(',') {
+            if let Some((_, url)) = part.split_once('=') {
+                urls::parse_urls("initial-cluster", url)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -262,19 +327,9 @@ impl Config {
                 self.heartbeat_interval
             );
         }
-        match self.initial_cluster_state.as_str() {
-            "new" | "existing" => {}
-            s => anyhow::bail!(
-                "invalid value {s:?} for --initial-cluster-state: must be new or existing"
-            ),
-        }
-        match self.auto_compaction_mode.as_str() {
-            "periodic" | "revision" => {}
-            s => anyhow::bail!("unknown auto-compaction-mode {s:?}"),
-        }
+        self.check_urls()?;
         self.auto_compaction()?;
         self.own_peer_urls()?;
-        self.client_addrs()?;
         Ok(())
     }
 
@@ -284,12 +339,12 @@ impl Config {
         if r.is_empty() || r == "0" {
             return Ok(None);
         }
-        Ok(Some(match self.auto_compaction_mode.as_str() {
-            "revision" => AutoCompaction::Revision(
+        Ok(Some(match self.auto_compaction_mode {
+            AutoCompactionMode::Revision => AutoCompaction::Revision(
                 r.parse()
                     .map_err(|_| anyhow::anyhow!("invalid auto-compaction-retention {r:?}"))?,
             ),
-            _ => AutoCompaction::Periodic(match r.parse::<u64>() {
+            AutoCompactionMode::Periodic => AutoCompaction::Periodic(match r.parse::<u64>() {
                 Ok(hours) => Duration::from_secs(hours * 3600),
                 Err(_) => parse_duration(r).map_err(|e| anyhow::anyhow!(e))?,
             }),

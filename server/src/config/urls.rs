@@ -1,0 +1,137 @@
+//! The URL flags (`--listen-client-urls`, `--advertise-client-urls`,
+//! `--listen-peer-urls`, `--initial-advertise-peer-urls`, and the URLs of
+//! `--initial-cluster`), checked at start as etcd checks them
+//! (client/pkg/types NewURLs): a scheme etcd knows, an explicit
+//! `host:port`, no path. The strings themselves are kept as given: member
+//! ids are hashed from them, as etcd hashes them.
+
+use url::Url;
+
+/// A checked URL of a URL flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagUrl {
+    /// As given (trimmed).
+    pub raw: String,
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl FlagUrl {
+    /// The socket address to bind, `localhost` as 127.0.0.1.
+    pub fn bind_addr(&self) -> String {
+        let host = if self.host == "localhost" {
+            "127.0.0.1"
+        } else {
+            &self.host
+        };
+        format!("{host}:{}", self.port)
+    }
+}
+
+/// Parses one URL as etcd's NewURLs does, with its error messages.
+pub fn parse_url(raw: &str) -> Result<FlagUrl, String> {
+    let raw = raw.trim();
+    let u = Url::parse(raw).map_err(|e| format!("parse {raw:?}: {e}"))?;
+    match u.scheme() {
+        "http" | "https" => {}
+        "unix" | "unixs" => {
+            return Err(format!(
+                "unix sockets are not supported by strata yet: {raw}"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "URL scheme must be http, https, unix, or unixs: {raw}"
+            ))
+        }
+    }
+    // What follows "scheme://" up to the path: the url crate normalizes a
+    // missing path to "/" and hides a default port, so the explicit form
+    // is read from the string itself.
+    let after = &raw[u.scheme().len() + 3..];
+    let (authority, path) = match after.find(['/', '?', '#']) {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, ""),
+    };
+    let port_text = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) => {
+            port
+        }
+        _ => "",
+    };
+    let port: u16 = match port_text.parse() {
+        Ok(p) => p,
+        Err(_) => {
+            return Err(format!(
+                "URL address does not have the form \"host:port\": {raw}"
+            ))
+        }
+    };
+    if path.starts_with('/') {
+        return Err(format!("URL must not contain a path: {raw}"));
+    }
+    let host = u
+        .host_str()
+        .ok_or_else(|| format!("URL address does not have the form \"host:port\": {raw}"))?;
+    Ok(FlagUrl {
+        raw: raw.to_string(),
+        scheme: u.scheme().to_string(),
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// A comma-separated URL flag; `flag` names it in errors.
+pub fn parse_urls(flag: &str, list: &str) -> anyhow::Result<Vec<FlagUrl>> {
+    let urls: Vec<FlagUrl> = list
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(parse_url)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
+    if urls.is_empty() {
+        anyhow::bail!("--{flag}: no valid URLs given");
+    }
+    Ok(urls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_what_etcd_accepts() {
+        let u = parse_url("http://localhost:2379").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("localhost", 2379));
+        assert_eq!(u.bind_addr(), "127.0.0.1:2379");
+        assert_eq!(parse_url(" http://127.0.0.1:80 ").unwrap().port, 80);
+        assert_eq!(
+            parse_url("http://[::1]:2380").unwrap().bind_addr(),
+            "[::1]:2380"
+        );
+        assert_eq!(parse_url("https://10.0.0.1:0").unwrap().port, 0);
+    }
+
+    #[test]
+    fn refuses_with_etcds_words() {
+        assert_eq!(
+            parse_url("http://localhost").unwrap_err(),
+            "URL address does not have the form \"host:port\": http://localhost"
+        );
+        assert_eq!(
+            parse_url("http://localhost:2379/v3").unwrap_err(),
+            "URL must not contain a path: http://localhost:2379/v3"
+        );
+        assert_eq!(
+            parse_url("http://localhost:2379/").unwrap_err(),
+            "URL must not contain a path: http://localhost:2379/"
+        );
+        assert_eq!(
+            parse_url("ftp://localhost:21").unwrap_err(),
+            "URL scheme must be http, https, unix, or unixs: ftp://localhost:21"
+        );
+        assert!(parse_url("localhost:2379").is_err());
+        assert!(parse_urls("listen-client-urls", "http://a:1,http://b").is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! What a member says when it starts: raft's own log lines come through,
+//! and bad flag values are refused at once with the accepted values or
+//! etcd's words.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+#[test]
+fn raft_elections_are_logged() {
+    let s = Server::start(&[]);
+    let raft: Vec<&String> = s.startup.iter().filter(|l| l.contains(" raft: ")).collect();
+    for line in ["became candidate at term 1", "became leader at term 1"] {
+        assert!(
+            raft.iter()
+                .any(|l| l.contains(line) && l.contains("raft_id=")),
+            "no raft line {line:?} in:\n{}",
+            s.startup.join("\n")
+        );
+    }
+    // The bound address and readiness come after the election.
+    let leader = s.startup.iter().position(|l| l.contains("became leader"));
+    let ready = s.startup.iter().position(|l| l.contains("ready to serve"));
+    assert!(leader < ready);
+}
+
+/// Runs strata with `args` in a temp dir; it must exit non-zero within
+/// 10 s (a member that accepted the flags is killed, and the test fails).
+fn refused(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("--data-dir").arg(dir.path().join("data"));
+    if !args.iter().any(|a| a.starts_with("--listen-client-urls")) {
+        cmd.arg("--listen-client-urls=http://127.0.0.1:0");
+    }
+    let mut child = cmd
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strata runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} was accepted: strata kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr read");
+    assert!(!status.success(), "{args:?} was accepted");
+    err
+}
+
+#[test]
+fn unknown_enum_values_are_refused_with_the_accepted_ones() {
+    let e = refused(&["--log-level=loud"]);
+    assert!(
+        e.contains("possible values: debug, info, warn, error, panic, fatal"),
+        "{e}"
+    );
+    let e = refused(&["--initial-cluster-state=old"]);
+    assert!(e.contains("possible values: new, existing"), "{e}");
+    let e = refused(&["--auto-compaction-mode=hourly"]);
+    assert!(e.contains("possible values: periodic, revision"), "{e}");
+}
+
+#[test]
+fn bad_urls_are_refused_with_etcds_words() {
+    let e = refused(&["--listen-client-urls=http://localhost"]);
+    assert!(
+        e.contains(r#"URL address does not have the form "host:port": http://localhost"#),
+        "{e}"
+    );
+    let e = refused(&["--advertise-client-urls=http://127.0.0.1:2379/v3"]);
+    assert!(
+        e.contains("URL must not contain a path: http://127.0.0.1:2379/v3"),
+        "{e}"
+    );
+    let e = refused(&["--listen-peer-urls=tcp://127.0.0.1:2380"]);
+    assert!(
+        e.contains("URL scheme must be http, https, unix, or unixs: tcp://127.0.0.1:2380"),
+        "{e}"
+    );
+}
