@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
+use hdrhistogram::Histogram;
 
 #[derive(Debug, Clone)]
 pub struct Common {
@@ -21,88 +22,111 @@ pub struct Common {
     pub total: u64,
 }
 
+/// A latency histogram in nanoseconds (3 significant digits: fixed memory
+/// for runs of any length).
+pub type Latencies = Histogram<u64>;
+
+/// An empty latency histogram.
+pub fn latencies() -> Latencies {
+    // Auto-resizing: any latency fits; 3 significant digits keep the
+    // percentiles within 0.1%.
+    let mut h = Histogram::new(3).expect("3 significant digits is a valid precision");
+    h.auto(true);
+    h
+}
+
+fn record(h: &mut Latencies, d: Duration) {
+    // Saturates rather than fails: an out-of-range value cannot occur with
+    // auto-resize, and a latency report must not abort a run.
+    h.saturating_record(d.as_nanos().min(u64::MAX as u128) as u64);
+}
+
 /// Latencies of one run, and how long it took.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Report {
-    pub latencies: Vec<Duration>,
+    pub latencies: Latencies,
     pub errors: u64,
     pub elapsed: Duration,
 }
 
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            latencies: latencies(),
+            errors: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 impl Report {
+    /// Successful requests.
+    pub fn count(&self) -> u64 {
+        self.latencies.len()
+    }
+
     pub fn requests_per_sec(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.count() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     /// The latency at percentile `p` (0..=100).
     pub fn percentile(&self, p: f64) -> Duration {
-        let mut v = self.latencies.clone();
-        v.sort_unstable();
-        if v.is_empty() {
+        if self.latencies.is_empty() {
             return Duration::ZERO;
         }
-        let idx = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-        v[idx.min(v.len() - 1)]
+        Duration::from_nanos(self.latencies.value_at_quantile(p / 100.0))
     }
 
     /// etcd benchmark's report.
     pub fn render(&self) -> String {
         use std::fmt::Write;
+        let h = &self.latencies;
         let mut out = String::new();
-        let mut v = self.latencies.clone();
-        v.sort_unstable();
-        let n = v.len().max(1) as f64;
-        let secs = |d: Duration| d.as_secs_f64();
-        let (avg, var) = if v.is_empty() {
-            (0.0, 0.0)
+        let secs = |ns: f64| ns / 1e9;
+        let (lo, hi) = if h.is_empty() {
+            (0, 0)
         } else {
-            let avg = v.iter().map(|d| secs(*d)).sum::<f64>() / n;
-            (
-                avg,
-                v.iter().map(|d| (secs(*d) - avg).powi(2)).sum::<f64>() / n,
-            )
+            (h.min(), h.max())
         };
         let _ = writeln!(out, "\nSummary:");
-        let _ = writeln!(out, "  Total:\t{:.4} secs.", secs(self.elapsed));
-        let _ = writeln!(
-            out,
-            "  Slowest:\t{:.4} secs.",
-            v.last().map_or(0.0, |d| secs(*d))
-        );
-        let _ = writeln!(
-            out,
-            "  Fastest:\t{:.4} secs.",
-            v.first().map_or(0.0, |d| secs(*d))
-        );
-        let _ = writeln!(out, "  Average:\t{avg:.4} secs.");
-        let _ = writeln!(out, "  Stddev:\t{:.4} secs.", var.sqrt());
+        let _ = writeln!(out, "  Total:\t{:.4} secs.", self.elapsed.as_secs_f64());
+        let _ = writeln!(out, "  Slowest:\t{:.4} secs.", secs(hi as f64));
+        let _ = writeln!(out, "  Fastest:\t{:.4} secs.", secs(lo as f64));
+        let _ = writeln!(out, "  Average:\t{:.4} secs.", secs(h.mean()));
+        let _ = writeln!(out, "  Stddev:\t{:.4} secs.", secs(h.stdev()));
         let _ = writeln!(out, "  Requests/sec:\t{:.4}", self.requests_per_sec());
         if self.errors > 0 {
             let _ = writeln!(out, "  Errors:\t{}", self.errors);
         }
-        if let (Some(first), Some(last)) = (v.first(), v.last()) {
-            let _ = writeln!(out, "\nResponse time histogram:");
-            let (lo, hi) = (secs(*first), secs(*last));
-            let buckets = 10;
-            let step = (hi - lo) / buckets as f64;
-            let mut counts = vec![0usize; buckets + 1];
-            for d in &v {
-                let i = if step > 0.0 {
-                    (((secs(*d) - lo) / step) as usize).min(buckets)
-                } else {
-                    0
-                };
-                counts[i] += 1;
-            }
-            let max = *counts.iter().max().unwrap_or(&1).max(&1);
-            for (i, c) in counts.iter().enumerate() {
-                let bar = "∎".repeat(c * 40 / max);
-                let _ = writeln!(out, "  {:.4} [{c}]\t|{bar}", lo + step * i as f64);
-            }
-            let _ = writeln!(out, "\nLatency distribution:");
-            for p in [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9] {
-                let _ = writeln!(out, "  {p}% in {:.4} secs.", secs(self.percentile(p)));
-            }
+        if h.is_empty() {
+            return out;
+        }
+        let _ = writeln!(out, "\nResponse time histogram:");
+        let buckets = 10;
+        let step = (hi - lo) as f64 / buckets as f64;
+        let mut counts = vec![0u64; buckets + 1];
+        for v in h.iter_recorded() {
+            let at = v.value_iterated_to().clamp(lo, hi);
+            let i = if step > 0.0 {
+                (((at - lo) as f64 / step) as usize).min(buckets)
+            } else {
+                0
+            };
+            counts[i] += v.count_at_value();
+        }
+        let max = counts.iter().copied().max().unwrap_or(1).max(1);
+        for (i, c) in counts.iter().enumerate() {
+            let bar = "∎".repeat((c * 40 / max) as usize);
+            let mark = lo as f64 + step * i as f64;
+            let _ = writeln!(out, "  {:.4} [{c}]\t|{bar}", secs(mark));
+        }
+        let _ = writeln!(out, "\nLatency distribution:");
+        for p in [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9] {
+            let _ = writeln!(
+                out,
+                "  {p}% in {:.4} secs.",
+                self.percentile(p).as_secs_f64()
+            );
         }
         out
     }
@@ -151,7 +175,7 @@ where
         let next = next.clone();
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let mut lat = latencies();
             let mut errors = 0u64;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -160,7 +184,7 @@ where
                 }
                 let t = Instant::now();
                 match op(client.clone(), n).await {
-                    Ok(()) => lat.push(t.elapsed()),
+                    Ok(()) => record(&mut lat, t.elapsed()),
                     Err(_) => errors += 1,
                 }
             }
@@ -170,7 +194,7 @@ where
     collect(tasks, start).await
 }
 
-type Task = tokio::task::JoinHandle<(Vec<Duration>, u64)>;
+type Task = tokio::task::JoinHandle<(Latencies, u64)>;
 
 /// Merges the workers' latencies and errors into one report, timed from
 /// `start`.
@@ -178,7 +202,7 @@ async fn collect(tasks: Vec<Task>, start: Instant) -> anyhow::Result<Report> {
     let mut report = Report::default();
     for t in tasks {
         let (lat, errors) = t.await?;
-        report.latencies.extend(lat);
+        report.latencies.add(&lat)?;
         report.errors += errors;
     }
     report.elapsed = start.elapsed();
@@ -255,7 +279,7 @@ pub async fn lease_keepalive(c: &Common) -> anyhow::Result<Report> {
         let mut client = conns[w % conns.len()].clone();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let mut lat = latencies();
             let mut errors = 0u64;
             let Ok(g) = client.lease_grant(30, None).await else {
                 return (lat, 1);
@@ -270,7 +294,7 @@ pub async fn lease_keepalive(c: &Common) -> anyhow::Result<Report> {
                     continue;
                 }
                 match stream.message().await {
-                    Ok(Some(_)) => lat.push(t.elapsed()),
+                    Ok(Some(_)) => record(&mut lat, t.elapsed()),
                     _ => errors += 1,
                 }
             }
@@ -283,6 +307,11 @@ pub async fn lease_keepalive(c: &Common) -> anyhow::Result<Report> {
 /// Watch: `streams` watch streams with `watchers` watchers each on one key;
 /// `total` puts to it. A request is one event delivered to one watcher; its
 /// latency runs from the put's start to the event's arrival.
+///
+/// Both sides record times by revision (the putter when it starts each put,
+/// the receivers when each event arrives) and the two are joined at the
+/// end, so an event that arrives before its put's response is counted like
+/// any other.
 pub async fn watch(
     c: &Common,
     streams: usize,
@@ -291,58 +320,62 @@ pub async fn watch(
 ) -> anyhow::Result<Report> {
     let conns = connect(c).await?;
     let key = b"strata-bench-watch".to_vec();
-    let sent: Arc<std::sync::Mutex<std::collections::HashMap<i64, Instant>>> = Default::default();
+    let watchers = watchers.max(1);
     let mut receivers = Vec::new();
     for s in 0..streams.max(1) {
         let mut client = conns[s % conns.len()].clone();
         let mut ws = client.watch(key.clone(), None).await?;
-        for _ in 1..watchers.max(1) {
+        for _ in 1..watchers {
             ws.watch(key.clone(), None).await?;
         }
         // Wait for every created response.
         let mut created = 0;
-        while created < watchers.max(1) {
-            if let Some(r) = ws.message().await? {
-                if r.created() {
-                    created += 1;
-                }
+        while created < watchers {
+            match ws.message().await? {
+                Some(r) if r.created() => created += 1,
+                Some(_) => {}
+                None => anyhow::bail!("watch stream closed before its watchers were created"),
             }
         }
-        let sent = sent.clone();
-        let total = c.total;
-        let per_stream = total * watchers.max(1) as u64;
+        let expected = c.total * watchers as u64;
         receivers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while (lat.len() as u64) < per_stream {
+            let mut arrivals: Vec<(i64, Instant)> = Vec::new();
+            while (arrivals.len() as u64) < expected {
                 let Ok(Some(r)) = ws.message().await else {
                     break;
                 };
                 let now = Instant::now();
                 for ev in r.events() {
-                    let rev = ev.kv().map_or(0, |kv| kv.mod_revision());
-                    if let Some(t) = sent.lock().unwrap_or_else(|e| e.into_inner()).get(&rev) {
-                        lat.push(now.duration_since(*t));
-                    }
+                    arrivals.push((ev.kv().map_or(0, |kv| kv.mod_revision()), now));
                 }
             }
-            lat
+            arrivals
         }));
     }
     let start = Instant::now();
     let mut client = conns[0].clone();
     let value = vec![b'x'; val_size];
+    let mut sent: std::collections::HashMap<i64, Instant> = Default::default();
+    let mut report = Report::default();
     for _ in 0..c.total {
         let t = Instant::now();
-        let r = client.put(key.clone(), value.clone(), None).await?;
-        let rev = r.header().map_or(0, |h| h.revision());
-        sent.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(rev, t);
+        match client.put(key.clone(), value.clone(), None).await {
+            Ok(r) => {
+                sent.insert(r.header().map_or(0, |h| h.revision()), t);
+            }
+            Err(_) => report.errors += 1,
+        }
     }
-    let mut report = Report::default();
     for r in receivers {
-        let lat = tokio::time::timeout(Duration::from_secs(30), r).await??;
-        report.latencies.extend(lat);
+        let arrivals = tokio::time::timeout(Duration::from_secs(30), r)
+            .await
+            .map_err(|_| anyhow::anyhow!("watch events still missing 30 s after the last put"))??;
+        for (rev, at) in arrivals {
+            match sent.get(&rev) {
+                Some(t) => record(&mut report.latencies, at.duration_since(*t)),
+                None => report.errors += 1,
+            }
+        }
     }
     report.elapsed = start.elapsed();
     Ok(report)
@@ -361,16 +394,28 @@ mod tests {
 
     #[test]
     fn percentiles_and_report() {
-        let r = Report {
-            latencies: (1..=100).map(Duration::from_millis).collect(),
-            errors: 0,
+        let mut r = Report {
             elapsed: Duration::from_secs(1),
+            ..Report::default()
         };
-        assert_eq!(r.percentile(50.0), Duration::from_millis(51));
-        assert_eq!(r.percentile(99.0), Duration::from_millis(99));
+        for ms in 1..=100 {
+            record(&mut r.latencies, Duration::from_millis(ms));
+        }
+        // Within the histogram's 3 significant digits.
+        let near = |d: Duration, ms: u64| d.as_micros().abs_diff(ms as u128 * 1000) <= ms as u128;
+        assert!(near(r.percentile(50.0), 50), "{:?}", r.percentile(50.0));
+        assert!(near(r.percentile(99.0), 99), "{:?}", r.percentile(99.0));
         assert_eq!(r.requests_per_sec(), 100.0);
         let text = r.render();
-        assert!(text.contains("Requests/sec:\t100.0000"));
-        assert!(text.contains("99% in 0.0990 secs."));
+        assert!(text.contains("Requests/sec:\t100.0000"), "{text}");
+        assert!(text.contains("99% in 0.0990 secs."), "{text}");
+        assert!(text.contains("Slowest:\t0.1000 secs."), "{text}");
+        assert!(text.contains("Fastest:\t0.0010 secs."), "{text}");
+        // The histogram's buckets hold every request.
+        let counted: u64 = text
+            .lines()
+            .filter_map(|l| l.split_once('[')?.1.split_once(']')?.0.parse::<u64>().ok())
+            .sum();
+        assert_eq!(counted, 100);
     }
 }

@@ -47,6 +47,15 @@ struct KeyArgs {
     sequential_keys: bool,
 }
 
+/// etcd benchmark's `--consistency`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Consistency {
+    /// Linearizable.
+    L,
+    /// Serializable.
+    S,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Puts.
@@ -56,8 +65,8 @@ enum Cmd {
         key: String,
         end: Option<String>,
         /// Linearizable (l) or serializable (s).
-        #[arg(long, default_value = "l")]
-        consistency: String,
+        #[arg(long, value_enum, default_value_t = Consistency::L)]
+        consistency: Consistency,
         #[arg(long, default_value_t = 10_000)]
         total: u64,
     },
@@ -120,11 +129,7 @@ fn main() -> anyhow::Result<()> {
                 consistency,
                 total,
             } => {
-                let serializable = match consistency.as_str() {
-                    "s" => true,
-                    "l" => false,
-                    c => anyhow::bail!("unknown consistency {c:?}: l or s"),
-                };
+                let serializable = *consistency == Consistency::S;
                 loadgen::range(
                     &common(&cli, *total),
                     key.clone().into_bytes(),
