@@ -98,7 +98,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     } else {
         a.batch_size
     };
-    if batch == 0 || a.count % batch != 0 {
+    if batch == 0 || !a.count.is_multiple_of(batch) {
         bail!("number of iterations must be divisible by the batch size");
     }
     let dir = tempfile::tempdir()?;
