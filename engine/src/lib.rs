@@ -18,6 +18,7 @@
 pub mod backend;
 pub mod btree;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod fuzzing;

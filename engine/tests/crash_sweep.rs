@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use strata_engine::btree::{check, Database, Options, StorageIo, WriteBucket};
 
 use common::{dump, Model};

@@ -271,7 +271,7 @@ fn prev_after_running_off_the_end() {
 /// nodes split during the transaction), then the same after a commit.
 #[test]
 fn large_random_transaction_matches_model() {
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(
         dir.path().join("db"),

@@ -17,7 +17,7 @@ use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use strata_engine::btree::{Database, Options, WriteBucket};
 
 use crate::display::go_duration;

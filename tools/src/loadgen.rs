@@ -22,8 +22,9 @@ pub struct Common {
     pub total: u64,
 }
 
-/// A latency histogram in nanoseconds (3 significant digits: fixed memory
-/// for runs of any length).
+/// A latency histogram in microseconds (3 significant digits: fixed memory
+/// for runs of any length, about 100 KB a histogram for latencies up to
+/// seconds).
 pub type Latencies = Histogram<u64>;
 
 /// An empty latency histogram.
@@ -36,9 +37,12 @@ pub fn latencies() -> Latencies {
 }
 
 fn record(h: &mut Latencies, d: Duration) {
-    // Saturates rather than fails: an out-of-range value cannot occur with
-    // auto-resize, and a latency report must not abort a run.
-    h.saturating_record(d.as_nanos().min(u64::MAX as u128) as u64);
+    let us = d.as_micros().min(u64::MAX as u128) as u64;
+    // Auto-resize takes any u64; should a resize ever fail, the value is
+    // kept at the largest trackable one rather than dropped.
+    if h.record(us).is_err() {
+        h.saturating_record(us);
+    }
 }
 
 /// Latencies of one run, and how long it took.
@@ -74,7 +78,7 @@ impl Report {
         if self.latencies.is_empty() {
             return Duration::ZERO;
         }
-        Duration::from_nanos(self.latencies.value_at_quantile(p / 100.0))
+        Duration::from_micros(self.latencies.value_at_quantile(p / 100.0))
     }
 
     /// etcd benchmark's report.
@@ -82,7 +86,7 @@ impl Report {
         use std::fmt::Write;
         let h = &self.latencies;
         let mut out = String::new();
-        let secs = |ns: f64| ns / 1e9;
+        let secs = |us: f64| us / 1e6;
         let (lo, hi) = if h.is_empty() {
             (0, 0)
         } else {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use strata_engine::backend::{Backend, BackendConfig};
 use strata_engine::mvcc::{PutRequest, RangeRequest, Store};
 

@@ -24,7 +24,7 @@ fn scratch(dir: &Path, name: &str) -> io::Result<(File, PathBuf)> {
         .create(true)
         .truncate(true)
         .open(&path)?;
-    fs2::FileExt::allocate(&f, PREALLOC)?;
+    fs4::FileExt::allocate(&f, PREALLOC)?;
     f.sync_all()?;
     Ok((f, path))
 }

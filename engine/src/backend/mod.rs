@@ -310,6 +310,27 @@ impl Backend {
         let size = rx.write_snapshot(&mut hw)?;
         Ok((size, hw.h.finalize().into()))
     }
+
+    /// The CRC-32C (Castagnoli) of a consistent copy of the whole database
+    /// (after committing what is pending), streamed: what the Hash RPC
+    /// reports.
+    pub fn hash(&self) -> Result<u32> {
+        struct Crc(u32);
+        impl std::io::Write for Crc {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 = crc32c::crc32c_append(self.0, buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        self.force_commit()?;
+        let rx = self.inner.db().begin_read();
+        let mut c = Crc(0);
+        rx.write_snapshot(&mut c)?;
+        Ok(c.0)
+    }
 }
 
 impl Inner {

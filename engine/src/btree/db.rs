@@ -20,8 +20,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-use fs2::FileExt;
-
 use super::freelist::Freelist;
 use super::io::{FileIo, StorageIo};
 use super::meta::{valid_page_size, Meta, META_LEN};
@@ -95,9 +93,7 @@ impl Database {
                 opts.page_size
             )));
         }
-        io.file()
-            .try_lock_exclusive()
-            .map_err(|_| Error::Locked(path.to_path_buf()))?;
+        fs4::FileExt::try_lock(io.file()).map_err(|_| Error::Locked(path.to_path_buf()))?;
         let mut len = io.len()?;
         if len == 0 {
             init(&*io, opts.page_size)?;

@@ -2,7 +2,7 @@
 //! engine with `unsafe` code.
 //!
 //! Invariants that make the map sound to read as `&[u8]`:
-//! - the file is locked exclusively (fs2) by this process, so no other process
+//! - the file is locked exclusively (flock, through fs4) by this process, so no other process
 //!   writes it while it is mapped;
 //! - within the process, the writer only writes pages that no reader can reach
 //!   (copy-on-write, and freed pages are reused only once no open reader's

@@ -289,19 +289,19 @@ impl Store {
                 upper,
             )
         };
-        const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
-        let mut digest = CASTAGNOLI.digest();
-        digest.update(Bucket::Key.name());
+        // CRC-32C over the bucket name, then each kept key and value, as
+        // etcd hashes them.
+        let mut crc = crc32c::crc32c(Bucket::Key.name());
         let end = Revision::new(upper + 1, 0).to_key(false);
         for (k, v) in view.range(Bucket::Key, b"", &end, 0)? {
             let (r, _) = parse_rev_key(view.path(), &k)?;
             if r.main <= compact && !keep.is_empty() && !keep.contains(&r) {
                 continue;
             }
-            digest.update(&k);
-            digest.update(&v);
+            crc = crc32c::crc32c_append(crc, &k);
+            crc = crc32c::crc32c_append(crc, &v);
         }
-        Ok((digest.finalize(), current, compact))
+        Ok((crc, current, compact))
     }
 }
 

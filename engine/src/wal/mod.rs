@@ -28,8 +28,6 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use fs2::FileExt as _;
-
 pub use record::{ConfState, Entry, HardState, Metadata, Record, RecordType, SnapshotMark};
 use recovery::Replayed;
 pub use segment::SegmentName;
@@ -105,8 +103,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .create(true)
         .truncate(false)
         .open(dir.join("LOCK"))?;
-    f.try_lock_exclusive()
-        .map_err(|_| Error::Locked(dir.to_path_buf()))?;
+    fs4::FileExt::try_lock(&f).map_err(|_| Error::Locked(dir.to_path_buf()))?;
     Ok(f)
 }
 

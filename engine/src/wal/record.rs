@@ -105,6 +105,41 @@ pub struct SnapshotMark {
     pub conf_state: ConfState,
 }
 
+impl SnapshotMark {
+    /// The marker's own encoding, the body of a WAL snapshot record:
+    /// index, term (8 bytes LE each), then voters, learners, outgoing
+    /// voters, next learners (a 4-byte LE count, then 8-byte LE ids each),
+    /// then auto_leave (one byte). Whoever else stores a marker (the
+    /// server's db) uses this too.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        snapshot_body(self, &mut out);
+        out
+    }
+
+    /// The inverse of [`SnapshotMark::encode`]; None if `b` is not exactly
+    /// one marker.
+    pub fn decode(b: &[u8]) -> Option<SnapshotMark> {
+        match parse(RecordType::Snapshot, b)? {
+            Record::Snapshot(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+fn snapshot_body(s: &SnapshotMark, out: &mut Vec<u8>) {
+    out.extend_from_slice(&s.index.to_le_bytes());
+    out.extend_from_slice(&s.term.to_le_bytes());
+    let c = &s.conf_state;
+    for list in [&c.voters, &c.learners, &c.voters_outgoing, &c.learners_next] {
+        out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        for x in list.iter() {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out.push(u8::from(c.auto_leave));
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Crc(u32),
@@ -126,12 +161,6 @@ impl Record {
     }
 
     fn body(&self, out: &mut Vec<u8>) {
-        let u64s = |out: &mut Vec<u8>, v: &[u64]| {
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            for x in v {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-        };
         match self {
             Record::Crc(c) => out.extend_from_slice(&c.to_le_bytes()),
             Record::Metadata(m) => {
@@ -144,15 +173,7 @@ impl Record {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
             }
-            Record::Snapshot(s) => {
-                out.extend_from_slice(&s.index.to_le_bytes());
-                out.extend_from_slice(&s.term.to_le_bytes());
-                let c = &s.conf_state;
-                for list in [&c.voters, &c.learners, &c.voters_outgoing, &c.learners_next] {
-                    u64s(out, list);
-                }
-                out.push(u8::from(c.auto_leave));
-            }
+            Record::Snapshot(s) => snapshot_body(s, out),
         }
     }
 

@@ -151,11 +151,17 @@ pub fn create(
     Ok((f, path))
 }
 
-/// Reserves `size` bytes of zeros for the file.
+/// Reserves `size` bytes of zeros for the file. A filesystem without
+/// fallocate gets a sparse extension instead; any other failure (ENOSPC
+/// among them) is the caller's error.
 pub fn preallocate(f: &File, size: u64) -> io::Result<()> {
-    use fs2::FileExt;
-    if f.allocate(size).is_err() {
-        f.set_len(size)?;
+    // Linux's ENOSYS and EOPNOTSUPP: the call, or the filesystem, cannot
+    // preallocate.
+    const ENOSYS: i32 = 38;
+    const EOPNOTSUPP: i32 = 95;
+    match fs4::FileExt::allocate(f, size) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(ENOSYS | EOPNOTSUPP)) => f.set_len(size),
+        Err(e) => Err(e),
     }
-    Ok(())
 }

@@ -100,23 +100,10 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<Response<pb::HashResponse>, Status> {
         // A CRC-32C of a consistent copy of the whole db file.
         let srv = self.srv.clone();
-        let hash = tokio::task::spawn_blocking(move || {
-            struct Crc(u32);
-            impl std::io::Write for Crc {
-                fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                    self.0 = crc32c_append(self.0, b);
-                    Ok(b.len())
-                }
-                fn flush(&mut self) -> std::io::Result<()> {
-                    Ok(())
-                }
-            }
-            let mut c = Crc(0);
-            srv.store().backend().snapshot(&mut c).map(|_| c.0)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .grpc()?;
+        let hash = tokio::task::spawn_blocking(move || srv.store().backend().hash())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .grpc()?;
         Ok(Response::new(pb::HashResponse {
             header: Some(self.srv.header()),
             hash,
@@ -221,11 +208,4 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             "strata does not support cluster downgrades",
         ))
     }
-}
-
-fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
-    const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
-    let mut d = CASTAGNOLI.digest_with_initial(crc ^ 0xffff_ffff);
-    d.update(data);
-    d.finalize()
 }

@@ -4,14 +4,15 @@
 //! last raft snapshot mark the db holds the state of.
 //!
 //! Formats: `consistent_index` and `term` are 8-byte big-endian integers;
-//! `strata_raft_snapshot` is the mark as [`encode_mark`] writes it.
+//! `strata_raft_snapshot` is the mark in the engine's own encoding
+//! ([`SnapshotMark::encode`], the body of the WAL's snapshot record).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use strata_engine::backend::{Bucket, ReadView};
 use strata_engine::mvcc as m;
-use strata_engine::wal::{ConfState, SnapshotMark};
+use strata_engine::wal::SnapshotMark;
 
 pub const CONSISTENT_INDEX_KEY: &[u8] = b"consistent_index";
 pub const TERM_KEY: &[u8] = b"term";
@@ -57,7 +58,7 @@ pub fn read_u64(view: &ReadView, key: &[u8]) -> anyhow::Result<u64> {
 /// The snapshot mark the db records, if any.
 pub fn read_mark(view: &ReadView) -> anyhow::Result<Option<SnapshotMark>> {
     match view.get(Bucket::Meta, SNAPSHOT_KEY)? {
-        Some(b) => Ok(Some(decode_mark(&b).ok_or_else(|| {
+        Some(b) => Ok(Some(SnapshotMark::decode(&b).ok_or_else(|| {
             anyhow::anyhow!(
                 "meta {:?} is damaged",
                 String::from_utf8_lossy(SNAPSHOT_KEY)
@@ -67,65 +68,11 @@ pub fn read_mark(view: &ReadView) -> anyhow::Result<Option<SnapshotMark>> {
     }
 }
 
-fn put_ids(out: &mut Vec<u8>, ids: &[u64]) {
-    out.extend_from_slice(&(ids.len() as u32).to_be_bytes());
-    for id in ids {
-        out.extend_from_slice(&id.to_be_bytes());
-    }
-}
-
-/// The snapshot marker as the meta bucket keeps it: index, term (8 bytes
-/// BE each), then voters, learners, outgoing voters, next learners (a
-/// 4-byte BE count then 8-byte ids each), then auto_leave (one byte).
-pub fn encode_mark(m: &SnapshotMark) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&m.index.to_be_bytes());
-    out.extend_from_slice(&m.term.to_be_bytes());
-    put_ids(&mut out, &m.conf_state.voters);
-    put_ids(&mut out, &m.conf_state.learners);
-    put_ids(&mut out, &m.conf_state.voters_outgoing);
-    put_ids(&mut out, &m.conf_state.learners_next);
-    out.push(u8::from(m.conf_state.auto_leave));
-    out
-}
-
-pub fn decode_mark(b: &[u8]) -> Option<SnapshotMark> {
-    let mut pos = 0;
-    let u64_at = |pos: &mut usize| -> Option<u64> {
-        let v = u64::from_be_bytes(b.get(*pos..*pos + 8)?.try_into().ok()?);
-        *pos += 8;
-        Some(v)
-    };
-    let index = u64_at(&mut pos)?;
-    let term = u64_at(&mut pos)?;
-    let mut lists: Vec<Vec<u64>> = Vec::new();
-    for _ in 0..4 {
-        let n = u32::from_be_bytes(b.get(pos..pos + 4)?.try_into().ok()?) as usize;
-        pos += 4;
-        let mut ids = Vec::with_capacity(n.min(1024));
-        for _ in 0..n {
-            ids.push(u64_at(&mut pos)?);
-        }
-        lists.push(ids);
-    }
-    let auto_leave = *b.get(pos)? != 0;
-    let mut it = lists.into_iter();
-    Some(SnapshotMark {
-        index,
-        term,
-        conf_state: ConfState {
-            voters: it.next()?,
-            learners: it.next()?,
-            voters_outgoing: it.next()?,
-            learners_next: it.next()?,
-            auto_leave,
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use strata_engine::wal::ConfState;
 
     #[test]
     fn snapshot_marks_round_trip() {
@@ -140,8 +87,11 @@ mod tests {
                 auto_leave: true,
             },
         };
-        assert_eq!(decode_mark(&encode_mark(&m)), Some(m.clone()));
-        let b = encode_mark(&m);
-        assert_eq!(decode_mark(&b[..b.len() - 1]), None);
+        assert_eq!(SnapshotMark::decode(&m.encode()), Some(m.clone()));
+        let b = m.encode();
+        assert_eq!(SnapshotMark::decode(&b[..b.len() - 1]), None);
+        let mut longer = b.clone();
+        longer.push(0);
+        assert_eq!(SnapshotMark::decode(&longer), None);
     }
 }

@@ -214,7 +214,7 @@ impl StateMachine for Applier {
     fn snapshot_taken(&mut self, mark: &SnapshotMark) -> strata_engine::Result<()> {
         {
             let mut b = self.store().backend().batch()?;
-            b.put(Bucket::Meta, meta::SNAPSHOT_KEY, &meta::encode_mark(mark))?;
+            b.put(Bucket::Meta, meta::SNAPSHOT_KEY, &mark.encode())?;
         }
         self.store().backend().force_commit()
     }
