@@ -18,5 +18,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             &["proto"],
         )?;
+    // Member to member: both sides of the service.
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_protos(
+            &["proto/peerpb/raftmsg.proto", "proto/peerpb/peer.proto"],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -21,3 +21,10 @@ pub mod authpb {
 pub mod mvccpb {
     include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
 }
+
+/// `peerpb`: what members send each other on the peer URL (raft messages
+/// in our own description of raft's wire format, and the Peer service).
+#[allow(clippy::all)]
+pub mod peerpb {
+    include!(concat!(env!("OUT_DIR"), "/peerpb.rs"));
+}

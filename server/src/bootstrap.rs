@@ -1,7 +1,8 @@
 //! Opening a member's data dir, or creating it: the backend and what its
-//! meta bucket records (consistent index, snapshot mark), the WAL (created
-//! with the bootstrap marker, or recovered), member and cluster ids, and
-//! the lessor and alarms rebuilt from the db. Hands back a raft node ready
+//! meta bucket records (consistent index, snapshot mark), the members
+//! (stored from `--initial-cluster` in a new data dir), the WAL (created
+//! with the bootstrap marker naming every member a voter, or recovered),
+//! member and cluster ids, and the lessor and alarms rebuilt from the db. Hands back a raft node ready
 //! to run; [`crate::server`] starts its threads.
 //!
 //! Data dir layout (docs/format.md): `member/wal/` the raft log,
@@ -24,8 +25,10 @@ use tokio::sync::watch;
 use crate::apply::{self, meta, Applier};
 use crate::config::Config;
 use crate::lease::Lessor;
+use crate::membership::{self, Member, Membership};
+use crate::peer::PeerTransport;
 use crate::raftnode::storage::LogStore;
-use crate::raftnode::{NoPeers, Node, NodeConfig, NodeStatus};
+use crate::raftnode::{Node, NodeConfig, NodeStatus};
 use crate::state::{Shared, Waiters};
 
 /// etcd's member id: the first 8 bytes (big-endian) of SHA-1 over the
@@ -61,7 +64,8 @@ fn first_u64(digest: &[u8]) -> u64 {
 /// A member opened from its data dir, not yet running.
 pub struct Bootstrapped {
     pub shared: Arc<Shared>,
-    pub node: Node<NoPeers, Applier>,
+    pub node: Node<PeerTransport, Applier>,
+    pub membership: Arc<Membership>,
     /// The applied index, as raft's thread publishes it.
     pub applied_rx: watch::Receiver<u64>,
     pub peer_urls: Vec<String>,
@@ -83,12 +87,14 @@ struct OpenedWal {
 }
 
 /// Opens the WAL at the db's marker `mark`, or creates it for a new
-/// one-member cluster with a bootstrap marker (index 0) naming the voters.
+/// cluster of `members` with a bootstrap marker (index 0) naming them as
+/// voters; `me` is this member in a new cluster.
 fn open_or_create_wal(
     cfg: &Config,
     wal_dir: &std::path::Path,
     mark: Option<SnapshotMark>,
-    peer_urls: &[String],
+    members: &[Member],
+    me: u64,
 ) -> anyhow::Result<OpenedWal> {
     if has_wal(wal_dir) {
         let at = mark.clone().unwrap_or_default();
@@ -108,23 +114,28 @@ fn open_or_create_wal(
     if cfg.initial_cluster_state == crate::config::ClusterState::Existing {
         anyhow::bail!("--initial-cluster-state=existing needs a data dir with a WAL (joining a cluster arrives with multi-member support)");
     }
-    let id = member_id(peer_urls, &cfg.initial_cluster_token);
     let metadata = Metadata {
-        member_id: id,
-        cluster_id: cluster_id(&[id]),
+        member_id: me,
+        cluster_id: membership::cluster_id_of(members),
     };
     let mut wal = Wal::create(wal_dir, metadata, WalOptions::default())?;
     let at = SnapshotMark {
         index: 0,
         term: 0,
         conf_state: wal::ConfState {
-            voters: vec![id],
+            voters: members.iter().map(|m| m.id).collect(),
             ..Default::default()
         },
     };
     wal.save_snapshot(&at)?;
     wal.sync()?;
-    tracing::info!(member = format!("{id:x}"), dir = %cfg.data_dir().display(), "bootstrapped a new one-member cluster");
+    tracing::info!(
+        member = format!("{me:x}"),
+        cluster = format!("{:x}", metadata.cluster_id),
+        members = members.len(),
+        dir = %cfg.data_dir().display(),
+        "bootstrapped a new cluster"
+    );
     Ok(OpenedWal {
         wal,
         recovered: wal::Recovered {
@@ -152,9 +163,20 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
     let mark = meta::read_mark(&view)?;
     drop(view);
 
+    // The members: the db's once it has them (a restart ignores the
+    // --initial-* flags, as etcd does), else --initial-cluster's.
+    let mut members = membership::load(&backend)?;
     let peer_urls = cfg.own_peer_urls()?;
-    let OpenedWal { wal, recovered, at } = open_or_create_wal(cfg, &wal_dir, mark, &peer_urls)?;
+    let me_new = member_id(&peer_urls, &cfg.initial_cluster_token);
+    if members.is_empty() {
+        members =
+            membership::from_initial_cluster(&cfg.initial_cluster(), &cfg.initial_cluster_token)?;
+        membership::store(&backend, &members)?;
+    }
+    let OpenedWal { wal, recovered, at } =
+        open_or_create_wal(cfg, &wal_dir, mark, &members, me_new)?;
     let md = recovered.metadata;
+    let membership = Arc::new(Membership::new(members));
 
     let (store, leased_keys) = Store::open_with_leases(backend)?;
     let status = Arc::new(NodeStatus::default());
@@ -178,18 +200,26 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
     let (applied_tx, applied_rx) = watch::channel(applied);
     let ncfg = NodeConfig {
         id: md.member_id,
+        pre_vote: cfg.pre_vote,
         election_ticks: cfg.election_ticks(),
         heartbeat_ticks: 1,
         snapshot_count: cfg.snapshot_count,
-        catch_up_entries: 5000,
+        catch_up_entries: cfg.snapshot_catchup_entries,
         applied,
         snapshot_index: at.index,
     };
+    let transport = PeerTransport::new(
+        md.member_id,
+        md.cluster_id,
+        membership.clone(),
+        tokio::runtime::Handle::try_current()
+            .map_err(|_| anyhow::anyhow!("a member starts inside a tokio runtime"))?,
+    );
     let node = Node::new(
         &ncfg,
         log,
-        NoPeers,
-        Applier::new(shared.clone(), applied, cells),
+        transport,
+        Applier::new(shared.clone(), membership.clone(), applied, cells),
         status,
         applied_tx,
     )?;
@@ -198,6 +228,7 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
         node,
         applied_rx,
         peer_urls,
+        membership,
     })
 }
 

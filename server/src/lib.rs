@@ -12,7 +12,8 @@
 //! - [`apply`]: committed entries into the MVCC store, atomically with the
 //!   consistent index, one file per request family;
 //! - [`state`]: what the applier and the services share;
-//! - [`lease`]: the lessor;
+//! - [`lease`]: the lessor; [`membership`]: the members and their URLs;
+//! - [`peer`]: raft traffic between members (transport and service);
 //! - [`serve`]: listeners and service registration;
 //! - [`api`]: the gRPC services; [`errors`]: etcd's errors, in one place;
 //!   [`convert`]: wire types to engine types.
@@ -30,6 +31,8 @@ pub mod convert;
 pub mod duties;
 pub mod errors;
 pub mod lease;
+pub mod membership;
+pub mod peer;
 pub mod raftnode;
 pub mod serve;
 pub mod server;

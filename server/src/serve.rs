@@ -12,8 +12,14 @@ use std::future::Future;
 use strata_proto::etcdserverpb as pb;
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
+use strata_proto::peerpb;
+
 use crate::api;
-use crate::config::Config;
+use crate::config::{urls, Config};
+use crate::peer::service::PeerService;
+use crate::peer::MAX_FRAME;
 use crate::server::EtcdServer;
 
 /// Serves the member on `listeners` until `shutdown` completes, then stops
@@ -25,6 +31,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let srv = tokio::task::spawn_blocking(move || EtcdServer::start(cfg)).await??;
     srv.spawn_duties();
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = Vec::new();
+    // Peers first: electing a leader needs them.
+    for l in bind_peers(&srv).await? {
+        tasks.push(serve_peer(&srv, l, stop_tx.subscribe())?);
+    }
     let mut shutdown = std::pin::pin!(shutdown);
     // Clients are served once the member is ready: a leader is known and
     // what was committed is applied (connections wait in the backlog).
@@ -34,6 +46,7 @@ pub async fn run(
     };
     if let Err(e) = ready {
         tracing::info!(error = %e, "stopping before the member became ready");
+        let _ = stop_tx.send(());
         let s = srv.clone();
         tokio::task::spawn_blocking(move || s.stop()).await?;
         return Ok(());
@@ -42,8 +55,6 @@ pub async fn run(
     // (grpc-go's status and message) is what clients see; the cap still
     // bounds memory.
     let recv_limit = (srv.recv_limit() * 2).max(4 << 20);
-    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut tasks = Vec::new();
     for l in listeners {
         let addr = l.local_addr()?;
         let router = tonic::transport::Server::builder()
@@ -97,6 +108,10 @@ pub async fn run(
         member = format!("{:x}", srv.member_id()),
         "ready to serve client requests"
     );
+    {
+        let s = srv.clone();
+        tokio::spawn(async move { s.publish().await });
+    }
     shutdown.await;
     tracing::info!("received shutdown; stopping");
     let _ = stop_tx.send(());
@@ -107,4 +122,55 @@ pub async fn run(
     tokio::task::spawn_blocking(move || s.stop()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The peer listeners (`--listen-peer-urls`), bound when the cluster has
+/// other members to hear from. A lone member binds none, so one-member
+/// clusters (tests among them) never compete for a peer port.
+async fn bind_peers(srv: &EtcdServer) -> anyhow::Result<Vec<TcpListener>> {
+    if srv.membership.list().len() < 2 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for u in urls::parse_urls("listen-peer-urls", &srv.cfg.listen_peer_urls)? {
+        if u.scheme != "http" {
+            anyhow::bail!(
+                "--listen-peer-urls: {} needs TLS, which strata does not serve yet",
+                u.raw
+            );
+        }
+        let addr = u.bind_addr();
+        let l = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Serves the Peer service on `l` until `stop` fires.
+fn serve_peer(
+    srv: &Arc<EtcdServer>,
+    l: TcpListener,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    let addr = l.local_addr()?;
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            peerpb::peer_server::PeerServer::new(PeerService { srv: srv.clone() })
+                .max_decoding_message_size(MAX_FRAME)
+                .max_encoding_message_size(MAX_FRAME),
+        );
+    tracing::info!(address = %addr, "serving peer traffic");
+    Ok(tokio::spawn(async move {
+        router
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                async move {
+                    let _ = stop.recv().await;
+                },
+            )
+            .await
+    }))
 }

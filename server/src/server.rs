@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 use crate::bootstrap::{bootstrap, Bootstrapped};
 use crate::config::Config;
 use crate::errors::EtcdError;
+use crate::membership::Membership;
 use crate::raftnode::Input;
 use crate::state::{Applied, RaftRequest, Shared};
 
@@ -37,6 +38,7 @@ pub struct EtcdServer {
     raft_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) stopping: Arc<AtomicBool>,
     pub peer_urls: Vec<String>,
+    pub membership: Arc<Membership>,
     /// When the NOSPACE alarm was last proposed (not again for a second).
     nospace_proposed: Mutex<Option<Instant>>,
     /// The db file's size as the quota check sees it, and when it was read
@@ -56,6 +58,7 @@ impl EtcdServer {
             node,
             applied_rx,
             peer_urls,
+            membership,
         } = bootstrap(&cfg)?;
         let member_id = shared.member_id;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -93,6 +96,7 @@ impl EtcdServer {
             raft_thread: Mutex::new(Some(raft_thread)),
             stopping,
             peer_urls,
+            membership,
             nospace_proposed: Mutex::new(None),
             quota_size: AtomicU64::new(0),
             quota_size_at: AtomicU64::new(u64::MAX),
@@ -140,6 +144,53 @@ impl EtcdServer {
 
     fn send(&self, i: Input) -> Result<(), EtcdError> {
         self.raft_tx.send(i).map_err(|_| EtcdError::Stopped)
+    }
+
+    /// This member's advertised client URLs.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.cfg
+            .advertise_client_urls
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// Publishes this member's name and client URLs through raft (retried
+    /// until it is applied or the member stops), as etcd's members do when
+    /// they start; then logs what etcd logs.
+    pub async fn publish(&self) {
+        let req = pb::MemberAttrRequest {
+            member_id: self.member_id(),
+            name: self.cfg.name.clone(),
+            client_urls: self.client_urls(),
+        };
+        loop {
+            match self.propose(req.clone()).await {
+                Ok(_) => {
+                    tracing::info!(
+                        member = format!("{:x}", self.member_id()),
+                        name = %self.cfg.name,
+                        client_urls = ?req.client_urls,
+                        "published local member to cluster through raft"
+                    );
+                    tracing::info!(cluster_version = "3.5", "enabled capabilities for version");
+                    return;
+                }
+                Err(e) => {
+                    if self.stopping.load(Ordering::Acquire) {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "publishing the local member failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Hands a message from a peer to raft.
+    pub fn step(&self, m: raft::eraftpb::Message) -> Result<(), EtcdError> {
+        self.send(Input::Step(Box::new(m)))
     }
 
     /// A fresh request id (unique per member: member bits, start time, a

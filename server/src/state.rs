@@ -95,6 +95,7 @@ raft_requests! {
     pb::LeaseRevokeRequest => lease_revoke,
     pb::LeaseCheckpointRequest => lease_checkpoint,
     pb::AlarmRequest => alarm,
+    pb::MemberAttrRequest => member_attr,
 }
 
 pub type ApplyResult = Result<Applied, EtcdError>;

@@ -1,6 +1,6 @@
-//! The Cluster service. One member for now: MemberList answers it; changes
-//! to membership need peers and are refused as etcd refuses a change it
-//! cannot make.
+//! The Cluster service. MemberList answers from the membership; changes to
+//! membership (issue: membership changes) are refused as etcd refuses a
+//! change it cannot make.
 
 use std::sync::Arc;
 
@@ -14,19 +14,22 @@ pub struct ClusterService {
 }
 
 impl ClusterService {
-    fn me(&self) -> pb::Member {
-        let cfg = &self.srv.cfg;
-        pb::Member {
-            id: self.srv.member_id(),
-            name: cfg.name.clone(),
-            peer_ur_ls: self.srv.peer_urls.clone(),
-            client_ur_ls: cfg
-                .advertise_client_urls
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .collect(),
-            is_learner: false,
-        }
+    /// Every member; this member's client URLs are its own flags until its
+    /// published attributes are applied.
+    fn members(&self) -> Vec<pb::Member> {
+        let me = self.srv.member_id();
+        self.srv
+            .membership
+            .list()
+            .into_iter()
+            .map(|m| {
+                let mut out = m.to_pb();
+                if m.id == me && out.client_ur_ls.is_empty() {
+                    out.client_ur_ls = self.srv.client_urls();
+                }
+                out
+            })
+            .collect()
     }
 
     fn refuse(&self) -> Status {
@@ -73,7 +76,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         };
         Ok(Response::new(pb::MemberListResponse {
             header: Some(header),
-            members: vec![self.me()],
+            members: self.members(),
         }))
     }
 

@@ -2,7 +2,8 @@
 //! the alarms, with each entry's result handed to the client waiting for it.
 //!
 //! One file per request family: [`kv`] (put, delete, txn, compaction),
-//! [`lease`] (grant, revoke, checkpoint), [`alarm`]; [`meta`] keeps the
+//! [`lease`] (grant, revoke, checkpoint), [`alarm`], `member` (published
+//! attributes); [`meta`] keeps the
 //! consistent index and the snapshot mark in the db's meta bucket.
 //!
 //! Invariants:
@@ -22,6 +23,7 @@
 mod alarm;
 mod kv;
 mod lease;
+mod member;
 pub mod meta;
 
 use std::sync::Arc;
@@ -52,6 +54,7 @@ enum Request {
     LeaseRevoke(pb::LeaseRevokeRequest),
     LeaseCheckpoint(pb::LeaseCheckpointRequest),
     Alarm(pb::AlarmRequest),
+    MemberAttr(pb::MemberAttrRequest),
     /// A new leader's empty entry, or a request of no kind we know: only
     /// its index is recorded.
     Nothing,
@@ -68,6 +71,7 @@ impl From<pb::InternalRaftRequest> for Request {
             lease_revoke,
             lease_checkpoint,
             alarm,
+            member_attr,
             ..
         } = r;
         put.map(Request::Put)
@@ -78,6 +82,7 @@ impl From<pb::InternalRaftRequest> for Request {
             .or(lease_revoke.map(Request::LeaseRevoke))
             .or(lease_checkpoint.map(Request::LeaseCheckpoint))
             .or(alarm.map(Request::Alarm))
+            .or(member_attr.map(Request::MemberAttr))
             .unwrap_or(Request::Nothing)
     }
 }
@@ -92,6 +97,7 @@ struct At {
 
 pub struct Applier {
     shared: Arc<Shared>,
+    membership: Arc<crate::membership::Membership>,
     /// The last index whose effects the db holds.
     ci: u64,
     /// What the pre-commit hook writes: the index and term of the last
@@ -116,9 +122,15 @@ fn request_err(e: strata_engine::Error) -> Outcome {
 }
 
 impl Applier {
-    pub fn new(shared: Arc<Shared>, ci: u64, cells: Arc<IndexCells>) -> Applier {
+    pub fn new(
+        shared: Arc<Shared>,
+        membership: Arc<crate::membership::Membership>,
+        ci: u64,
+        cells: Arc<IndexCells>,
+    ) -> Applier {
         Applier {
             shared,
+            membership,
             ci,
             cells,
             results: Vec::new(),
@@ -158,6 +170,7 @@ impl Applier {
             Request::LeaseRevoke(r) => self.lease_revoke(r, at),
             Request::LeaseCheckpoint(c) => self.lease_checkpoint(c, at),
             Request::Alarm(a) => self.alarm(a, at).map(Ok),
+            Request::MemberAttr(m) => self.member_attr(m, at),
             Request::Nothing => {
                 self.begin(at)?.end();
                 Ok(Ok(Applied::Checkpoint))

@@ -173,6 +173,16 @@ pub struct Config {
     #[arg(long, env = "ETCD_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
 
+    /// Whether raft runs its pre-vote phase before an election (etcd 3.5's
+    /// default: on).
+    #[arg(long, env = "ETCD_PRE_VOTE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pre_vote: bool,
+
+    /// Entries the leader keeps in memory behind a snapshot for slow
+    /// followers.
+    #[arg(long, env = "ETCD_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    pub snapshot_catchup_entries: u64,
+
     /// Duration of periodic watch progress notifications.
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
@@ -262,14 +272,6 @@ impl Config {
             anyhow::bail!(
                 "couldn't find local name {:?} in the initial cluster configuration",
                 self.name
-            );
-        }
-        if self.initial_cluster().split(',').any(|p| {
-            p.split_once('=')
-                .is_some_and(|(n, _)| n.trim() != self.name)
-        }) {
-            anyhow::bail!(
-                "--initial-cluster lists other members; strata runs one-member clusters for now"
             );
         }
         Ok(urls)

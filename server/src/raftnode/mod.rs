@@ -35,6 +35,19 @@ use storage::LogStore;
 /// Carries messages to other members.
 pub trait Transport: Send {
     fn send(&mut self, msgs: Vec<Message>);
+    /// What happened to earlier sends that raft must hear about.
+    fn reports(&mut self) -> Vec<TransportReport> {
+        Vec::new()
+    }
+}
+
+/// A transport's news for raft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportReport {
+    /// Messages to this peer were dropped: raft probes it again.
+    Unreachable(u64),
+    /// A snapshot for this peer could not be sent.
+    SnapshotFailed(u64),
 }
 
 /// A member alone in its cluster: there is nobody to send to.
@@ -100,6 +113,7 @@ pub struct NodeStatus {
 
 pub struct NodeConfig {
     pub id: u64,
+    pub pre_vote: bool,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
     pub snapshot_count: u64,
@@ -159,7 +173,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 512,
             check_quorum: true,
-            pre_vote: true,
+            pre_vote: cfg.pre_vote,
             ..Default::default()
         };
         rc.validate()?;
@@ -261,13 +275,26 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         }
     }
 
+    /// Hands messages to the transport and tells raft what it reported.
+    fn send(&mut self, msgs: Vec<Message>) {
+        self.transport.send(msgs);
+        for r in self.transport.reports() {
+            match r {
+                TransportReport::Unreachable(id) => self.raw.report_unreachable(id),
+                TransportReport::SnapshotFailed(id) => {
+                    self.raw.report_snapshot(id, raft::SnapshotStatus::Failure)
+                }
+            }
+        }
+    }
+
     fn on_ready(&mut self) -> Result<()> {
         if !self.raw.has_ready() {
             return Ok(());
         }
         let mut rd = self.raw.ready();
         if !rd.messages().is_empty() {
-            self.transport.send(rd.take_messages());
+            self.send(rd.take_messages());
         }
         self.apply(rd.take_committed_entries())?;
         for rs in rd.take_read_states() {
@@ -284,7 +311,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             .mut_store()
             .persist(rd.entries(), hs.as_ref(), rd.must_sync())?;
         if !rd.persisted_messages().is_empty() {
-            self.transport.send(rd.take_persisted_messages());
+            self.send(rd.take_persisted_messages());
         }
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
@@ -292,7 +319,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             self.status.commit.store(commit, Ordering::Release);
         }
         if !light.messages().is_empty() {
-            self.transport.send(light.take_messages());
+            self.send(light.take_messages());
         }
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();

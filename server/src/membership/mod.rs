@@ -1,0 +1,187 @@
+//! The cluster's members: ids, names, peer URLs (where raft traffic goes)
+//! and client URLs (what MemberList shows).
+//!
+//! Invariants:
+//! - A new cluster's members come from `--initial-cluster`; their ids are
+//!   etcd's (SHA-1 of the sorted peer URLs and the token) and so is the
+//!   cluster id (SHA-1 of the sorted member ids). The list is written to
+//!   the db's `members` bucket before the WAL is created; from then on the
+//!   db is the source and the `--initial-*` flags are ignored, as etcd
+//!   ignores them on restart.
+//! - Changes after bootstrap (a member publishing its client URLs) are raft
+//!   entries applied into the bucket, so every member holds the same list.
+//! - Stored value: the etcdserverpb `Member` message; key: the id, 8 bytes
+//!   big-endian.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use prost::Message;
+use strata_engine::backend::{Backend, Bucket};
+use strata_proto::etcdserverpb as pb;
+
+use crate::bootstrap::{cluster_id, member_id};
+
+/// A member as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+impl Member {
+    pub fn to_pb(&self) -> pb::Member {
+        pb::Member {
+            id: self.id,
+            name: self.name.clone(),
+            peer_ur_ls: self.peer_urls.clone(),
+            client_ur_ls: self.client_urls.clone(),
+            is_learner: false,
+        }
+    }
+
+    fn from_pb(m: pb::Member) -> Member {
+        Member {
+            id: m.id,
+            name: m.name,
+            peer_urls: m.peer_ur_ls,
+            client_urls: m.client_ur_ls,
+        }
+    }
+}
+
+/// `--initial-cluster` as members: `name=url` pairs, a name's URLs
+/// together, ids as etcd computes them.
+pub fn from_initial_cluster(initial: &str, token: &str) -> anyhow::Result<Vec<Member>> {
+    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for part in initial.split(',').filter(|p| !p.trim().is_empty()) {
+        let (name, url) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--initial-cluster entry {part:?} is not name=url"))?;
+        by_name
+            .entry(name.trim().to_string())
+            .or_default()
+            .push(url.trim().to_string());
+    }
+    let members: Vec<Member> = by_name
+        .into_iter()
+        .map(|(name, peer_urls)| Member {
+            id: member_id(&peer_urls, token),
+            name,
+            peer_urls,
+            client_urls: Vec::new(),
+        })
+        .collect();
+    let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        anyhow::bail!("--initial-cluster has duplicate peer URLs for different names");
+    }
+    Ok(members)
+}
+
+/// The cluster id of a set of members.
+pub fn cluster_id_of(members: &[Member]) -> u64 {
+    cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>())
+}
+
+/// The members as this member knows them (shared by the transport, the
+/// applier and the Cluster service).
+#[derive(Default)]
+pub struct Membership {
+    members: RwLock<BTreeMap<u64, Member>>,
+}
+
+impl Membership {
+    pub fn new(members: Vec<Member>) -> Membership {
+        Membership {
+            members: RwLock::new(members.into_iter().map(|m| (m.id, m)).collect()),
+        }
+    }
+
+    pub fn list(&self) -> Vec<Member> {
+        self.members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Member> {
+        self.members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Sets a member's client URLs (its published attributes); false if it
+    /// is not a member.
+    pub fn set_client_urls(&self, id: u64, name: &str, urls: Vec<String>) -> Option<Member> {
+        let mut g = self.members.write().unwrap_or_else(|e| e.into_inner());
+        let m = g.get_mut(&id)?;
+        if !name.is_empty() {
+            m.name = name.to_string();
+        }
+        m.client_urls = urls;
+        Some(m.clone())
+    }
+}
+
+/// The members stored in the db (empty for a db that has none yet).
+pub fn load(backend: &Backend) -> anyhow::Result<Vec<Member>> {
+    let view = backend.read();
+    let mut out = Vec::new();
+    for (_, v) in view.range(Bucket::Members, &[], &[], 0)? {
+        let m = pb::Member::decode(v.as_slice())
+            .map_err(|e| anyhow::anyhow!("members bucket entry: {e}"))?;
+        out.push(Member::from_pb(m));
+    }
+    Ok(out)
+}
+
+/// A member's key in the members bucket.
+pub fn key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+/// Writes the members into the db and commits (bootstrap).
+pub fn store(backend: &Backend, members: &[Member]) -> anyhow::Result<()> {
+    {
+        let mut b = backend.batch()?;
+        for m in members {
+            b.put(Bucket::Members, &key(m.id), &m.to_pb().encode_to_vec())?;
+        }
+    }
+    backend.force_commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_ids_are_etcds() {
+        // etcd's default one-member cluster.
+        let ms = from_initial_cluster("default=http://localhost:2380", "etcd-cluster").unwrap();
+        assert_eq!(ms.len(), 1);
+        assert_eq!(ms[0].id, 0x8e9e05c52164694d);
+        assert_eq!(cluster_id_of(&ms), 0xcdf818194e3a8c32);
+        let ms = from_initial_cluster(
+            "a=http://127.0.0.1:1,b=http://127.0.0.1:2,a=http://127.0.0.1:3",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(ms.len(), 2);
+        assert_eq!(ms[0].peer_urls.len(), 2);
+        assert!(from_initial_cluster("a=http://x:1,b=http://x:1", "t").is_err());
+    }
+}

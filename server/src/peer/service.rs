@@ -1,0 +1,71 @@
+//! The receiving side of the Peer service: batches of raft messages from
+//! other members, checked before they reach raft.
+//!
+//! A batch is refused (and the refusal logged) when its header names
+//! another cluster (etcd: "request cluster ID mismatch"), a sender that is
+//! not a member ("the member has been permanently removed from the
+//! cluster" once removal exists; today, simply unknown), or another
+//! recipient. Messages are decoded by prost (frames are size-limited by
+//! the server) and converted; one raft does not know ends the stream.
+
+use std::sync::Arc;
+
+use strata_proto::peerpb as p;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use crate::server::EtcdServer;
+
+pub struct PeerService {
+    pub srv: Arc<EtcdServer>,
+}
+
+impl PeerService {
+    fn check(&self, h: Option<&p::PeerHeader>) -> Result<(), Status> {
+        let h = h.ok_or_else(|| Status::invalid_argument("peer batch without a header"))?;
+        let me = &self.srv.shared;
+        if h.cluster_id != me.cluster_id {
+            tracing::warn!(
+                local = format!("{:x}", me.cluster_id),
+                remote = format!("{:x}", h.cluster_id),
+                from = format!("{:x}", h.from),
+                "request cluster ID mismatch"
+            );
+            return Err(Status::failed_precondition("request cluster ID mismatch"));
+        }
+        if !self.srv.membership.contains(h.from) {
+            tracing::warn!(
+                from = format!("{:x}", h.from),
+                "raft traffic from a member this cluster does not have"
+            );
+            return Err(Status::permission_denied(
+                "the member has been permanently removed from the cluster",
+            ));
+        }
+        if h.to != me.member_id {
+            return Err(Status::failed_precondition(format!(
+                "this member is {:x}, not {:x}",
+                me.member_id, h.to
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl p::peer_server::Peer for PeerService {
+    async fn raft(
+        &self,
+        req: Request<Streaming<p::RaftBatch>>,
+    ) -> Result<Response<p::RaftAck>, Status> {
+        let mut stream = req.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.check(batch.header.as_ref())?;
+            for m in batch.messages {
+                let m = convert::from_pb(m).map_err(Status::invalid_argument)?;
+                self.srv.step(m)?;
+            }
+        }
+        Ok(Response::new(p::RaftAck {}))
+    }
+}
