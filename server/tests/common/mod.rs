@@ -55,6 +55,14 @@ impl Server {
 
     /// Starts strata on `dir` (kept by the caller).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
+        let mut s = Server::launch_in(dir, extra);
+        s.wait_ready();
+        s
+    }
+
+    /// Starts strata on `dir` without waiting for it to be ready (members
+    /// of one cluster become ready together); [`Server::wait_ready`] next.
+    pub fn launch_in(dir: &Path, extra: &[&str]) -> Server {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut s = Server {
             child: None,
@@ -65,14 +73,19 @@ impl Server {
             log: mpsc::channel().1,
             args,
         };
-        s.spawn();
+        s.launch();
         s
     }
 
-    /// Starts strata on port 0 and learns the port it bound from its log
-    /// (no window in which another process could take a port picked
-    /// beforehand).
+    /// Starts strata on port 0 and waits until it is ready; the port it
+    /// bound comes from its log (no window in which another process could
+    /// take a port picked beforehand).
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    fn launch(&mut self) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("--data-dir")
             .arg(self.dir.join("data"))
@@ -93,6 +106,14 @@ impl Server {
                 }
             }
         });
+        self.child = Some(child);
+        self.log = rx;
+    }
+
+    /// Waits (at most 30 s) for "ready to serve client requests", learning
+    /// the bound client port on the way.
+    pub fn wait_ready(&mut self) {
+        let rx = &self.log;
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut seen = Vec::new();
         let mut port = None;
@@ -110,17 +131,17 @@ impl Server {
                     }
                 }
                 Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    if let Some(mut c) = self.child.take() {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
                     panic!("strata did not become ready:\n{}", seen.join("\n"));
                 }
             }
         }
         self.port =
             port.unwrap_or_else(|| panic!("strata logged no bound address:\n{}", seen.join("\n")));
-        self.child = Some(child);
         self.startup = seen;
-        self.log = rx;
     }
 
     pub fn endpoint(&self) -> String {
