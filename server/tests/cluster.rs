@@ -22,6 +22,10 @@ impl Cluster {
     /// elected). Client ports are picked by each member (port 0); peer
     /// ports must be named in --initial-cluster beforehand.
     fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let peers: Vec<String> = (0..3)
             .map(|_| format!("http://127.0.0.1:{}", free_port()))
@@ -37,21 +41,20 @@ impl Cluster {
             .enumerate()
             .map(|(i, url)| {
                 let name = format!("m{i}");
-                Server::launch_in(
-                    &dir.path().join(&name),
-                    &[
-                        "--name",
-                        &name,
-                        "--listen-peer-urls",
-                        url,
-                        "--initial-advertise-peer-urls",
-                        url,
-                        "--initial-cluster",
-                        &initial,
-                        "--initial-cluster-token",
-                        "cluster-test",
-                    ],
-                )
+                let mut args = vec![
+                    "--name",
+                    &name,
+                    "--listen-peer-urls",
+                    url,
+                    "--initial-advertise-peer-urls",
+                    url,
+                    "--initial-cluster",
+                    &initial,
+                    "--initial-cluster-token",
+                    "cluster-test",
+                ];
+                args.extend_from_slice(extra);
+                Server::launch_in(&dir.path().join(&name), &args)
             })
             .collect();
         for m in &mut members {
@@ -221,4 +224,57 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
             assert_eq!(kv.version(), 1, "{}: a write applied twice", m.endpoint());
         }
     }
+}
+
+/// `remaining(Ns)` of `etcdctl lease timetolive`.
+fn remaining(out: &str) -> i64 {
+    let at = out.find("remaining(").expect("a remaining TTL") + "remaining(".len();
+    out[at..]
+        .split(|c: char| !c.is_ascii_digit() && c != '-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number")
+}
+
+#[test]
+fn leases_are_served_by_the_leader_through_any_member() {
+    let mut c = Cluster::start_with(&["--experimental-lease-checkpoint-interval=1s"]);
+    let leader = c.leader();
+    let f = (leader + 1) % 3;
+    let out = c.members[f].etcdctl_ok(&["lease", "grant", "30"]);
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .expect("a lease id")
+        .to_string();
+    c.members[f].etcdctl_ok(&["put", "leased", "x", "--lease", &id]);
+    // Keep-alive and time-to-live through a follower reach the leader.
+    let ka = c.members[f].etcdctl_ok(&["lease", "keep-alive", "--once", &id]);
+    assert!(ka.contains("TTL(30)"), "{ka}");
+    std::thread::sleep(Duration::from_millis(3500));
+    let ttl = remaining(&c.members[f].etcdctl_ok(&["lease", "timetolive", &id]));
+    assert!(
+        (24..=28).contains(&ttl),
+        "a follower reported remaining {ttl}"
+    );
+    // An unknown lease: TTL 0 on keep-alive, -1 on time-to-live, as etcd.
+    let unknown = c.members[f].etcdctl_ok(&["lease", "timetolive", "1234abcd"]);
+    assert!(unknown.contains("already expired"), "{unknown}");
+    // A new leader resumes from the checkpointed remainder: the lease does
+    // not get its whole TTL back.
+    c.members[leader].kill9();
+    let survivor = (leader + 2) % 3;
+    let ttl = wait_for(15, || {
+        let out = c.members[survivor].etcdctl(&["lease", "timetolive", &id]);
+        out.status
+            .success()
+            .then(|| remaining(&String::from_utf8_lossy(&out.stdout)))
+    })
+    .expect("time-to-live after the leader died");
+    assert!(
+        (1..=28).contains(&ttl),
+        "after a leader change the lease has {ttl}s left (granted 30, 3.5s used)"
+    );
+    let got = c.members[survivor].etcdctl_ok(&["get", "leased", "--print-value-only"]);
+    assert_eq!(got.trim(), "x");
 }

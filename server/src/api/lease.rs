@@ -1,5 +1,6 @@
-//! The Lease service. Grant and Revoke go through raft; KeepAlive,
-//! TimeToLive and Leases are answered by the leader's lessor.
+//! The Lease service. Grant and Revoke go through raft; KeepAlive and
+//! TimeToLive are answered by the leader's lessor (a follower forwards
+//! them over the peer channel); Leases lists what this member applied.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +12,6 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::propose;
-use crate::errors::EtcdError;
 use crate::server::EtcdServer;
 
 pub struct LeaseService {
@@ -56,15 +56,10 @@ impl pb::lease_server::Lease for LeaseService {
         let srv = self.srv.clone();
         tokio::spawn(async move {
             while let Some(Ok(k)) = input.next().await {
-                // A lease granted just before must be applied here first.
-                if let Err(e) = srv.read_barrier().await {
-                    let _ = tx.send(Err(e.into())).await;
-                    return;
-                }
-                let ttl = match srv.shared.lessor.renew(k.id) {
+                // The leader's lessor renews (forwarded from a follower);
+                // an unknown lease answers TTL 0, as etcd's does.
+                let ttl = match srv.lease_renew(k.id).await {
                     Ok(ttl) => ttl,
-                    // etcd answers an unknown lease with TTL 0.
-                    Err(EtcdError::LeaseNotFound) => 0,
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;
                         return;
@@ -88,8 +83,7 @@ impl pb::lease_server::Lease for LeaseService {
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
-        self.srv.read_barrier().await?;
-        let resp = match self.srv.shared.lessor.info(r.id, r.keys) {
+        let resp = match self.srv.lease_time_to_live(r.id, r.keys).await? {
             Some(i) => pb::LeaseTimeToLiveResponse {
                 header: Some(self.srv.header()),
                 id: r.id,

@@ -52,8 +52,54 @@ impl PeerService {
     }
 }
 
+impl PeerService {
+    /// A forwarded lease call is answered by the leader only.
+    fn leader_only(&self) -> Result<(), Status> {
+        if self.srv.is_leader() {
+            Ok(())
+        } else {
+            Err(Status::unavailable(NOT_LEADER))
+        }
+    }
+}
+
+/// What a member that is not the leader answers a forwarded lease call.
+pub const NOT_LEADER: &str = "etcdserver: not leader";
+
 #[tonic::async_trait]
 impl p::peer_server::Peer for PeerService {
+    async fn lease_keep_alive(
+        &self,
+        req: Request<p::LeaseRenew>,
+    ) -> Result<Response<p::LeaseRenewed>, Status> {
+        let r = req.into_inner();
+        self.check(r.header.as_ref())?;
+        self.leader_only()?;
+        let ttl = self.srv.lease_renew_here(r.id).await?;
+        Ok(Response::new(p::LeaseRenewed { ttl }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<p::LeaseAsk>,
+    ) -> Result<Response<p::LeaseAnswer>, Status> {
+        let r = req.into_inner();
+        self.check(r.header.as_ref())?;
+        self.leader_only()?;
+        self.srv.read_barrier().await?;
+        Ok(Response::new(
+            match self.srv.shared.lessor.info(r.id, r.keys) {
+                Some(i) => p::LeaseAnswer {
+                    found: true,
+                    ttl: i.ttl,
+                    granted_ttl: i.granted_ttl,
+                    keys: i.keys,
+                },
+                None => p::LeaseAnswer::default(),
+            },
+        ))
+    }
+
     async fn raft(
         &self,
         req: Request<Streaming<p::RaftBatch>>,
