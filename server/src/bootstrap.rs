@@ -66,6 +66,8 @@ pub struct Bootstrapped {
     pub shared: Arc<Shared>,
     pub node: Node<PeerTransport, Applier>,
     pub membership: Arc<Membership>,
+    /// The data dir already held this member's log.
+    pub initialized: bool,
     /// The applied index, as raft's thread publishes it.
     pub applied_rx: watch::Receiver<u64>,
     pub peer_urls: Vec<String>,
@@ -173,6 +175,7 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
             membership::from_initial_cluster(&cfg.initial_cluster(), &cfg.initial_cluster_token)?;
         membership::store(&backend, &members)?;
     }
+    let initialized = has_wal(&wal_dir);
     let OpenedWal { wal, recovered, at } =
         open_or_create_wal(cfg, &wal_dir, mark, &members, me_new)?;
     let md = recovered.metadata;
@@ -229,6 +232,7 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
         applied_rx,
         peer_urls,
         membership,
+        initialized,
     })
 }
 

@@ -5,6 +5,7 @@
 //!   lessor and alarms;
 //! - [`server`]: the running member: propose-and-wait, the linearizable
 //!   read barrier, the quota check, stop;
+//! - [`corrupt`]: the initial corruption check against peers;
 //! - [`duties`]: periodic work (lease expiry and checkpoints, auto
 //!   compaction) and which members do it;
 //! - [`raftnode`]: the raft Ready loop, its WAL-backed log and its seams
@@ -28,6 +29,7 @@ pub mod apply;
 pub mod bootstrap;
 pub mod config;
 pub mod convert;
+pub mod corrupt;
 pub mod duties;
 pub mod errors;
 pub mod lease;

@@ -37,6 +37,17 @@ pub async fn run(
     for l in bind_peers(&srv).await? {
         tasks.push(serve_peer(&srv, l, stop_tx.subscribe())?);
     }
+    if srv.cfg.experimental_initial_corrupt_check
+        && srv.initialized
+        && srv.membership.list().len() > 1
+    {
+        if let Err(e) = srv.initial_corrupt_check().await {
+            let _ = stop_tx.send(());
+            let s = srv.clone();
+            tokio::task::spawn_blocking(move || s.stop()).await?;
+            return Err(e);
+        }
+    }
     let mut shutdown = std::pin::pin!(shutdown);
     // Clients are served once the member is ready: a leader is known and
     // what was committed is applied (connections wait in the backlog).

@@ -43,7 +43,10 @@ pub struct EtcdServer {
     pub peer_urls: Vec<String>,
     pub membership: Arc<Membership>,
     /// Channels to other members, for calls outside raft.
-    peers: PeerClients,
+    pub(crate) peers: PeerClients,
+    /// The data dir held a member before this start (etcd's
+    /// "member initialized").
+    pub initialized: bool,
     /// When the NOSPACE alarm was last proposed (not again for a second).
     nospace_proposed: Mutex<Option<Instant>>,
     /// The db file's size as the quota check sees it, and when it was read
@@ -64,6 +67,7 @@ impl EtcdServer {
             applied_rx,
             peer_urls,
             membership,
+            initialized,
         } = bootstrap(&cfg)?;
         let member_id = shared.member_id;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -103,6 +107,7 @@ impl EtcdServer {
             peer_urls,
             membership,
             peers: PeerClients::default(),
+            initialized,
             nospace_proposed: Mutex::new(None),
             quota_size: AtomicU64::new(0),
             quota_size_at: AtomicU64::new(u64::MAX),
@@ -207,7 +212,7 @@ impl EtcdServer {
     }
 
     /// A peer header for a call to member `to`.
-    fn peer_header(&self, to: u64) -> peerpb::PeerHeader {
+    pub(crate) fn peer_header(&self, to: u64) -> peerpb::PeerHeader {
         peerpb::PeerHeader {
             cluster_id: self.shared.cluster_id,
             from: self.member_id(),

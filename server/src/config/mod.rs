@@ -175,8 +175,15 @@ pub struct Config {
 
     /// Whether raft runs its pre-vote phase before an election (etcd 3.5's
     /// default: on).
-    #[arg(long, env = "ETCD_PRE_VOTE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "ETCD_PRE_VOTE", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
     pub pre_vote: bool,
+
+    /// Before serving, a restarting member compares its HashKV with its
+    /// peers' and refuses to start on a mismatch.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub experimental_initial_corrupt_check: bool,
 
     /// Entries the leader keeps in memory behind a snapshot for slow
     /// followers.

@@ -79,6 +79,31 @@ impl p::peer_server::Peer for PeerService {
         Ok(Response::new(p::LeaseRenewed { ttl }))
     }
 
+    async fn hash_kv(&self, req: Request<p::HashAsk>) -> Result<Response<p::HashAnswer>, Status> {
+        let r = req.into_inner();
+        self.check(r.header.as_ref())?;
+        let srv = self.srv.clone();
+        let res = tokio::task::spawn_blocking(move || srv.store().hash_kv(r.revision))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match res {
+            Ok((hash, _, compact_revision)) => p::HashAnswer {
+                hash,
+                compact_revision,
+                refused: 0,
+            },
+            Err(strata_engine::Error::Compacted) => p::HashAnswer {
+                refused: 1,
+                ..Default::default()
+            },
+            Err(strata_engine::Error::FutureRevision) => p::HashAnswer {
+                refused: 2,
+                ..Default::default()
+            },
+            Err(e) => return Err(crate::errors::EtcdError::from(e).into()),
+        }))
+    }
+
     async fn lease_time_to_live(
         &self,
         req: Request<p::LeaseAsk>,
