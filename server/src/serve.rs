@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use std::sync::Arc;
 
 use strata_proto::peerpb;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::api;
 use crate::config::{urls, Config};
@@ -68,35 +69,41 @@ pub async fn run(
     let recv_limit = (srv.recv_limit() * 2).max(4 << 20);
     for l in listeners {
         let addr = l.local_addr()?;
+        let leader = require_leader(&srv);
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(
+            .add_service(InterceptedService::new(
                 pb::kv_server::KvServer::new(api::kv::KvService { srv: srv.clone() })
                     .max_decoding_message_size(recv_limit)
                     .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
+                leader.clone(),
+            ))
+            .add_service(InterceptedService::new(
                 pb::watch_server::WatchServer::new(api::watch::WatchService { srv: srv.clone() })
                     .max_decoding_message_size(recv_limit)
                     .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
+                leader.clone(),
+            ))
+            .add_service(InterceptedService::new(
                 pb::lease_server::LeaseServer::new(api::lease::LeaseService { srv: srv.clone() })
                     .max_decoding_message_size(recv_limit),
-            )
-            .add_service(
+                leader.clone(),
+            ))
+            .add_service(InterceptedService::new(
                 pb::maintenance_server::MaintenanceServer::new(
                     api::maintenance::MaintenanceService { srv: srv.clone() },
                 )
                 .max_decoding_message_size(recv_limit)
                 .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(
+                leader.clone(),
+            ))
+            .add_service(InterceptedService::new(
                 pb::cluster_server::ClusterServer::new(api::cluster::ClusterService {
                     srv: srv.clone(),
                 })
                 .max_decoding_message_size(recv_limit),
-            );
+                leader,
+            ));
         let mut stop = stop_tx.subscribe();
         tasks.push(tokio::spawn(async move {
             router
@@ -133,6 +140,25 @@ pub async fn run(
     tokio::task::spawn_blocking(move || s.stop()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// etcd's require-leader rule: a request whose metadata says
+/// `hasleader: true` (clientv3's WithRequireLeader, etcdctl's default for
+/// watch) fails with "etcdserver: no leader" while this member knows none.
+fn require_leader(
+    srv: &Arc<EtcdServer>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    let status = srv.shared.status.clone();
+    move |req: tonic::Request<()>| {
+        let wants = req
+            .metadata()
+            .get("hasleader")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        if wants && status.leader.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return Err(crate::errors::EtcdError::NoLeader.into());
+        }
+        Ok(req)
+    }
 }
 
 /// The peer listeners (`--listen-peer-urls`), bound when the cluster has

@@ -28,6 +28,10 @@ use crate::peer::PeerClients;
 use crate::raftnode::Input;
 use crate::state::{Applied, RaftRequest, Shared};
 
+/// etcd's maxGapBetweenApplyAndCommitIndex: past this many committed but
+/// unapplied entries, proposals are refused ("too many requests").
+const MAX_APPLY_GAP: u64 = 5000;
+
 /// The version Status reports: the etcd API level strata serves (clients,
 /// Kubernetes among them, parse it as semver to pick features).
 pub const ETCD_VERSION: &str = "3.5.17";
@@ -342,6 +346,12 @@ impl EtcdServer {
     /// Proposes a request through raft and waits for its applied result.
     pub async fn propose(&self, r: impl RaftRequest) -> Result<Applied, EtcdError> {
         self.check_running()?;
+        // etcd's back-pressure: too far behind in applying what is
+        // committed, a member refuses new proposals.
+        let st = &self.shared.status;
+        if st.commit.load(Ordering::Acquire) > st.applied.load(Ordering::Acquire) + MAX_APPLY_GAP {
+            return Err(EtcdError::TooManyRequests);
+        }
         let mut r = r.into_raft();
         let id = self.next_id();
         r.header = Some(pb::RequestHeader { id });

@@ -278,3 +278,43 @@ fn leases_are_served_by_the_leader_through_any_member() {
     let got = c.members[survivor].etcdctl_ok(&["get", "leased", "--print-value-only"]);
     assert_eq!(got.trim(), "x");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
+    let mut c = Cluster::start();
+    let leader = c.leader();
+    let lone = (leader + 1) % 3;
+    // Lose quorum: the leader and one follower die; the last member's
+    // leader is gone once check-quorum / its election timeout passes.
+    c.members[leader].kill9();
+    c.members[(leader + 2) % 3].kill9();
+    let url = c.members[lone].url();
+    let opts = etcd_client::ConnectOptions::new().with_require_leader(true);
+    let mut client = Client::connect([url.clone()], Some(opts))
+        .await
+        .expect("connect");
+    let err = wait_for(15, || {
+        let r = futures_lite_block(client.get("k", None));
+        match r {
+            Err(etcd_client::Error::GRpcStatus(s)) if s.message() == "etcdserver: no leader" => {
+                Some(s)
+            }
+            _ => None,
+        }
+    })
+    .expect("a request requiring a leader fails with etcd's no-leader error");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    // Without the requirement, a serializable read is still served locally.
+    let mut plain = Client::connect([url], None).await.expect("connect");
+    let got = plain
+        .get("k", Some(GetOptions::new().with_serializable()))
+        .await
+        .expect("a serializable read needs no leader");
+    assert!(got.kvs().is_empty());
+}
+
+/// Runs a future to completion from a synchronous poll loop (inside the
+/// test's runtime, on a blocking-allowed thread).
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
