@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use prost::Message;
-use sha1::{Digest, Sha1};
 use strata_engine::backend::{Backend, BackendConfig, Bucket};
 use strata_engine::mvcc::{Store, WatchableStore};
 use strata_engine::wal::{self, Metadata, SnapshotMark, Wal, WalOptions};
@@ -25,41 +24,11 @@ use tokio::sync::watch;
 use crate::apply::{self, meta, Applier};
 use crate::config::Config;
 use crate::lease::Lessor;
-use crate::membership::{self, Member, Membership};
+use crate::membership::{self, member_id, Member, Membership};
 use crate::peer::PeerTransport;
 use crate::raftnode::storage::LogStore;
 use crate::raftnode::{Node, NodeConfig, NodeStatus};
 use crate::state::{Shared, Waiters};
-
-/// etcd's member id: the first 8 bytes (big-endian) of SHA-1 over the
-/// sorted peer URLs followed by the cluster token.
-pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
-    let mut urls = peer_urls.to_vec();
-    urls.sort();
-    let mut h = Sha1::new();
-    for u in &urls {
-        h.update(u.as_bytes());
-    }
-    h.update(token.as_bytes());
-    first_u64(&h.finalize())
-}
-
-/// etcd's cluster id: SHA-1 over the sorted member ids (8 bytes BE each).
-pub fn cluster_id(members: &[u64]) -> u64 {
-    let mut ids = members.to_vec();
-    ids.sort_unstable();
-    let mut h = Sha1::new();
-    for id in ids {
-        h.update(id.to_be_bytes());
-    }
-    first_u64(&h.finalize())
-}
-
-fn first_u64(digest: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(b)
-}
 
 /// A member opened from its data dir, not yet running.
 pub struct Bootstrapped {
@@ -254,19 +223,4 @@ fn restore_leases_and_alarms(sh: &Shared, leased_keys: Vec<(Vec<u8>, i64)>) -> a
         sh.lessor.set_key(&key, lease);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_match_etcd_defaults() {
-        // etcd's default member (name default, peer URL
-        // http://localhost:2380, token etcd-cluster) is 8e9e05c52164694d in
-        // cluster cdf818194e3a8c32.
-        let id = member_id(&["http://localhost:2380".to_string()], "etcd-cluster");
-        assert_eq!(id, 0x8e9e05c52164694d);
-        assert_eq!(cluster_id(&[id]), 0xcdf818194e3a8c32);
-    }
 }
