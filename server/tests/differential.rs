@@ -32,7 +32,16 @@ fn normalize(s: &str) -> String {
     for (re, rep) in rules {
         out = Regex::new(re).unwrap().replace_all(&out, rep).into_owned();
     }
-    out
+    // etcd lists a lease's keys in Go map order, which changes from run to
+    // run: compare them as a set.
+    Regex::new(r"attached keys\(\[([^\]]*)\]\)")
+        .unwrap()
+        .replace_all(&out, |c: &regex::Captures| {
+            let mut keys: Vec<&str> = c[1].split(' ').collect();
+            keys.sort_unstable();
+            format!("attached keys([{}])", keys.join(" "))
+        })
+        .into_owned()
 }
 
 fn run_session(endpoint: &str, steps: &[Step]) -> Vec<String> {
