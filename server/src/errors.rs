@@ -38,6 +38,12 @@ pub enum EtcdError {
     LeaseTtlTooLarge,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    TimeoutLeaderTransfer,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: too many requests")]
@@ -65,8 +71,8 @@ impl EtcdError {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist => Code::FailedPrecondition,
-            NoLeader | Timeout | Stopped => Code::Unavailable,
+            LeaseExist | NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            NoLeader | Timeout | Stopped | TimeoutLeaderTransfer => Code::Unavailable,
             Corrupt => Code::DataLoss,
             Internal(_) => Code::Unknown,
         }

@@ -318,6 +318,40 @@ impl EtcdServer {
         .await
     }
 
+    /// MoveLeader: this member, the leader, hands leadership to `target`
+    /// and waits (polling every heartbeat, up to the request timeout) until
+    /// it has it, as etcd's MoveLeader does.
+    pub async fn move_leader(&self, target: u64) -> Result<(), EtcdError> {
+        if !self.is_leader() {
+            return Err(EtcdError::NotLeader);
+        }
+        if !self.membership.contains(target) {
+            return Err(EtcdError::BadLeaderTransferee);
+        }
+        let me = self.member_id();
+        tracing::info!(
+            local = format!("{me:x}"),
+            transferee = format!("{target:x}"),
+            "leadership transfer starting"
+        );
+        let started = Instant::now();
+        self.send(Input::TransferLeader(target))?;
+        let every = Duration::from_millis(self.cfg.heartbeat_interval.max(1));
+        while self.shared.status.leader.load(Ordering::Acquire) != target {
+            if started.elapsed() > self.request_timeout() {
+                return Err(EtcdError::TimeoutLeaderTransfer);
+            }
+            tokio::time::sleep(every).await;
+        }
+        tracing::info!(
+            old_leader = format!("{me:x}"),
+            new_leader = format!("{target:x}"),
+            took = ?started.elapsed(),
+            "leadership transfer finished"
+        );
+        Ok(())
+    }
+
     /// Hands a message from a peer to raft.
     pub fn step(&self, m: raft::eraftpb::Message) -> Result<(), EtcdError> {
         self.send(Input::Step(Box::new(m)))

@@ -318,3 +318,36 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
 fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
+
+#[test]
+fn move_leader_hands_leadership_to_the_target() {
+    let c = Cluster::start();
+    let leader = c.leader();
+    let target = (leader + 1) % 3;
+    let id_of = |i: usize| {
+        let out = c.members[i].etcdctl_ok(&["endpoint", "status", "-w", "json"]);
+        format!("{:x}", field(&out, "member_id").expect("member id"))
+    };
+    let (from, to) = (id_of(leader), id_of(target));
+    // Asked of a follower: etcd's "not leader".
+    let err = c.members[target].etcdctl_err(&["move-leader", &to]);
+    assert!(
+        err.contains("no leader endpoint") || err.contains("etcdserver: not leader"),
+        "{err}"
+    );
+    let endpoints: Vec<String> = c.members.iter().map(|m| m.endpoint()).collect();
+    let out = common::etcdctl(&endpoints.join(","), &["move-leader", &to], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("Leadership transferred from {from} to {to}")),
+        "{text}"
+    );
+    assert_eq!(c.leader(), target);
+    // Writes go on under the new leader.
+    c.members[leader].etcdctl_ok(&["put", "after-move", "1"]);
+}

@@ -1,6 +1,6 @@
 //! The Maintenance service: Status, Defragment, Hash, HashKV, Snapshot,
-//! Alarm. MoveLeader and Downgrade need peers and answer as a one-member
-//! etcd would.
+//! Alarm, MoveLeader (raft's leader transfer, asked of the leader).
+//! Downgrade is refused.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::pin::Pin;
@@ -191,13 +191,11 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         req: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         let target = req.into_inner().target_id;
-        if target == self.srv.member_id() {
-            // Already the leader.
-            return Ok(Response::new(pb::MoveLeaderResponse {
-                header: Some(self.srv.header()),
-            }));
+        if target != self.srv.member_id() || !self.srv.is_leader() {
+            self.srv.move_leader(target).await?;
         }
-        Err(EtcdError::MemberNotFound.into())
+        // etcd answers an empty response.
+        Ok(Response::new(pb::MoveLeaderResponse::default()))
     }
 
     async fn downgrade(

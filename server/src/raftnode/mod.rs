@@ -97,6 +97,8 @@ pub enum Input {
     ReadIndex(oneshot::Sender<u64>),
     Tick,
     Step(Box<Message>),
+    /// Hand leadership to this member (raft's leader transfer).
+    TransferLeader(u64),
     Stop,
 }
 
@@ -240,6 +242,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                             tracing::debug!(error = %e, "raft step");
                         }
                     }
+                    Input::TransferLeader(to) => self.raw.transfer_leader(to),
                     Input::Stop => stop = true,
                 }
             }
