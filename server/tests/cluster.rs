@@ -4,6 +4,8 @@
 //! catching up after a restart.
 
 mod common;
+#[path = "common/linearizable.rs"]
+mod linearizable;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -350,4 +352,100 @@ fn move_leader_hands_leadership_to_the_target() {
     assert_eq!(c.leader(), target);
     // Writes go on under the new leader.
     c.members[leader].etcdctl_ok(&["put", "after-move", "1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_stay_linearizable_across_a_leader_kill() {
+    use linearizable::{Event, Op};
+    let mut c = Cluster::start();
+    let leader = c.leader();
+    let urls: Vec<String> = c.members.iter().map(|m| m.url()).collect();
+    let t0 = std::time::Instant::now();
+    let now = move || t0.elapsed().as_micros() as u64;
+    let history = Arc::new(Mutex::new(Vec::<Event>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    // Four clients, two on each follower, on three keys: writes of unique
+    // values and linearizable reads. A failed read tells nothing and is
+    // left out; a failed write's outcome is unknown (it may take effect at
+    // any later time, or never).
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| urls[i].clone())
+        .collect();
+    for client_no in 0..4usize {
+        let url = survivors[client_no % 2].clone();
+        let history = history.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut client) = Client::connect([url], None).await else {
+                return;
+            };
+            let mut seq = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                seq += 1;
+                let key = format!("reg{}", (seq + client_no as u64) % 3);
+                let invoke = now();
+                if (seq + client_no as u64) % 2 == 0 {
+                    let value = format!("c{client_no}-{seq}");
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        client.put(key.clone(), value.clone(), None),
+                    )
+                    .await;
+                    let ok = matches!(r, Ok(Ok(_)));
+                    history.lock().unwrap().push(Event {
+                        key,
+                        op: Op::Write(value),
+                        invoke,
+                        ret: ok.then(now),
+                    });
+                    if !ok {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                } else {
+                    let r =
+                        tokio::time::timeout(Duration::from_secs(2), client.get(key.clone(), None))
+                            .await;
+                    match r {
+                        Ok(Ok(resp)) => {
+                            let ret = now();
+                            let v = resp
+                                .kvs()
+                                .first()
+                                .map(|kv| kv.value_str().unwrap().to_string());
+                            history.lock().unwrap().push(Event {
+                                key,
+                                op: Op::Read(v),
+                                invoke,
+                                ret: Some(ret),
+                            });
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    c.members[leader].kill9();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let h = history.lock().unwrap().clone();
+    let after_kill = h
+        .iter()
+        .filter(|e| e.invoke > 900_000 && e.ret.is_some())
+        .count();
+    assert!(
+        after_kill > 20,
+        "too few operations after the kill: {after_kill}"
+    );
+    linearizable::check(&h).unwrap_or_else(|e| panic!("{e} ({} operations)", h.len()));
+    eprintln!(
+        "linearizable: {} operations, {after_kill} completed after the leader's kill",
+        h.len()
+    );
 }
