@@ -386,7 +386,7 @@ async fn reads_and_writes_stay_linearizable_across_a_leader_kill() {
                 seq += 1;
                 let key = format!("reg{}", (seq + client_no as u64) % 3);
                 let invoke = now();
-                if (seq + client_no as u64) % 2 == 0 {
+                if (seq + client_no as u64).is_multiple_of(2) {
                     let value = format!("c{client_no}-{seq}");
                     let r = tokio::time::timeout(
                         Duration::from_secs(2),
