@@ -286,15 +286,18 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
     let mut c = Cluster::start();
     let leader = c.leader();
     let lone = (leader + 1) % 3;
-    // Lose quorum: the leader and one follower die; the last member's
-    // leader is gone once check-quorum / its election timeout passes.
-    c.members[leader].kill9();
-    c.members[(leader + 2) % 3].kill9();
     let url = c.members[lone].url();
     let opts = etcd_client::ConnectOptions::new().with_require_leader(true);
     let mut client = Client::connect([url.clone()], Some(opts))
         .await
         .expect("connect");
+    // A require-leader watch opened while there is a leader.
+    let mut watch = client.watch("k", None).await.expect("watch");
+    assert!(watch.message().await.expect("created").is_some());
+    // Lose quorum: the leader and one follower die; the last member's
+    // leader is gone once check-quorum / its election timeout passes.
+    c.members[leader].kill9();
+    c.members[(leader + 2) % 3].kill9();
     let err = wait_for(15, || {
         let r = futures_lite_block(client.get("k", None));
         match r {
@@ -306,6 +309,17 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
     })
     .expect("a request requiring a leader fails with etcd's no-leader error");
     assert_eq!(err.code(), tonic::Code::Unavailable);
+    // The watch is ended with the same error once the leader has been gone
+    // for three election timeouts, as etcd ends require-leader streams.
+    let ended = tokio::time::timeout(Duration::from_secs(15), watch.message())
+        .await
+        .expect("the require-leader watch ends within 15 s");
+    match ended {
+        Err(etcd_client::Error::GRpcStatus(s)) => {
+            assert_eq!(s.message(), "etcdserver: no leader")
+        }
+        other => panic!("the watch ended with {other:?}, not etcd's no-leader error"),
+    }
     // Without the requirement, a serializable read is still served locally.
     let mut plain = Client::connect([url], None).await.expect("connect");
     let got = plain

@@ -283,6 +283,13 @@ impl pb::watch_server::Watch for WatchService {
         &self,
         req: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // etcd's require-leader watch: a stream that asked for a leader is
+        // ended with "no leader" once this member has had none for three
+        // election timeouts in a row.
+        let require_leader = req
+            .metadata()
+            .get("hasleader")
+            .is_some_and(|v| v.as_bytes() == b"true");
         let mut input = req.into_inner();
         let (out, out_rx) = mpsc::channel(128);
         let (ev_tx, mut ev_rx) = mpsc::channel(m::watch::CHANNEL_CAPACITY);
@@ -296,7 +303,11 @@ impl pb::watch_server::Watch for WatchService {
             progress_pending: false,
         };
         let notify_every = self.srv.cfg.experimental_watch_progress_notify_interval;
+        let election = Duration::from_millis(self.srv.cfg.election_timeout.max(1));
+        let status = self.srv.shared.status.clone();
         tokio::spawn(async move {
+            let mut leader_check = tokio::time::interval(election);
+            let mut leaderless = 0u32;
             let mut notify = tokio::time::interval(notify_every.max(Duration::from_millis(100)));
             notify.tick().await;
             let mut pending_check = tokio::time::interval(Duration::from_millis(100));
@@ -317,6 +328,19 @@ impl pb::watch_server::Watch for WatchService {
                     Some(r) = ev_rx.recv() => st.deliver(r).await,
                     _ = notify.tick() => st.periodic_progress().await,
                     _ = pending_check.tick(), if st.progress_pending => st.progress_request().await,
+                    _ = leader_check.tick(), if require_leader => {
+                        if status.leader.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                            leaderless += 1;
+                        } else {
+                            leaderless = 0;
+                        }
+                        if leaderless >= 3 {
+                            let _ = st.out.send(Err(crate::errors::EtcdError::NoLeader.into())).await;
+                            false
+                        } else {
+                            true
+                        }
+                    }
                 };
                 if !ok {
                     break;
