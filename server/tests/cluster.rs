@@ -463,3 +463,61 @@ async fn reads_and_writes_stay_linearizable_across_a_leader_kill() {
         h.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_with_every_endpoint_survive_the_death_of_one_member() {
+    let mut c = Cluster::start();
+    let endpoints: Vec<String> = c.members.iter().map(|m| m.endpoint()).collect();
+    let all = endpoints.join(",");
+    let urls: Vec<String> = c.members.iter().map(|m| m.url()).collect();
+    let mut client = Client::connect(urls, None).await.expect("connect");
+    client
+        .put("before", "1", None)
+        .await
+        .expect("put before the kill");
+    // A member the clients use dies (a follower: the leader's death, with
+    // its election, is the load test's case).
+    let leader = c.leader();
+    c.members[(leader + 1) % 3].kill9();
+    // etcdctl with all three endpoints keeps working.
+    let out = common::etcdctl(&all, &["put", "after", "etcdctl"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = common::etcdctl(&all, &["get", "after", "--print-value-only"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "etcdctl");
+    // So does the etcd-client crate. It does not retry by itself: a request
+    // its balancer still sends to the dead member fails at once (the
+    // connection is refused), and the caller retries, as with etcd.
+    let mut ok = 0;
+    let mut refused = 0;
+    for i in 0..100 {
+        for _attempt in 0..5 {
+            let r = tokio::time::timeout(
+                Duration::from_secs(5),
+                client.put(format!("after/{i}"), "v", None),
+            )
+            .await;
+            if matches!(r, Ok(Ok(_))) {
+                ok += 1;
+                break;
+            }
+            refused += 1;
+        }
+    }
+    eprintln!("etcd-client: 100 puts after the kill, {refused} attempts refused on the way");
+    assert_eq!(
+        ok, 100,
+        "puts failed five times in a row after a member died"
+    );
+    let got = client
+        .get(
+            "after/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .expect("a read after the kill");
+    assert_eq!(got.count(), ok);
+}
