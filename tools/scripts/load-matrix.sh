@@ -4,6 +4,8 @@
 # requests/s, p50, p99 and the server's CPU seconds (utime+stime from /proc).
 #
 # usage: tools/scripts/load-matrix.sh STRATA_ENDPOINT STRATA_PID ETCD_ENDPOINT ETCD_PID
+# For clusters, ENDPOINT and PID may be comma-separated lists (CPU is summed
+# over the members).
 # e.g.   tools/scripts/load-matrix.sh 127.0.0.1:23790 $(pgrep -f 'strata --data-dir /tmp/s') \
 #                                   127.0.0.1:23800 $(pgrep -f 'etcd --data-dir /tmp/e')
 set -euo pipefail
@@ -13,7 +15,7 @@ ROUNDS=${ROUNDS:-3}
 V=$(head -c 256 /dev/zero | tr '\0' v)
 ETCDCTL_API=3 etcdctl --endpoints="$SE" put foo "$V" >/dev/null
 ETCDCTL_API=3 etcdctl --endpoints="$EE" put foo "$V" >/dev/null
-cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+cpu() { local t=0 p; for p in ${1//,/ }; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
 run() { # row name endpoint pid args...
   local row=$1 name=$2 ep=$3 pid=$4; shift 4
   local t0 t1 out
