@@ -13,6 +13,7 @@
 //! - [`apply`]: committed entries into the MVCC store, atomically with the
 //!   consistent index, one file per request family;
 //! - [`state`]: what the applier and the services share;
+//! - [`leadership`]: MoveLeader (raft's leader transfer);
 //! - [`lease`]: the lessor; [`membership`]: the members and their URLs;
 //! - [`peer`]: raft traffic between members (transport and service);
 //! - [`serve`]: listeners and service registration;
@@ -32,6 +33,7 @@ pub mod convert;
 pub mod corrupt;
 pub mod duties;
 pub mod errors;
+pub mod leadership;
 pub mod lease;
 pub mod membership;
 pub mod peer;

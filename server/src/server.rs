@@ -16,13 +16,11 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use strata_engine::mvcc as m;
 use strata_proto::etcdserverpb as pb;
-use strata_proto::peerpb::{self, peer_client::PeerClient};
 use tokio::sync::{oneshot, watch};
 
 use crate::bootstrap::{bootstrap, Bootstrapped};
 use crate::config::Config;
 use crate::errors::EtcdError;
-use crate::lease::LeaseInfo;
 use crate::membership::Membership;
 use crate::peer::PeerClients;
 use crate::raftnode::Input;
@@ -157,7 +155,7 @@ impl EtcdServer {
         self.shared.header(self.store().revision())
     }
 
-    fn send(&self, i: Input) -> Result<(), EtcdError> {
+    pub(crate) fn send(&self, i: Input) -> Result<(), EtcdError> {
         self.raft_tx.send(i).map_err(|_| EtcdError::Stopped)
     }
 
@@ -171,187 +169,6 @@ impl EtcdServer {
             .collect()
     }
 
-    /// Publishes this member's name and client URLs through raft (retried
-    /// until it is applied or the member stops), as etcd's members do when
-    /// they start; then logs what etcd logs.
-    pub async fn publish(&self) {
-        let req = pb::MemberAttrRequest {
-            member_id: self.member_id(),
-            name: self.cfg.name.clone(),
-            client_urls: self.client_urls(),
-        };
-        loop {
-            match self.propose(req.clone()).await {
-                Ok(_) => {
-                    tracing::info!(
-                        member = format!("{:x}", self.member_id()),
-                        name = %self.cfg.name,
-                        client_urls = ?req.client_urls,
-                        "published local member to cluster through raft"
-                    );
-                    tracing::info!(cluster_version = "3.5", "enabled capabilities for version");
-                    return;
-                }
-                Err(e) => {
-                    if self.stopping.load(Ordering::Acquire) {
-                        return;
-                    }
-                    tracing::warn!(error = %e, "publishing the local member failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    }
-
-    /// A keep-alive on this member, the leader: the TTL, or 0 for a lease
-    /// that does not exist (etcd's answer). A lease granted just before
-    /// must be applied here first, hence the barrier.
-    pub async fn lease_renew_here(&self, id: i64) -> Result<i64, EtcdError> {
-        self.read_barrier().await?;
-        match self.shared.lessor.renew(id) {
-            Ok(ttl) => Ok(ttl),
-            Err(EtcdError::LeaseNotFound) => Ok(0),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// A peer header for a call to member `to`.
-    pub(crate) fn peer_header(&self, to: u64) -> peerpb::PeerHeader {
-        peerpb::PeerHeader {
-            cluster_id: self.shared.cluster_id,
-            from: self.member_id(),
-            to,
-        }
-    }
-
-    /// Runs `call` on the leader: here if this member leads, else through
-    /// the peer channel; a leader change or a missing leader is waited out
-    /// (up to the request timeout), as etcd's lease forwarding does.
-    async fn on_leader<T, Here, HereFut, There, ThereFut>(
-        &self,
-        here: Here,
-        there: There,
-    ) -> Result<T, EtcdError>
-    where
-        Here: Fn() -> HereFut,
-        HereFut: std::future::Future<Output = Result<T, EtcdError>>,
-        There: Fn(PeerClient<tonic::transport::Channel>, peerpb::PeerHeader) -> ThereFut,
-        ThereFut: std::future::Future<Output = Result<T, tonic::Status>>,
-    {
-        let deadline = Instant::now() + self.request_timeout();
-        loop {
-            self.check_running()?;
-            let leader = self.shared.status.leader.load(Ordering::Acquire);
-            if leader == self.member_id() {
-                return here().await;
-            }
-            if leader != 0 {
-                if let Some(client) = self.peers.get(&self.membership, leader) {
-                    match there(client, self.peer_header(leader)).await {
-                        Ok(v) => return Ok(v),
-                        Err(s) => tracing::debug!(
-                            leader = format!("{leader:x}"),
-                            error = %s.message(),
-                            "forwarding to the leader"
-                        ),
-                    }
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(if leader == 0 {
-                    EtcdError::NoLeader
-                } else {
-                    EtcdError::Timeout
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A lease keep-alive, answered by the leader's lessor (forwarded from
-    /// a follower): the TTL, 0 for an unknown lease.
-    pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
-        self.on_leader(
-            || self.lease_renew_here(id),
-            |mut c, header| async move {
-                let r = c
-                    .lease_keep_alive(peerpb::LeaseRenew {
-                        header: Some(header),
-                        id,
-                    })
-                    .await?;
-                Ok(r.into_inner().ttl)
-            },
-        )
-        .await
-    }
-
-    /// A lease's time to live as the leader's lessor knows it (None: no
-    /// such lease).
-    pub async fn lease_time_to_live(
-        &self,
-        id: i64,
-        keys: bool,
-    ) -> Result<Option<LeaseInfo>, EtcdError> {
-        self.on_leader(
-            || async move {
-                self.read_barrier().await?;
-                Ok(self.shared.lessor.info(id, keys))
-            },
-            |mut c, header| async move {
-                let a = c
-                    .lease_time_to_live(peerpb::LeaseAsk {
-                        header: Some(header),
-                        id,
-                        keys,
-                    })
-                    .await?
-                    .into_inner();
-                Ok(a.found.then_some(LeaseInfo {
-                    id,
-                    granted_ttl: a.granted_ttl,
-                    ttl: a.ttl,
-                    keys: a.keys,
-                }))
-            },
-        )
-        .await
-    }
-
-    /// MoveLeader: this member, the leader, hands leadership to `target`
-    /// and waits (polling every heartbeat, up to the request timeout) until
-    /// it has it, as etcd's MoveLeader does.
-    pub async fn move_leader(&self, target: u64) -> Result<(), EtcdError> {
-        if !self.is_leader() {
-            return Err(EtcdError::NotLeader);
-        }
-        if !self.membership.contains(target) {
-            return Err(EtcdError::BadLeaderTransferee);
-        }
-        let me = self.member_id();
-        tracing::info!(
-            local = format!("{me:x}"),
-            transferee = format!("{target:x}"),
-            "leadership transfer starting"
-        );
-        let started = Instant::now();
-        self.send(Input::TransferLeader(target))?;
-        let every = Duration::from_millis(self.cfg.heartbeat_interval.max(1));
-        while self.shared.status.leader.load(Ordering::Acquire) != target {
-            if started.elapsed() > self.request_timeout() {
-                return Err(EtcdError::TimeoutLeaderTransfer);
-            }
-            tokio::time::sleep(every).await;
-        }
-        tracing::info!(
-            old_leader = format!("{me:x}"),
-            new_leader = format!("{target:x}"),
-            took = ?started.elapsed(),
-            "leadership transfer finished"
-        );
-        Ok(())
-    }
-
     /// Hands a message from a peer to raft.
     pub fn step(&self, m: raft::eraftpb::Message) -> Result<(), EtcdError> {
         self.send(Input::Step(Box::new(m)))
@@ -363,12 +180,12 @@ impl EtcdServer {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         // etcd: 5 s plus two election timeouts.
         Duration::from_secs(5) + Duration::from_millis(2 * self.cfg.election_timeout)
     }
 
-    fn check_running(&self) -> Result<(), EtcdError> {
+    pub(crate) fn check_running(&self) -> Result<(), EtcdError> {
         if self.shared.status.failed.load(Ordering::Acquire)
             || self.stopping.load(Ordering::Acquire)
         {

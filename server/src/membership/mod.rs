@@ -13,6 +13,8 @@
 //! - Stored value: the etcdserverpb `Member` message; key: the id, 8 bytes
 //!   big-endian.
 
+pub mod publish;
+
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod forward;
 pub mod service;
 pub mod transport;
 
