@@ -42,6 +42,9 @@ pub struct PeerTransport {
     rt: tokio::runtime::Handle,
     queues: HashMap<u64, mpsc::Sender<Vec<Message>>>,
     reports: Arc<Mutex<Vec<TransportReport>>>,
+    /// When each peer's need of a snapshot was last logged (raft retries
+    /// about once a heartbeat; the log says it every 10 s).
+    snapshot_warned: HashMap<u64, std::time::Instant>,
 }
 
 impl PeerTransport {
@@ -58,6 +61,7 @@ impl PeerTransport {
             rt,
             queues: HashMap::new(),
             reports: Arc::default(),
+            snapshot_warned: HashMap::new(),
         }
     }
 
@@ -96,15 +100,22 @@ impl Transport for PeerTransport {
         let mut by_peer: HashMap<u64, Vec<Message>> = HashMap::new();
         for m in msgs {
             if m.msg_type == MessageType::MsgSnapshot {
-                tracing::warn!(
-                    to = format!("{:x}", m.to),
-                    index = m
-                        .snapshot
-                        .as_ref()
-                        .and_then(|s| s.metadata.as_ref())
-                        .map_or(0, |md| md.index),
-                    "a follower needs a db snapshot, which strata cannot send yet; it stays behind"
-                );
+                let due = self
+                    .snapshot_warned
+                    .get(&m.to)
+                    .is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
+                if due {
+                    self.snapshot_warned.insert(m.to, std::time::Instant::now());
+                    tracing::warn!(
+                        to = format!("{:x}", m.to),
+                        index = m
+                            .snapshot
+                            .as_ref()
+                            .and_then(|s| s.metadata.as_ref())
+                            .map_or(0, |md| md.index),
+                        "a follower needs a db snapshot, which strata cannot send yet; it stays behind"
+                    );
+                }
                 self.report(TransportReport::SnapshotFailed(m.to));
                 continue;
             }
