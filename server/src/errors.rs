@@ -52,6 +52,10 @@ pub enum EtcdError {
     NoLeader,
     #[error("etcdserver: request timed out")]
     Timeout,
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
     #[error("etcdserver: server stopped")]
     Stopped,
     #[error("etcdserver: corrupt cluster")]
@@ -72,7 +76,12 @@ impl EtcdError {
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExist | NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
-            NoLeader | Timeout | Stopped | TimeoutLeaderTransfer => Code::Unavailable,
+            NoLeader
+            | Timeout
+            | TimeoutDueToLeaderFail
+            | LeaderChanged
+            | Stopped
+            | TimeoutLeaderTransfer => Code::Unavailable,
             Corrupt => Code::DataLoss,
             Internal(_) => Code::Unknown,
         }

@@ -215,13 +215,28 @@ impl EtcdServer {
             self.shared.waiters.cancel(id);
             return Err(e);
         }
+        let started = crate::raftnode::now_ms();
         match tokio::time::timeout(self.request_timeout(), rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(EtcdError::Stopped),
             Err(_) => {
                 self.shared.waiters.cancel(id);
-                Err(EtcdError::Timeout)
+                Err(self.timeout_error(started))
             }
+        }
+    }
+
+    /// etcd's timeout errors: a request that started in the window where
+    /// the previous leader was lost (two election timeouts before the
+    /// current leader became known) timed out "possibly due to previous
+    /// leader failure"; any other timed out plainly.
+    fn timeout_error(&self, started_ms: u64) -> EtcdError {
+        let elected = self.shared.status.leader_since_ms.load(Ordering::Acquire);
+        let lost = elected.saturating_sub(2 * self.cfg.election_timeout);
+        if elected != 0 && started_ms > lost && started_ms < elected {
+            EtcdError::TimeoutDueToLeaderFail
+        } else {
+            EtcdError::Timeout
         }
     }
 
@@ -234,7 +249,11 @@ impl EtcdServer {
         let deadline = self.request_timeout();
         let index = match tokio::time::timeout(deadline, rx).await {
             Ok(Ok(i)) => i,
-            Ok(Err(_)) => return Err(EtcdError::NoLeader),
+            // The round was dropped: this member's leader changed.
+            Ok(Err(_)) => {
+                self.check_running()?;
+                return Err(EtcdError::LeaderChanged);
+            }
             Err(_) => return Err(EtcdError::Timeout),
         };
         let mut w = self.applied_rx.clone();

@@ -181,6 +181,14 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let before_kill = acked.lock().unwrap().len();
     c.members[leader].kill9();
+    // A write sent right after the kill through a follower that still
+    // believes in the dead leader: it succeeds, or fails with etcd's
+    // errors for this case, never a plain timeout.
+    let probe_url = survivors[0].clone();
+    let probe = tokio::spawn(async move {
+        let mut client = Client::connect([probe_url], None).await.expect("connect");
+        tokio::time::timeout(Duration::from_secs(20), client.put("probe", "1", None)).await
+    });
     // Writes go on through the new leader.
     let resumed = wait_for(15, || {
         (acked.lock().unwrap().len() > before_kill + 50).then_some(())
@@ -193,6 +201,24 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
         resumed.is_some(),
         "writes did not resume after the leader died"
     );
+    match probe
+        .await
+        .unwrap()
+        .expect("the probe write ends within 20 s")
+    {
+        Ok(_) => {}
+        Err(etcd_client::Error::GRpcStatus(s)) => assert!(
+            [
+                "etcdserver: request timed out, possibly due to previous leader failure",
+                "etcdserver: no leader",
+                "etcdserver: leader changed",
+            ]
+            .contains(&s.message()),
+            "a write lost with the leader failed with {:?}",
+            s.message()
+        ),
+        Err(e) => panic!("the probe write failed with {e}"),
+    }
     let acked: HashMap<String, String> = acked.lock().unwrap().iter().cloned().collect();
     assert!(before_kill > 0, "no write was acknowledged before the kill");
 

@@ -111,6 +111,16 @@ pub struct NodeStatus {
     pub applied: AtomicU64,
     /// The raft thread stopped after a storage failure: no more writes.
     pub failed: AtomicBool,
+    /// When the current leader became known (ms since the Unix epoch; 0:
+    /// never), for etcd's "possibly due to previous leader failure".
+    pub leader_since_ms: AtomicU64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub struct NodeConfig {
@@ -264,6 +274,11 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                 last_leader = ss.leader_id;
                 was_leader = is_leader;
                 self.status.leader.store(ss.leader_id, Ordering::Release);
+                if ss.leader_id != 0 {
+                    self.status
+                        .leader_since_ms
+                        .store(now_ms(), Ordering::Release);
+                }
                 self.sm.role_changed(ss.leader_id, term, is_leader);
                 if !is_leader {
                     // Reads waiting on a round this member can no longer
