@@ -14,9 +14,15 @@ use std::time::Duration;
 use common::{free_port, wait_for, Server};
 use etcd_client::{Client, GetOptions};
 
+/// One cluster at a time: three members per test on two cores, with the
+/// tests of this file running in parallel, would turn elections and
+/// timeouts into a measure of the machine's load.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 struct Cluster {
     members: Vec<Server>,
     _dir: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
@@ -28,6 +34,11 @@ impl Cluster {
     }
 
     fn start_with(extra: &[&str]) -> Cluster {
+        // A test that failed while holding the lock poisons it; the next
+        // one may still run.
+        let turn = ONE_CLUSTER_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let peers: Vec<String> = (0..3)
             .map(|_| format!("http://127.0.0.1:{}", free_port()))
@@ -62,7 +73,11 @@ impl Cluster {
         for m in &mut members {
             m.wait_ready();
         }
-        Cluster { members, _dir: dir }
+        Cluster {
+            members,
+            _dir: dir,
+            _turn: turn,
+        }
     }
 
     /// Index of the member that reports itself leader (waits up to 10 s).
@@ -468,8 +483,20 @@ async fn reads_and_writes_stay_linearizable_across_a_leader_kill() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
+    let killed_at = now();
     c.members[leader].kill9();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Run on until 50 operations completed after the kill (at most 20 s).
+    let enough = {
+        let history = history.clone();
+        wait_for(20, move || {
+            let h = history.lock().unwrap();
+            (h.iter()
+                .filter(|e| e.invoke > killed_at && e.ret.is_some())
+                .count()
+                >= 50)
+                .then_some(())
+        })
+    };
     stop.store(true, std::sync::atomic::Ordering::Release);
     for t in tasks {
         let _ = t.await;
@@ -477,11 +504,11 @@ async fn reads_and_writes_stay_linearizable_across_a_leader_kill() {
     let h = history.lock().unwrap().clone();
     let after_kill = h
         .iter()
-        .filter(|e| e.invoke > 900_000 && e.ret.is_some())
+        .filter(|e| e.invoke > killed_at && e.ret.is_some())
         .count();
     assert!(
-        after_kill > 20,
-        "too few operations after the kill: {after_kill}"
+        enough.is_some(),
+        "only {after_kill} operations completed in the 20 s after the kill"
     );
     linearizable::check(&h).unwrap_or_else(|e| panic!("{e} ({} operations)", h.len()));
     eprintln!(
@@ -538,12 +565,17 @@ async fn clients_with_every_endpoint_survive_the_death_of_one_member() {
         ok, 100,
         "puts failed five times in a row after a member died"
     );
-    let got = client
-        .get(
-            "after/",
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        )
-        .await
-        .expect("a read after the kill");
-    assert_eq!(got.count(), ok);
+    let mut count = None;
+    for _attempt in 0..5 {
+        let opts = GetOptions::new().with_prefix().with_count_only();
+        if let Ok(got) = client.get("after/", Some(opts)).await {
+            count = Some(got.count());
+            break;
+        }
+    }
+    assert_eq!(
+        count,
+        Some(ok),
+        "a read after the kill (retried like the puts)"
+    );
 }
