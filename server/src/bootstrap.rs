@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::apply::{self, meta, Applier};
 use crate::config::Config;
 use crate::lease::Lessor;
-use crate::membership::{self, member_id, Member, Membership};
+use crate::membership::{self, Member, Membership};
 use crate::peer::PeerTransport;
 use crate::raftnode::storage::LogStore;
 use crate::raftnode::{Node, NodeConfig, NodeStatus};
@@ -39,7 +39,6 @@ pub struct Bootstrapped {
     pub initialized: bool,
     /// The applied index, as raft's thread publishes it.
     pub applied_rx: watch::Receiver<u64>,
-    pub peer_urls: Vec<String>,
 }
 
 fn has_wal(dir: &std::path::Path) -> bool {
@@ -65,7 +64,6 @@ fn open_or_create_wal(
     wal_dir: &std::path::Path,
     mark: Option<SnapshotMark>,
     members: &[Member],
-    me: u64,
 ) -> anyhow::Result<OpenedWal> {
     if has_wal(wal_dir) {
         let at = mark.clone().unwrap_or_default();
@@ -85,6 +83,13 @@ fn open_or_create_wal(
     if cfg.initial_cluster_state == crate::config::ClusterState::Existing {
         anyhow::bail!("--initial-cluster-state=existing needs a data dir with a WAL (joining a cluster arrives with multi-member support)");
     }
+    // This member, by its name (config validation made sure the initial
+    // cluster names it).
+    let me = members
+        .iter()
+        .find(|m| m.name == cfg.name)
+        .map(|m| m.id)
+        .ok_or_else(|| anyhow::anyhow!("{:?} is not in the initial cluster", cfg.name))?;
     let metadata = Metadata {
         member_id: me,
         cluster_id: membership::cluster_id_of(members),
@@ -137,16 +142,13 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
     // The members: the db's once it has them (a restart ignores the
     // --initial-* flags, as etcd does), else --initial-cluster's.
     let mut members = membership::load(&backend)?;
-    let peer_urls = cfg.own_peer_urls()?;
-    let me_new = member_id(&peer_urls, &cfg.initial_cluster_token);
     if members.is_empty() {
         members =
             membership::from_initial_cluster(&cfg.initial_cluster(), &cfg.initial_cluster_token)?;
         membership::store(&backend, &members)?;
     }
     let initialized = has_wal(&wal_dir);
-    let OpenedWal { wal, recovered, at } =
-        open_or_create_wal(cfg, &wal_dir, mark, &members, me_new)?;
+    let OpenedWal { wal, recovered, at } = open_or_create_wal(cfg, &wal_dir, mark, &members)?;
     let md = recovered.metadata;
     let membership = Arc::new(Membership::new(members));
 
@@ -199,7 +201,6 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
         shared,
         node,
         applied_rx,
-        peer_urls,
         membership,
         initialized,
     })

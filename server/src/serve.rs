@@ -38,10 +38,7 @@ pub async fn run(
     for l in bind_peers(&srv).await? {
         tasks.push(serve_peer(&srv, l, stop_tx.subscribe())?);
     }
-    if srv.cfg.experimental_initial_corrupt_check
-        && srv.initialized
-        && srv.membership.list().len() > 1
-    {
+    if srv.cfg.experimental_initial_corrupt_check && srv.initialized && srv.membership.count() > 1 {
         if let Err(e) = srv.initial_corrupt_check().await {
             let _ = stop_tx.send(());
             let s = srv.clone();
@@ -165,7 +162,7 @@ fn require_leader(
 /// other members to hear from. A lone member binds none, so one-member
 /// clusters (tests among them) never compete for a peer port.
 async fn bind_peers(srv: &EtcdServer) -> anyhow::Result<Vec<TcpListener>> {
-    if srv.membership.list().len() < 2 {
+    if srv.membership.count() < 2 {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();

@@ -42,7 +42,6 @@ pub struct EtcdServer {
     next_id: AtomicU64,
     raft_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) stopping: Arc<AtomicBool>,
-    pub peer_urls: Vec<String>,
     pub membership: Arc<Membership>,
     /// Channels to other members, for calls outside raft.
     pub(crate) peers: PeerClients,
@@ -67,7 +66,6 @@ impl EtcdServer {
             shared,
             node,
             applied_rx,
-            peer_urls,
             membership,
             initialized,
         } = bootstrap(&cfg)?;
@@ -92,10 +90,7 @@ impl EtcdServer {
                     }
                 })?;
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let now_ms = crate::raftnode::now_ms();
         let srv = Arc::new(EtcdServer {
             cfg,
             shared,
@@ -106,7 +101,6 @@ impl EtcdServer {
             ),
             raft_thread: Mutex::new(Some(raft_thread)),
             stopping,
-            peer_urls,
             membership,
             peers: PeerClients::default(),
             initialized,
@@ -159,14 +153,11 @@ impl EtcdServer {
         self.raft_tx.send(i).map_err(|_| EtcdError::Stopped)
     }
 
-    /// This member's advertised client URLs.
+    /// This member's advertised client URLs, as given (checked at start).
     pub fn client_urls(&self) -> Vec<String> {
-        self.cfg
-            .advertise_client_urls
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
+        crate::config::urls::parse_urls("advertise-client-urls", &self.cfg.advertise_client_urls)
+            .map(|us| us.into_iter().map(|u| u.raw).collect())
+            .unwrap_or_default()
     }
 
     /// Hands a message from a peer to raft.

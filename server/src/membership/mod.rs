@@ -151,7 +151,15 @@ impl Membership {
     }
 
     pub fn contains(&self, id: u64) -> bool {
-        self.get(id).is_some()
+        self.members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+
+    /// How many members the cluster has.
+    pub fn count(&self) -> usize {
+        self.members.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Sets a member's client URLs (its published attributes); false if it

@@ -50,20 +50,6 @@ pub enum TransportReport {
     SnapshotFailed(u64),
 }
 
-/// A member alone in its cluster: there is nobody to send to.
-pub struct NoPeers;
-
-impl Transport for NoPeers {
-    fn send(&mut self, msgs: Vec<Message>) {
-        if !msgs.is_empty() {
-            tracing::warn!(
-                count = msgs.len(),
-                "raft messages with no peer to carry them"
-            );
-        }
-    }
-}
-
 /// What the member applies committed entries to.
 pub trait StateMachine: Send {
     /// Applies one committed normal entry (empty ones included). An error
