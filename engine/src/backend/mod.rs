@@ -287,8 +287,6 @@ impl Backend {
     /// is pending) and returns its size and SHA-256.
     pub fn snapshot(&self, w: &mut dyn std::io::Write) -> Result<(u64, [u8; 32])> {
         use sha2::Digest;
-        self.force_commit()?;
-        let rx = self.inner.db().begin_read();
         struct Hashing<'a> {
             w: &'a mut dyn std::io::Write,
             h: sha2::Sha256,
@@ -307,8 +305,15 @@ impl Backend {
             w,
             h: sha2::Sha256::new(),
         };
-        let size = rx.write_snapshot(&mut hw)?;
+        let size = self.write_consistent(&mut hw)?;
         Ok((size, hw.h.finalize().into()))
+    }
+
+    /// Commits what is pending, then writes a copy of the whole database as
+    /// of that commit; returns its size.
+    fn write_consistent(&self, w: &mut dyn std::io::Write) -> Result<u64> {
+        self.force_commit()?;
+        self.inner.db().begin_read().write_snapshot(w)
     }
 
     /// The CRC-32C (Castagnoli) of a consistent copy of the whole database
@@ -325,10 +330,8 @@ impl Backend {
                 Ok(())
             }
         }
-        self.force_commit()?;
-        let rx = self.inner.db().begin_read();
         let mut c = Crc(0);
-        rx.write_snapshot(&mut c)?;
+        self.write_consistent(&mut c)?;
         Ok(c.0)
     }
 }
