@@ -8,13 +8,11 @@
 //! then raft stops and the backend commits what was applied.
 
 use std::future::Future;
-
-use strata_proto::etcdserverpb as pb;
-use tokio::net::TcpListener;
-
 use std::sync::Arc;
 
+use strata_proto::etcdserverpb as pb;
 use strata_proto::peerpb;
+use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::api;
@@ -40,9 +38,7 @@ pub async fn run(
     }
     if srv.cfg.experimental_initial_corrupt_check && srv.initialized && srv.membership.count() > 1 {
         if let Err(e) = srv.initial_corrupt_check().await {
-            let _ = stop_tx.send(());
-            let s = srv.clone();
-            tokio::task::spawn_blocking(move || s.stop()).await?;
+            stop(&srv, &stop_tx, tasks).await?;
             return Err(e);
         }
     }
@@ -55,10 +51,7 @@ pub async fn run(
     };
     if let Err(e) = ready {
         tracing::info!(error = %e, "stopping before the member became ready");
-        let _ = stop_tx.send(());
-        let s = srv.clone();
-        tokio::task::spawn_blocking(move || s.stop()).await?;
-        return Ok(());
+        return stop(&srv, &stop_tx, tasks).await;
     }
     // tonic's cap sits above etcd's limit so that the KV service's own check
     // (grpc-go's status and message) is what clients see; the cap still
@@ -129,13 +122,24 @@ pub async fn run(
     }
     shutdown.await;
     tracing::info!("received shutdown; stopping");
+    stop(&srv, &stop_tx, tasks).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Stops the listeners (`tasks` get up to 5 s each to finish what they
+/// serve), then raft and the storage.
+async fn stop<T>(
+    srv: &Arc<EtcdServer>,
+    stop_tx: &tokio::sync::broadcast::Sender<()>,
+    tasks: Vec<tokio::task::JoinHandle<T>>,
+) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     for t in tasks {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
     }
     let s = srv.clone();
     tokio::task::spawn_blocking(move || s.stop()).await?;
-    tracing::info!("stopped");
     Ok(())
 }
 
