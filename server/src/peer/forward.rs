@@ -26,6 +26,17 @@ impl EtcdServer {
         }
     }
 
+    /// A lease's time to live on this member, the leader (after the
+    /// barrier, for the same reason as a keep-alive).
+    pub async fn lease_time_to_live_here(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> Result<Option<LeaseInfo>, EtcdError> {
+        self.read_barrier().await?;
+        Ok(self.shared.lessor.info(id, keys))
+    }
+
     /// A peer header for a call to member `to`.
     pub(crate) fn peer_header(&self, to: u64) -> peerpb::PeerHeader {
         peerpb::PeerHeader {
@@ -105,10 +116,7 @@ impl EtcdServer {
         keys: bool,
     ) -> Result<Option<LeaseInfo>, EtcdError> {
         self.on_leader(
-            || async move {
-                self.read_barrier().await?;
-                Ok(self.shared.lessor.info(id, keys))
-            },
+            || self.lease_time_to_live_here(id, keys),
             |mut c, header| async move {
                 let a = c
                     .lease_time_to_live(peerpb::LeaseAsk {

@@ -111,9 +111,8 @@ impl p::peer_server::Peer for PeerService {
         let r = req.into_inner();
         self.check(r.header.as_ref())?;
         self.leader_only()?;
-        self.srv.read_barrier().await?;
         Ok(Response::new(
-            match self.srv.shared.lessor.info(r.id, r.keys) {
+            match self.srv.lease_time_to_live_here(r.id, r.keys).await? {
                 Some(i) => p::LeaseAnswer {
                     found: true,
                     ttl: i.ttl,
