@@ -56,16 +56,17 @@ struct OpenedWal {
     at: SnapshotMark,
 }
 
-/// Opens the WAL at the db's marker `mark`, or creates it for a new
-/// cluster of `members` with a bootstrap marker (index 0) naming them as
-/// voters; `me` is this member in a new cluster.
+/// Opens the WAL at the db's marker `mark` (`initialized`: the directory
+/// holds one), or creates it for a new cluster of `members` with a
+/// bootstrap marker (index 0) naming them as voters.
 fn open_or_create_wal(
     cfg: &Config,
     wal_dir: &std::path::Path,
     mark: Option<SnapshotMark>,
     members: &[Member],
+    initialized: bool,
 ) -> anyhow::Result<OpenedWal> {
-    if has_wal(wal_dir) {
+    if initialized {
         let at = mark.clone().unwrap_or_default();
         let (wal, recovered) = Wal::open(wal_dir, &at, WalOptions::default())
             .with_context(|| format!("opening the WAL in {}", wal_dir.display()))?;
@@ -148,7 +149,8 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
         membership::store(&backend, &members)?;
     }
     let initialized = has_wal(&wal_dir);
-    let OpenedWal { wal, recovered, at } = open_or_create_wal(cfg, &wal_dir, mark, &members)?;
+    let OpenedWal { wal, recovered, at } =
+        open_or_create_wal(cfg, &wal_dir, mark, &members, initialized)?;
     let md = recovered.metadata;
     let membership = Arc::new(Membership::new(members));
 
