@@ -325,3 +325,154 @@ fn a_compacted_start_revision_cancels_the_watcher() {
     );
     assert_eq!(ws.progress(id), Some(11));
 }
+
+/// A store whose backend file is replaced by a copy of a store further
+/// ahead (a follower installing the leader's snapshot): reads, the
+/// revision and the index are the new file's, and a watcher that was
+/// caught up gets every event the new file holds after its revision, in
+/// order, once; a watcher whose next revision the new file compacted away
+/// is cancelled with the compact revision.
+#[test]
+fn replacing_the_file_moves_reads_and_watchers_to_it() {
+    let put = |ws: &WatchableStore, k: &[u8], v: u32| {
+        ws.store()
+            .put(&PutRequest {
+                key: k.to_vec(),
+                value: v.to_be_bytes().to_vec(),
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    let behind_dir = tempfile::tempdir().unwrap();
+    let ahead_dir = tempfile::tempdir().unwrap();
+    let behind = open(behind_dir.path());
+    let ahead = open(ahead_dir.path());
+    // The same first 5 revisions on both; then only `ahead` goes on.
+    for i in 0..5 {
+        put(&behind, b"k", i);
+        put(&ahead, b"k", i);
+    }
+    for i in 5..40 {
+        put(&ahead, if i % 2 == 0 { b"k" } else { b"j" }, i);
+    }
+    let (_, caught_up) = behind.watch(&WatchRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    });
+    let (_, from_two) = behind.watch(&WatchRequest {
+        key: b"k".to_vec(),
+        start_revision: 2,
+        ..Default::default()
+    });
+    behind.sync().unwrap();
+    let early: Vec<i64> = from_two
+        .try_iter()
+        .flat_map(|r| r.events.into_iter().map(|e| e.kv.mod_revision))
+        .collect();
+    assert_eq!(early, vec![2, 3, 4, 5, 6]);
+    ahead.store().compact(30).unwrap();
+    let copy = behind_dir.path().join("incoming.db");
+    let mut f = std::fs::File::create(&copy).unwrap();
+    ahead.store().backend().snapshot(&mut f).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+
+    let mut swapped = false;
+    behind
+        .store()
+        .backend()
+        .replace_with(&copy, || swapped = true)
+        .unwrap();
+    assert!(swapped);
+    behind.reload().unwrap();
+    assert_eq!(behind.store().revision(), ahead.store().revision());
+    assert_eq!(behind.store().compact_revision(), 30);
+    let got = behind
+        .store()
+        .range(&RangeRequest {
+            key: b"j".to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(got.kvs.len(), 1);
+    assert_eq!(got.kvs[0].mod_revision, 41);
+
+    // Caught up at revision 6, behind the new file's compaction at 30:
+    // cancelled, with the compact revision.
+    behind.sync().unwrap();
+    let r: Vec<WatchResponse> = caught_up.try_iter().collect();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].canceled);
+    assert_eq!(r[0].compact_revision, 30);
+    let _ = from_two;
+
+    // A watcher synced on the new file gets the new writes; writes after
+    // the swap land in the new file, which survives a reopen.
+    let (_, later) = behind.watch(&WatchRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    });
+    put(&behind, b"k", 99);
+    let r = later.try_recv().unwrap();
+    assert_eq!(r.events[0].kv.mod_revision, 42);
+    behind.store().backend().force_commit().unwrap();
+    drop(later);
+    drop(behind);
+    // The background sync thread lets go of the store within 100 ms.
+    let cfg = BackendConfig {
+        no_sync: true,
+        ..BackendConfig::new(behind_dir.path().join("db"))
+    };
+    let mut reopened = None;
+    for _ in 0..100 {
+        match Backend::open(cfg.clone()) {
+            Ok(b) => {
+                reopened = Some(Store::open(b).unwrap());
+                break;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    assert_eq!(reopened.expect("reopened").revision(), 42);
+}
+
+/// Without a compaction in the way, a caught-up watcher gets exactly the
+/// events of the revisions it missed, from the new file.
+#[test]
+fn a_caught_up_watcher_gets_what_the_new_file_adds() {
+    let behind_dir = tempfile::tempdir().unwrap();
+    let ahead_dir = tempfile::tempdir().unwrap();
+    let behind = open(behind_dir.path());
+    let ahead = open(ahead_dir.path());
+    let put = |ws: &WatchableStore, v: u32| {
+        ws.store()
+            .put(&PutRequest {
+                key: b"k".to_vec(),
+                value: v.to_be_bytes().to_vec(),
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    put(&behind, 0);
+    put(&ahead, 0);
+    let (_, rx) = behind.watch(&WatchRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    });
+    for i in 1..20 {
+        put(&ahead, i);
+    }
+    let copy = behind_dir.path().join("incoming.db");
+    let mut f = std::fs::File::create(&copy).unwrap();
+    ahead.store().backend().snapshot(&mut f).unwrap();
+    drop(f);
+    behind.store().backend().replace_with(&copy, || {}).unwrap();
+    behind.reload().unwrap();
+    put(&behind, 20);
+    behind.sync().unwrap();
+    let seen: Vec<i64> = rx
+        .try_iter()
+        .flat_map(|r| r.events.into_iter().map(|e| e.kv.mod_revision))
+        .collect();
+    assert_eq!(seen, (3..=22).collect::<Vec<i64>>());
+}

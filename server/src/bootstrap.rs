@@ -14,11 +14,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use prost::Message;
-use strata_engine::backend::{Backend, BackendConfig, Bucket};
+use strata_engine::backend::{Backend, BackendConfig};
 use strata_engine::mvcc::{Store, WatchableStore};
 use strata_engine::wal::{self, Metadata, SnapshotMark, Wal, WalOptions};
-use strata_proto::etcdserverpb as pb;
 use tokio::sync::watch;
 
 use crate::apply::{self, meta, Applier};
@@ -28,6 +26,7 @@ use crate::membership::{self, Member, Membership};
 use crate::peer::PeerTransport;
 use crate::raftnode::storage::LogStore;
 use crate::raftnode::{Node, NodeConfig, NodeStatus};
+use crate::snapdir;
 use crate::state::{Shared, Waiters};
 
 /// A member opened from its data dir, not yet running.
@@ -130,6 +129,7 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
     std::fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
     std::fs::create_dir_all(member_dir.join("snap"))?;
     let db_path = member_dir.join("db");
+    finish_interrupted_install(&member_dir, &db_path)?;
     let mut bcfg = BackendConfig::new(db_path.clone());
     bcfg.batch_interval = cfg.backend_batch_interval;
     bcfg.batch_limit = cfg.backend_batch_limit.max(1);
@@ -165,7 +165,7 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
         member_id: md.member_id,
         status: status.clone(),
     });
-    restore_leases_and_alarms(&shared, leased_keys)?;
+    shared.restore_leases_and_alarms(leased_keys)?;
 
     let cells = Arc::new(apply::IndexCells::default());
     cells.index.store(ci, Ordering::Release);
@@ -190,6 +190,7 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
         membership.clone(),
         tokio::runtime::Handle::try_current()
             .map_err(|_| anyhow::anyhow!("a member starts inside a tokio runtime"))?,
+        shared.store.store().backend().clone(),
     );
     let node = Node::new(
         &ncfg,
@@ -208,22 +209,25 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
     })
 }
 
-/// Rebuilds the lessor (leases, their keys) and the alarms from the db;
-/// `leased_keys` are the live keys with a lease, as the store's own restore
-/// found them.
-fn restore_leases_and_alarms(sh: &Shared, leased_keys: Vec<(Vec<u8>, i64)>) -> anyhow::Result<()> {
-    let view = sh.store.store().backend().read();
-    for (_, v) in view.range(Bucket::Lease, &[], &[], 0)? {
-        let l = pb::LeasePb::decode(v.as_slice()).context("lease bucket entry")?;
-        // Restored as granted (minimum TTL rules applied at grant time).
-        let _ = sh.lessor.grant(l.id, l.ttl, l.remaining_ttl);
+/// A snapshot install a crash interrupted is finished, and left-over
+/// snapshot files removed ([`snapdir::recover`]), before the db opens.
+fn finish_interrupted_install(
+    member_dir: &std::path::Path,
+    db_path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let snap_dir = member_dir.join("snap");
+    let any = std::fs::read_dir(&snap_dir).is_ok_and(|mut rd| rd.next().is_some());
+    if !any {
+        return Ok(());
     }
-    for (k, _) in view.range(Bucket::Alarm, &[], &[], 0)? {
-        let a = pb::AlarmMember::decode(k.as_slice()).context("alarm bucket entry")?;
-        sh.alarms().insert((a.member_id, a.alarm));
-    }
-    for (key, lease) in leased_keys {
-        sh.lessor.set_key(&key, lease);
-    }
-    Ok(())
+    let db_mark = if db_path.exists() {
+        let backend = Backend::open(BackendConfig::new(db_path))
+            .with_context(|| format!("opening {}", db_path.display()))?;
+        let mark = meta::read_mark(&backend.read())?.map_or(0, |m| m.index);
+        backend.close()?;
+        mark
+    } else {
+        0
+    };
+    snapdir::recover(member_dir, db_mark)
 }

@@ -192,6 +192,17 @@ impl Lessor {
         ids
     }
 
+    /// Forgets every lease and key (before the leases of a snapshot from the
+    /// leader are restored); primary or not stays as it was.
+    pub fn clear(&self) {
+        let mut g = self.lock();
+        let primary = g.primary;
+        *g = Inner {
+            primary,
+            ..Inner::default()
+        };
+    }
+
     /// Becomes primary: every lease gets a deadline from now.
     pub fn promote(&self) {
         let mut g = self.lock();

@@ -15,7 +15,9 @@
 //! - [`state`]: what the applier and the services share;
 //! - [`leadership`]: MoveLeader (raft's leader transfer);
 //! - [`lease`]: the lessor; [`membership`]: the members and their URLs;
-//! - [`peer`]: raft traffic between members (transport and service);
+//! - [`peer`]: raft traffic between members (transport and service),
+//!   db snapshots to followers; [`snapdir`]: the received snapshot files
+//!   and finishing an install a crash interrupted;
 //! - [`serve`]: listeners and service registration;
 //! - [`api`]: the gRPC services; [`errors`]: etcd's errors, in one place;
 //!   [`convert`]: wire types to engine types.
@@ -40,6 +42,7 @@ pub mod peer;
 pub mod raftnode;
 pub mod serve;
 pub mod server;
+pub mod snapdir;
 pub mod state;
 
 pub use config::Config;

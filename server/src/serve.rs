@@ -196,9 +196,12 @@ fn serve_peer(
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
-            peerpb::peer_server::PeerServer::new(PeerService { srv: srv.clone() })
-                .max_decoding_message_size(MAX_FRAME)
-                .max_encoding_message_size(MAX_FRAME),
+            peerpb::peer_server::PeerServer::new(PeerService {
+                srv: srv.clone(),
+                receiving: Default::default(),
+            })
+            .max_decoding_message_size(MAX_FRAME)
+            .max_encoding_message_size(MAX_FRAME),
         );
     tracing::info!(address = %addr, "serving peer traffic");
     Ok(tokio::spawn(async move {

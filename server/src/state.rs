@@ -154,6 +154,35 @@ impl Shared {
         self.alarms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Rebuilds the lessor (leases, their keys) and the alarms from the db,
+    /// forgetting what they held; `leased_keys` are the live keys with a
+    /// lease, as the store's own restore found them.
+    pub fn restore_leases_and_alarms(
+        &self,
+        leased_keys: Vec<(Vec<u8>, i64)>,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context;
+        use prost::Message;
+        use strata_engine::backend::Bucket;
+        self.lessor.clear();
+        let view = self.store.store().backend().read();
+        for (_, v) in view.range(Bucket::Lease, &[], &[], 0)? {
+            let l = pb::LeasePb::decode(v.as_slice()).context("lease bucket entry")?;
+            // Restored as granted (minimum TTL rules applied at grant time).
+            let _ = self.lessor.grant(l.id, l.ttl, l.remaining_ttl);
+        }
+        let mut alarms = BTreeSet::new();
+        for (k, _) in view.range(Bucket::Alarm, &[], &[], 0)? {
+            let a = pb::AlarmMember::decode(k.as_slice()).context("alarm bucket entry")?;
+            alarms.insert((a.member_id, a.alarm));
+        }
+        *self.alarms() = alarms;
+        for (key, lease) in leased_keys {
+            self.lessor.set_key(&key, lease);
+        }
+        Ok(())
+    }
+
     pub fn nospace(&self) -> bool {
         self.alarms()
             .iter()

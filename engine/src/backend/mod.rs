@@ -470,37 +470,7 @@ impl Backend {
             replay(&copy, &journal)?;
             // Closing writes the freelist and syncs everything.
             copy.close()?;
-            std::fs::rename(&tmp, &path)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            let db = Database::open(
-                &path,
-                Options {
-                    no_sync: inner.cfg.no_sync,
-                    ..Options::default()
-                },
-            )?;
-            // The old batch is empty (just committed); end it on the old file.
-            b.tx = None;
-            let (tx, ids) = begin(&db)?;
-            let view = ReadView::new(db.begin_read(), Buffer::default())?;
-            // Old readers may hold the replaced file a while. Its last close
-            // frees the whole unlinked file (blocks and page cache), which
-            // must not land on a reader: a reaper thread holds it until no
-            // one else does, and closes it without writing.
-            let old = inner.db();
-            old.retire();
-            *inner.db.write().unwrap_or_else(|e| e.into_inner()) = db;
-            std::thread::spawn(move || {
-                while old.handles() > 1 {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                drop(old);
-            });
-            b.tx = Some(tx);
-            b.ids = ids;
-            *inner.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+            swap_in(inner, &mut b, &tmp)?;
             Ok(DefragStats {
                 size_before,
                 size_after: std::fs::metadata(&path)?.len(),
@@ -514,6 +484,72 @@ impl Backend {
         }
         res
     }
+}
+
+impl Backend {
+    /// Replaces the whole database with the file `from` (a complete,
+    /// synced database, such as a snapshot received from the raft leader):
+    /// with writers held off, what is pending is committed to the old file,
+    /// `before_swap` runs (nothing can commit from then on until the swap),
+    /// `from` is renamed over the backend's file and the directory synced,
+    /// and readers move to the new file. Open readers keep the old one
+    /// until they finish. A crash before the rename leaves the old file
+    /// whole; after it, the new one.
+    pub fn replace_with(&self, from: &Path, before_swap: impl FnOnce()) -> Result<()> {
+        let inner = &*self.inner;
+        let mut b = lock(&inner.batch);
+        if b.failed {
+            return Err(Error::Poisoned);
+        }
+        publish(inner, &mut b);
+        let res = commit(inner, &mut b).and_then(|()| {
+            before_swap();
+            swap_in(inner, &mut b, from)
+        });
+        if let Err(e) = &res {
+            fail_batch(&mut b, &inner.cfg.path, e);
+        }
+        res
+    }
+}
+
+/// With the batch held and empty (just committed): renames `from` over the
+/// backend's file, syncs the directory, opens the new file and moves the
+/// batch and the readers' view to it.
+fn swap_in(inner: &Inner, b: &mut Batch, from: &Path) -> Result<()> {
+    let path = &inner.cfg.path;
+    std::fs::rename(from, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    let db = Database::open(
+        path,
+        Options {
+            no_sync: inner.cfg.no_sync,
+            ..Options::default()
+        },
+    )?;
+    // End the (empty) batch on the old file.
+    b.tx = None;
+    let (tx, ids) = begin(&db)?;
+    let view = ReadView::new(db.begin_read(), Buffer::default())?;
+    // Old readers may hold the replaced file a while. Its last close frees
+    // the whole unlinked file (blocks and page cache), which must not land
+    // on a reader: a reaper thread holds it until no one else does, and
+    // closes it without writing.
+    let old = inner.db();
+    old.retire();
+    *inner.db.write().unwrap_or_else(|e| e.into_inner()) = db;
+    std::thread::spawn(move || {
+        while old.handles() > 1 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(old);
+    });
+    b.tx = Some(tx);
+    b.ids = ids;
+    *inner.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+    Ok(())
 }
 
 /// Marks the batch failed (every later write is refused with `Poisoned`),

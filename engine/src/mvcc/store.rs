@@ -55,7 +55,10 @@ pub trait Observer: Send + Sync {
 pub struct Store {
     pub(super) backend: Backend,
     pub(super) state: Arc<RwLock<State>>,
-    pub(super) observer: Arc<RwLock<Option<Arc<dyn Observer>>>>,
+    /// Weak: the observer (the watchable store's hub) owns its background
+    /// thread's clone of this store, so a strong reference here would keep
+    /// both, and the db file, alive forever.
+    pub(super) observer: Arc<RwLock<Option<std::sync::Weak<dyn Observer>>>>,
     /// Held while a compaction deletes (one at a time).
     compactor: Arc<std::sync::Mutex<()>>,
 }
@@ -166,16 +169,51 @@ impl Store {
         Ok((store, leased))
     }
 
+    /// Rebuilds the index and revisions from the backend, after its file
+    /// was replaced ([`Backend::replace_with`]); `during` runs while the
+    /// state is still locked (the watchers move to catching up there, so no
+    /// watcher can be created between the old state and the new). Waits for
+    /// a running compaction; finishes one the new file had scheduled.
+    /// Returns the live keys with a lease, as [`Store::open_with_leases`].
+    pub(super) fn reload(&self, during: impl FnOnce()) -> Result<LeasedKeys> {
+        let (leased, scheduled, finished) = {
+            let _no_compaction = self.compactor.lock().unwrap_or_else(|e| e.into_inner());
+            let view = self.backend.read();
+            let finished = meta_rev(&view, FINISHED_COMPACT_KEY)?;
+            let scheduled = meta_rev(&view, SCHEDULED_COMPACT_KEY)?;
+            drop(view);
+            let mut fresh = State {
+                index: TreeIndex::default(),
+                current: 1,
+                compact: finished.unwrap_or(-1),
+            };
+            let leased = restore(&self.backend, &mut fresh)?;
+            fresh.current = fresh.current.max(fresh.compact);
+            let mut st = self.write_state();
+            *st = fresh;
+            during();
+            (leased, scheduled, finished)
+        };
+        if let Some(s) = scheduled {
+            if Some(s) != finished {
+                self.run_compaction(s)?;
+            }
+        }
+        Ok(leased)
+    }
+
     /// Installs the observer of writes (the watchable store).
-    pub fn set_observer(&self, o: Arc<dyn Observer>) {
-        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = Some(o);
+    /// The store keeps a weak reference: the caller owns the observer.
+    pub fn set_observer(&self, o: &Arc<dyn Observer>) {
+        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(o));
     }
 
     pub(super) fn observer(&self) -> Option<Arc<dyn Observer>> {
         self.observer
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade)
     }
 
     pub fn backend(&self) -> &Backend {

@@ -272,7 +272,8 @@ impl WatchableStore {
     /// Wraps a store and starts the background sync (every 100 ms).
     pub fn new(store: Store) -> WatchableStore {
         let hub = Arc::new(Hub::default());
-        store.set_observer(hub.clone());
+        let observer: Arc<dyn Observer> = hub.clone();
+        store.set_observer(&observer);
         let ws = WatchableStore { store, hub };
         let weak: Weak<Hub> = Arc::downgrade(&ws.hub);
         let store = ws.store.clone();
@@ -336,6 +337,21 @@ impl WatchableStore {
         drop(sets);
         drop(st);
         id
+    }
+
+    /// Reloads the store after its backend file was replaced (a snapshot
+    /// from the raft leader): every synced watcher becomes unsynced, so the
+    /// next sync sends it what the new file holds after its revision (or
+    /// cancels it, when that was compacted away). Returns the live keys with
+    /// a lease.
+    pub fn reload(&self) -> Result<super::store::LeasedKeys> {
+        let leased = self.store.reload(|| {
+            let mut sets = self.hub.sets();
+            let synced = std::mem::take(&mut sets.synced);
+            sets.unsynced.extend(synced);
+        })?;
+        self.sync()?;
+        Ok(leased)
     }
 
     /// Removes a watcher; false if it was not there.

@@ -3,7 +3,7 @@
 //!
 //! One file per request family: [`kv`] (put, delete, txn, compaction),
 //! [`lease`] (grant, revoke, checkpoint), [`alarm`], `member` (published
-//! attributes); [`meta`] keeps the
+//! attributes); `install` swaps in a db snapshot from the leader; [`meta`] keeps the
 //! consistent index and the snapshot mark in the db's meta bucket.
 //!
 //! Invariants:
@@ -21,6 +21,7 @@
 //!   `Err` from these functions is a storage failure that stops the member.
 
 mod alarm;
+mod install;
 mod kv;
 mod lease;
 mod member;
@@ -230,6 +231,10 @@ impl StateMachine for Applier {
             b.put(Bucket::Meta, meta::SNAPSHOT_KEY, &mark.encode())?;
         }
         self.store().backend().force_commit()
+    }
+
+    fn install_snapshot(&mut self, data: &[u8], mark: &SnapshotMark) -> strata_engine::Result<()> {
+        self.install(data, mark)
     }
 
     fn role_changed(&mut self, leader: u64, term: u64, is_leader: bool) {

@@ -157,6 +157,12 @@ impl Membership {
             .contains_key(&id)
     }
 
+    /// Replaces every member (from a db snapshot the leader sent).
+    pub fn replace(&self, members: Vec<Member>) {
+        *self.members.write().unwrap_or_else(|e| e.into_inner()) =
+            members.into_iter().map(|m| (m.id, m)).collect();
+    }
+
     /// How many members the cluster has.
     pub fn count(&self) -> usize {
         self.members.read().unwrap_or_else(|e| e.into_inner()).len()

@@ -2,7 +2,8 @@
 //! [`transport`] sends raft messages (one long-lived stream per peer,
 //! bounded queues, never blocking raft), [`service`] receives them after
 //! checking cluster and sender (and answers lease calls forwarded to the
-//! leader), [`client`] makes those calls, [`convert`] moves messages
+//! leader), [`snapshot`] streams db snapshots to followers behind the
+//! retained log, [`client`] makes those calls, [`convert`] moves messages
 //! between raft's
 //! protobuf 2 structs and our prost description of the same wire format.
 
@@ -10,6 +11,7 @@ pub mod client;
 pub mod convert;
 pub mod forward;
 pub mod service;
+pub mod snapshot;
 pub mod transport;
 
 pub use client::PeerClients;

@@ -18,6 +18,8 @@ use crate::server::EtcdServer;
 
 pub struct PeerService {
     pub srv: Arc<EtcdServer>,
+    /// Held while a db snapshot arrives (one at a time).
+    pub receiving: tokio::sync::Mutex<()>,
 }
 
 impl PeerService {
@@ -124,6 +126,25 @@ impl p::peer_server::Peer for PeerService {
         ))
     }
 
+    async fn snapshot(
+        &self,
+        req: Request<Streaming<p::SnapshotChunk>>,
+    ) -> Result<Response<p::SnapshotAck>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an empty snapshot stream"))?;
+        self.check(first.header.as_ref())?;
+        let Ok(_one_at_a_time) = self.receiving.try_lock() else {
+            return Err(Status::unavailable(
+                "this member is already receiving a snapshot",
+            ));
+        };
+        let size = super::snapshot::receive(&self.srv, first, stream).await?;
+        Ok(Response::new(p::SnapshotAck { size }))
+    }
+
     async fn raft(
         &self,
         req: Request<Streaming<p::RaftBatch>>,
@@ -133,6 +154,12 @@ impl p::peer_server::Peer for PeerService {
             self.check(batch.header.as_ref())?;
             for m in batch.messages {
                 let m = convert::from_pb(m).map_err(Status::invalid_argument)?;
+                if m.msg_type == raft::eraftpb::MessageType::MsgSnapshot {
+                    // Only the snapshot stream brings one, with its db.
+                    return Err(Status::invalid_argument(
+                        "a raft snapshot outside the snapshot stream",
+                    ));
+                }
                 self.srv.step(m)?;
             }
         }

@@ -9,12 +9,11 @@
 //!   stream is down, drops the batch and the peer is reported unreachable
 //!   to raft (which then probes it again, at its own pace).
 //! - Messages to one peer leave in the order raft produced them.
-//! - A database snapshot (`MsgSnapshot`) is not sent on this stream; until
-//!   snapshot streaming exists it is refused and reported to raft as a
-//!   failed snapshot, so the follower stays behind rather than taking a
-//!   snapshot without its data.
+//! - A database snapshot (`MsgSnapshot`) is not sent on this stream: it
+//!   goes with the db on its own stream ([`super::snapshot`]), one per peer
+//!   at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,9 +22,10 @@ use strata_proto::peerpb as p;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::convert;
+use super::{convert, snapshot};
 use crate::membership::Membership;
 use crate::raftnode::{Transport, TransportReport};
+use strata_engine::backend::Backend;
 
 /// Batches waiting for one peer's stream.
 const QUEUE: usize = 4096;
@@ -42,9 +42,10 @@ pub struct PeerTransport {
     rt: tokio::runtime::Handle,
     queues: HashMap<u64, mpsc::Sender<Vec<Message>>>,
     reports: Arc<Mutex<Vec<TransportReport>>>,
-    /// When each peer's need of a snapshot was last logged (raft retries
-    /// about once a heartbeat; the log says it every 10 s).
-    snapshot_warned: HashMap<u64, std::time::Instant>,
+    /// What snapshots for followers are copied from.
+    backend: Backend,
+    /// Peers with a snapshot on its way.
+    snapshots: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl PeerTransport {
@@ -53,6 +54,7 @@ impl PeerTransport {
         cluster_id: u64,
         membership: Arc<Membership>,
         rt: tokio::runtime::Handle,
+        backend: Backend,
     ) -> PeerTransport {
         PeerTransport {
             me,
@@ -61,7 +63,8 @@ impl PeerTransport {
             rt,
             queues: HashMap::new(),
             reports: Arc::default(),
-            snapshot_warned: HashMap::new(),
+            backend,
+            snapshots: Arc::default(),
         }
     }
 
@@ -95,28 +98,53 @@ impl PeerTransport {
     }
 }
 
+impl PeerTransport {
+    /// Starts sending a db snapshot to `m.to`, unless one is on its way.
+    fn send_snapshot(&mut self, m: Message) {
+        let to = m.to;
+        let Some(member) = self.membership.get(to) else {
+            self.report(TransportReport::SnapshotFailed(to));
+            return;
+        };
+        if !self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(to)
+        {
+            return;
+        }
+        tracing::info!(
+            to = format!("{to:x}"),
+            index = m
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.metadata.as_ref())
+                .map_or(0, |md| md.index),
+            "a follower is behind the retained log; sending it a database snapshot"
+        );
+        let out = snapshot::Outgoing {
+            msg: m,
+            header: p::PeerHeader {
+                cluster_id: self.cluster_id,
+                from: self.me,
+                to,
+            },
+            urls: member.peer_urls,
+            backend: self.backend.clone(),
+            reports: self.reports.clone(),
+            in_flight: self.snapshots.clone(),
+        };
+        self.rt.spawn(snapshot::send(out));
+    }
+}
+
 impl Transport for PeerTransport {
     fn send(&mut self, msgs: Vec<Message>) {
         let mut by_peer: HashMap<u64, Vec<Message>> = HashMap::new();
         for m in msgs {
             if m.msg_type == MessageType::MsgSnapshot {
-                let due = self
-                    .snapshot_warned
-                    .get(&m.to)
-                    .is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
-                if due {
-                    self.snapshot_warned.insert(m.to, std::time::Instant::now());
-                    tracing::warn!(
-                        to = format!("{:x}", m.to),
-                        index = m
-                            .snapshot
-                            .as_ref()
-                            .and_then(|s| s.metadata.as_ref())
-                            .map_or(0, |md| md.index),
-                        "a follower needs a db snapshot, which strata cannot send yet; it stays behind"
-                    );
-                }
-                self.report(TransportReport::SnapshotFailed(m.to));
+                self.send_snapshot(m);
                 continue;
             }
             by_peer.entry(m.to).or_default().push(m);
@@ -144,6 +172,22 @@ impl Transport for PeerTransport {
     fn reports(&mut self) -> Vec<TransportReport> {
         std::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
     }
+}
+
+/// A client of the peer at `url` (None: it did not answer).
+pub async fn connect(url: &str) -> Option<p::peer_client::PeerClient<tonic::transport::Channel>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    let channel = endpoint.connect().await.ok()?;
+    Some(
+        p::peer_client::PeerClient::new(channel)
+            .max_encoding_message_size(MAX_FRAME)
+            .max_decoding_message_size(MAX_FRAME),
+    )
 }
 
 /// One peer's connection.
@@ -175,19 +219,7 @@ impl Link {
         &self,
         attempt: usize,
     ) -> Option<p::peer_client::PeerClient<tonic::transport::Channel>> {
-        let url = self.urls.get(attempt % self.urls.len().max(1))?;
-        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-            .ok()?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect().await.ok()?;
-        Some(
-            p::peer_client::PeerClient::new(channel)
-                .max_encoding_message_size(MAX_FRAME)
-                .max_decoding_message_size(MAX_FRAME),
-        )
+        connect(self.urls.get(attempt % self.urls.len().max(1))?).await
     }
 
     async fn run(self, mut queue: mpsc::Receiver<Vec<Message>>) {

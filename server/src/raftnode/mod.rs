@@ -48,6 +48,8 @@ pub enum TransportReport {
     Unreachable(u64),
     /// A snapshot for this peer could not be sent.
     SnapshotFailed(u64),
+    /// The peer holds the snapshot it was sent.
+    SnapshotFinished(u64),
 }
 
 /// What the member applies committed entries to.
@@ -71,6 +73,14 @@ pub trait StateMachine: Send {
     fn role_changed(&mut self, leader: u64, term: u64, is_leader: bool);
     /// Makes every applied entry durable (before a WAL snapshot marker).
     fn flush(&mut self) -> strata_engine::Result<()>;
+    /// Replaces the whole state with a snapshot received from the leader:
+    /// `data` is the raft snapshot's data (it names the received db file);
+    /// `mark`, its index, term and configuration, is already in the WAL.
+    fn install_snapshot(
+        &mut self,
+        data: &[u8],
+        mark: &strata_engine::wal::SnapshotMark,
+    ) -> strata_engine::Result<()>;
 }
 
 pub enum Input {
@@ -288,6 +298,9 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                 TransportReport::SnapshotFailed(id) => {
                     self.raw.report_snapshot(id, raft::SnapshotStatus::Failure)
                 }
+                TransportReport::SnapshotFinished(id) => {
+                    self.raw.report_snapshot(id, raft::SnapshotStatus::Finish)
+                }
             }
         }
     }
@@ -299,6 +312,9 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         let mut rd = self.raw.ready();
         if !rd.messages().is_empty() {
             self.send(rd.take_messages());
+        }
+        if !rd.snapshot().is_empty() {
+            self.install_snapshot(rd.snapshot())?;
         }
         self.apply(rd.take_committed_entries())?;
         for rs in rd.take_read_states() {
@@ -360,10 +376,30 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             self.applied = e.index;
         }
         self.sm.end_batch();
+        self.raw.mut_store().set_applied(self.applied, &self.conf);
         self.status.applied.store(self.applied, Ordering::Release);
         self.applied_tx.send_replace(self.applied);
         let commit = self.raw.raft.raft_log.committed;
         self.status.commit.store(commit, Ordering::Release);
+        Ok(())
+    }
+
+    /// A snapshot from the leader: the WAL records it, the state machine
+    /// swaps its db for the received one, and the log before it is let go.
+    fn install_snapshot(&mut self, snap: &raft::eraftpb::Snapshot) -> Result<()> {
+        let mark = self.raw.mut_store().apply_snapshot(snap)?;
+        self.sm.install_snapshot(&snap.data, &mark)?;
+        self.conf = snap.get_metadata().get_conf_state().clone();
+        self.applied = mark.index;
+        self.snapshot_index = mark.index;
+        self.raw.mut_store().release(mark.index, mark.index)?;
+        self.status.applied.store(self.applied, Ordering::Release);
+        self.applied_tx.send_replace(self.applied);
+        tracing::info!(
+            index = mark.index,
+            term = mark.term,
+            "installed a database snapshot from the leader"
+        );
         Ok(())
     }
 

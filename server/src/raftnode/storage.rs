@@ -10,6 +10,12 @@
 //!   machine's db has recorded.
 //! - The in-memory log keeps the entries after the last snapshot (minus a
 //!   catch-up margin once peers exist).
+//! - A snapshot raft sends a follower is at the applied index, which the
+//!   db copy sent with it holds (or passes): the db is copied after the
+//!   message is made, and the applied index only grows.
+//! - A snapshot received from the leader reaches the WAL (its mark,
+//!   synced) before raft's in-memory log restarts at it and before the db
+//!   file is swapped.
 
 use super::error::{NodeError, Result};
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
@@ -65,6 +71,10 @@ pub fn conf_from_wal(c: &wal::ConfState) -> ConfState {
 pub struct LogStore {
     mem: MemStorage,
     wal: wal::Wal,
+    /// The state machine's applied index and the configuration there: what
+    /// a snapshot for a follower describes.
+    applied: u64,
+    conf: ConfState,
 }
 
 impl LogStore {
@@ -79,6 +89,7 @@ impl LogStore {
         applied: u64,
     ) -> raft::Result<LogStore> {
         let mem = MemStorage::new();
+        let conf = conf_from_wal(&mark.conf_state);
         {
             let mut core = mem.wl();
             if mark.index > 0 {
@@ -104,7 +115,12 @@ impl LogStore {
             hs.term = hs.term.max(mark.term);
             core.set_hardstate(hs);
         }
-        Ok(LogStore { mem, wal })
+        Ok(LogStore {
+            mem,
+            wal,
+            applied: applied.max(mark.index),
+            conf,
+        })
     }
 
     /// Saves entries and the hard state to the WAL (synced if `sync`), then
@@ -164,6 +180,38 @@ impl LogStore {
         Ok(mark)
     }
 
+    /// The state machine applied up to `index`, where the configuration is
+    /// `conf`.
+    pub fn set_applied(&mut self, index: u64, conf: &ConfState) {
+        self.applied = index;
+        if self.conf != *conf {
+            self.conf = conf.clone();
+        }
+    }
+
+    /// Takes a snapshot received from the leader: its mark is written to
+    /// the WAL and synced, then raft's in-memory log restarts at it.
+    pub fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<wal::SnapshotMark> {
+        let md = snap.get_metadata();
+        let mark = wal::SnapshotMark {
+            index: md.index,
+            term: md.term,
+            conf_state: conf_to_wal(md.get_conf_state()),
+        };
+        self.wal.save_snapshot(&mark)?;
+        self.wal.sync()?;
+        self.mem
+            .wl()
+            .apply_snapshot(snap.clone())
+            .map_err(|error| NodeError::Log {
+                what: "installing a snapshot",
+                error,
+            })?;
+        self.applied = md.index;
+        self.conf = md.get_conf_state().clone();
+        Ok(mark)
+    }
+
     /// Drops in-memory entries up to `keep_after` and WAL segments below the
     /// recorded snapshot `index`.
     pub fn release(&mut self, keep_after: u64, index: u64) -> Result<()> {
@@ -210,7 +258,20 @@ impl Storage for LogStore {
         self.mem.last_index()
     }
 
-    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        self.mem.snapshot(request_index, to)
+    /// A snapshot at the applied index (raft's own in-memory storage would
+    /// use the commit index, which the db may not hold yet).
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let index = self.applied;
+        if index == 0 || index < request_index {
+            return Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snap = Snapshot::default();
+        let md = snap.mut_metadata();
+        md.index = index;
+        md.term = self.mem.term(index)?;
+        md.set_conf_state(self.conf.clone());
+        Ok(snap)
     }
 }

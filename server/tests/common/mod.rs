@@ -10,11 +10,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// `n` different free loopback ports (all held open while they are picked,
+/// so the kernel cannot hand the same one out twice).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound address").port())
+        .collect()
 }
 
 /// The path of a tool CI installs; the test fails (it does not skip) when
@@ -269,8 +273,9 @@ pub struct Etcd {
 impl Etcd {
     pub fn start() -> Etcd {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let peer = free_port();
+        let [port, peer] = free_ports(2)[..] else {
+            unreachable!("two ports")
+        };
         let url = format!("http://127.0.0.1:{port}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let child = Command::new(tool("etcd"))

@@ -1,0 +1,273 @@
+//! `member/snap/`: database snapshots a follower received from the leader.
+//!
+//! Names: `<term>-<index>.db.part` (16 hex digits each) while the bytes
+//! arrive; `<term>-<index>.db` once the file is whole, its SHA-256 checked,
+//! synced, and its meta bucket holds the raft snapshot mark for (index,
+//! term) (so once it replaces `member/db`, start-up opens the WAL at that
+//! mark).
+//!
+//! Install order (the raft thread, [`crate::raftnode`]): the WAL records
+//! the mark and is synced; only then is the file renamed over `member/db`.
+//! A crash between the two leaves a `.db` file here whose mark the WAL
+//! holds: [`recover`] finishes the rename at start-up. Any other file here
+//! (a partial transfer, a snapshot raft never took) is removed then.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use strata_engine::backend::{Backend, BackendConfig};
+use strata_engine::wal::{SnapshotMark, Wal, WalOptions};
+
+use crate::apply::meta;
+
+/// The name of a snapshot file that is still arriving.
+pub fn part_name(term: u64, index: u64) -> String {
+    format!("{term:016x}-{index:016x}.db.part")
+}
+
+/// The name of a whole, verified snapshot file.
+pub fn file_name(term: u64, index: u64) -> String {
+    format!("{term:016x}-{index:016x}.db")
+}
+
+/// (term, index) of a whole snapshot file's name.
+pub fn parse(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(".db")?;
+    let (t, i) = stem.split_once('-')?;
+    if t.len() != 16 || i.len() != 16 {
+        return None;
+    }
+    Some((
+        u64::from_str_radix(t, 16).ok()?,
+        u64::from_str_radix(i, 16).ok()?,
+    ))
+}
+
+/// The snapshot file a raft snapshot's data names (only a name this module
+/// makes is accepted: no other path can be reached through it).
+pub fn resolve(snap_dir: &Path, data: &[u8]) -> Option<PathBuf> {
+    let name = std::str::from_utf8(data).ok()?;
+    parse(name)?;
+    Some(snap_dir.join(name))
+}
+
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes every file of `snap_dir` but `keep`.
+pub fn remove_others(snap_dir: &Path, keep: Option<&Path>) {
+    let Ok(rd) = std::fs::read_dir(snap_dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if Some(p.as_path()) != keep {
+            if let Err(err) = std::fs::remove_file(&p) {
+                tracing::warn!(file = %p.display(), error = %err, "could not remove a left-over snapshot file");
+            }
+        }
+    }
+}
+
+/// Writes the mark into the db file at `path` (a received snapshot) and
+/// syncs it; returns the consistent index the file holds. Fails if the
+/// file is not a database, or holds less than the mark's index.
+pub fn seal(path: &Path, mark: &SnapshotMark) -> anyhow::Result<u64> {
+    let backend = Backend::open(BackendConfig::new(path))
+        .with_context(|| format!("opening the received snapshot {}", path.display()))?;
+    let view = backend.read();
+    let ci = meta::read_u64(&view, meta::CONSISTENT_INDEX_KEY)?;
+    drop(view);
+    if ci < mark.index {
+        let _ = backend.close();
+        anyhow::bail!(
+            "the received snapshot {} holds index {ci}, below the snapshot's {}",
+            path.display(),
+            mark.index
+        );
+    }
+    {
+        let mut b = backend.batch()?;
+        b.put(
+            strata_engine::backend::Bucket::Meta,
+            meta::SNAPSHOT_KEY,
+            &mark.encode(),
+        )?;
+    }
+    backend.close()?;
+    Ok(ci)
+}
+
+/// Start-up: finishes an install a crash interrupted (see the module
+/// docs) and removes every other file. `db_mark` is the index of the mark
+/// `member/db` records.
+pub fn recover(member_dir: &Path, db_mark: u64) -> anyhow::Result<()> {
+    let snap_dir = member_dir.join("snap");
+    let newest = std::fs::read_dir(&snap_dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    parse(&name).map(|(t, i)| (i, t, e.path()))
+                })
+                .max()
+        })
+        .unwrap_or(None);
+    if let Some((index, term, path)) = newest.filter(|(i, _, _)| *i > db_mark) {
+        let at = SnapshotMark {
+            index,
+            term,
+            ..Default::default()
+        };
+        match Wal::open(member_dir.join("wal"), &at, WalOptions::default()) {
+            Ok(_) => {
+                std::fs::rename(&path, member_dir.join("db"))?;
+                sync_dir(member_dir)?;
+                tracing::warn!(
+                    index,
+                    term,
+                    "finished installing a database snapshot that a crash interrupted"
+                );
+            }
+            Err(strata_engine::Error::SnapshotMarkNotFound { .. }) => {}
+            Err(e) => return Err(e).context("checking the WAL for a received snapshot's mark"),
+        }
+    }
+    remove_others(&snap_dir, None);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_nothing_else_resolves() {
+        let n = file_name(7, 0x1234);
+        assert_eq!(parse(&n), Some((7, 0x1234)));
+        assert_eq!(parse(&part_name(7, 0x1234)), None);
+        let dir = Path::new("/x/snap");
+        assert_eq!(resolve(dir, n.as_bytes()), Some(dir.join(&n)));
+        assert_eq!(resolve(dir, b"../db"), None);
+        assert_eq!(resolve(dir, b"0000000000000007-/../../db"), None);
+        assert_eq!(resolve(dir, b""), None);
+    }
+
+    /// A member dir whose WAL holds marks at 0 and `wal_mark`, whose db
+    /// holds `old`, and whose snap dir holds a sealed snapshot at
+    /// (2, `snap_index`) holding `new`.
+    fn member_dir(wal_mark: u64, snap_index: u64) -> tempfile::TempDir {
+        use strata_engine::backend::Bucket;
+        use strata_engine::wal::Metadata;
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path();
+        std::fs::create_dir_all(m.join("snap")).unwrap();
+        let mut wal = Wal::create(
+            m.join("wal"),
+            Metadata {
+                member_id: 1,
+                cluster_id: 2,
+            },
+            WalOptions::default(),
+        )
+        .unwrap();
+        wal.save_snapshot(&SnapshotMark::default()).unwrap();
+        wal.save_snapshot(&SnapshotMark {
+            index: wal_mark,
+            term: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let db = Backend::open(BackendConfig::new(m.join("db"))).unwrap();
+        db.batch()
+            .unwrap()
+            .put(Bucket::Key, b"which", b"old")
+            .unwrap();
+        db.close().unwrap();
+        let snap = m.join("snap").join(part_name(2, snap_index));
+        let b = Backend::open(BackendConfig::new(&snap)).unwrap();
+        b.batch()
+            .unwrap()
+            .put(Bucket::Key, b"which", b"new")
+            .unwrap();
+        b.batch()
+            .unwrap()
+            .put(
+                Bucket::Meta,
+                meta::CONSISTENT_INDEX_KEY,
+                &snap_index.to_be_bytes(),
+            )
+            .unwrap();
+        b.close().unwrap();
+        let mark = SnapshotMark {
+            index: snap_index,
+            term: 2,
+            ..Default::default()
+        };
+        assert_eq!(seal(&snap, &mark).unwrap(), snap_index);
+        std::fs::rename(&snap, m.join("snap").join(file_name(2, snap_index))).unwrap();
+        // A partial transfer beside it.
+        std::fs::write(m.join("snap").join(part_name(3, 99)), b"partial").unwrap();
+        dir
+    }
+
+    fn which(m: &Path) -> Vec<u8> {
+        use strata_engine::backend::Bucket;
+        let db = Backend::open(BackendConfig::new(m.join("db"))).unwrap();
+        let v = db.read().get(Bucket::Key, b"which").unwrap().unwrap();
+        db.close().unwrap();
+        v
+    }
+
+    #[test]
+    fn a_crash_after_the_wal_took_the_mark_finishes_the_install_at_start() {
+        let dir = member_dir(10, 10);
+        recover(dir.path(), 0).unwrap();
+        assert_eq!(which(dir.path()), b"new");
+        let db = Backend::open(BackendConfig::new(dir.path().join("db"))).unwrap();
+        let mark = meta::read_mark(&db.read()).unwrap().unwrap();
+        db.close().unwrap();
+        assert_eq!((mark.index, mark.term), (10, 2));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("snap")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_snapshot_the_wal_never_took_is_dropped_at_start() {
+        let dir = member_dir(10, 20);
+        recover(dir.path(), 0).unwrap();
+        assert_eq!(which(dir.path()), b"old");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("snap")).unwrap().count(),
+            0
+        );
+        // One the db already has (its mark at or past it) is dropped too.
+        let dir = member_dir(10, 10);
+        recover(dir.path(), 10).unwrap();
+        assert_eq!(which(dir.path()), b"old");
+    }
+
+    #[test]
+    fn a_snapshot_below_its_own_index_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.db");
+        Backend::open(BackendConfig::new(&p))
+            .unwrap()
+            .close()
+            .unwrap();
+        let mark = SnapshotMark {
+            index: 5,
+            term: 1,
+            ..Default::default()
+        };
+        let e = seal(&p, &mark).unwrap_err();
+        assert!(format!("{e:#}").contains("holds index 0"), "{e:#}");
+        std::fs::write(&p, b"not a database at all").unwrap();
+        assert!(seal(&p, &mark).is_err());
+    }
+}
