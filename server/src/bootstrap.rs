@@ -25,19 +25,26 @@ use crate::lease::Lessor;
 use crate::membership::{self, Member, Membership};
 use crate::peer::PeerTransport;
 use crate::raftnode::storage::LogStore;
-use crate::raftnode::{Node, NodeConfig, NodeStatus};
+use crate::raftnode::{Node, NodeConfig, NodeStatus, StateMachine, Transport};
 use crate::snapdir;
 use crate::state::{Shared, Waiters};
 
 /// A member opened from its data dir, not yet running.
-pub struct Bootstrapped {
+pub struct Bootstrapped<T: Transport = PeerTransport, S: StateMachine = Applier> {
     pub shared: Arc<Shared>,
-    pub node: Node<PeerTransport, Applier>,
+    pub node: Node<T, S>,
     pub membership: Arc<Membership>,
     /// The data dir already held this member's log.
     pub initialized: bool,
     /// The applied index, as raft's thread publishes it.
     pub applied_rx: watch::Receiver<u64>,
+}
+
+fn wal_options(cfg: &Config) -> WalOptions {
+    WalOptions {
+        no_sync: cfg.unsafe_no_fsync,
+        ..WalOptions::default()
+    }
 }
 
 fn has_wal(dir: &std::path::Path) -> bool {
@@ -67,7 +74,7 @@ fn open_or_create_wal(
 ) -> anyhow::Result<OpenedWal> {
     if initialized {
         let at = mark.clone().unwrap_or_default();
-        let (wal, recovered) = Wal::open(wal_dir, &at, WalOptions::default())
+        let (wal, recovered) = Wal::open(wal_dir, &at, wal_options(cfg))
             .with_context(|| format!("opening the WAL in {}", wal_dir.display()))?;
         // With no marker recorded yet, the conf state is the bootstrap
         // marker's (index 0) in the log.
@@ -94,7 +101,7 @@ fn open_or_create_wal(
         member_id: me,
         cluster_id: membership::cluster_id_of(members),
     };
-    let mut wal = Wal::create(wal_dir, metadata, WalOptions::default())?;
+    let mut wal = Wal::create(wal_dir, metadata, wal_options(cfg))?;
     let at = SnapshotMark {
         index: 0,
         term: 0,
@@ -122,8 +129,38 @@ fn open_or_create_wal(
     })
 }
 
-/// Opens or bootstraps the member's data dir.
+/// What a member's transport is built from.
+pub struct TransportParts {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub membership: Arc<Membership>,
+    /// The db, which snapshots for followers are copied from.
+    pub backend: Backend,
+}
+
+/// Opens or bootstraps the member's data dir, with the peer transport
+/// (inside a tokio runtime).
 pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
+    let rt = tokio::runtime::Handle::try_current()
+        .map_err(|_| anyhow::anyhow!("a member starts inside a tokio runtime"))?;
+    bootstrap_with(
+        cfg,
+        None,
+        |p| PeerTransport::new(p.member_id, p.cluster_id, p.membership, rt, p.backend),
+        |applier| applier,
+    )
+}
+
+/// Opens or bootstraps the member's data dir, with the transport
+/// `transport` builds (a simulation's in-memory network, say), the state
+/// machine `machine` makes of the applier (a simulation records what is
+/// applied), and, if given, a fixed election timeout range in ticks.
+pub fn bootstrap_with<T: Transport, S: StateMachine>(
+    cfg: &Config,
+    election_tick_range: Option<(usize, usize)>,
+    transport: impl FnOnce(TransportParts) -> T,
+    machine: impl FnOnce(Applier) -> S,
+) -> anyhow::Result<Bootstrapped<T, S>> {
     let member_dir = cfg.data_dir().join("member");
     let wal_dir = member_dir.join("wal");
     std::fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
@@ -131,6 +168,7 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
     let db_path = member_dir.join("db");
     finish_interrupted_install(&member_dir, &db_path)?;
     let mut bcfg = BackendConfig::new(db_path.clone());
+    bcfg.no_sync = cfg.unsafe_no_fsync;
     bcfg.batch_interval = cfg.backend_batch_interval;
     bcfg.batch_limit = cfg.backend_batch_limit.max(1);
     let backend = Backend::open(bcfg).with_context(|| format!("opening {}", db_path.display()))?;
@@ -183,20 +221,24 @@ pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
         catch_up_entries: cfg.snapshot_catchup_entries,
         applied,
         snapshot_index: at.index,
+        election_tick_range,
     };
-    let transport = PeerTransport::new(
-        md.member_id,
-        md.cluster_id,
-        membership.clone(),
-        tokio::runtime::Handle::try_current()
-            .map_err(|_| anyhow::anyhow!("a member starts inside a tokio runtime"))?,
-        shared.store.store().backend().clone(),
-    );
+    let transport = transport(TransportParts {
+        member_id: md.member_id,
+        cluster_id: md.cluster_id,
+        membership: membership.clone(),
+        backend: shared.store.store().backend().clone(),
+    });
     let node = Node::new(
         &ncfg,
         log,
         transport,
-        Applier::new(shared.clone(), membership.clone(), applied, cells),
+        machine(Applier::new(
+            shared.clone(),
+            membership.clone(),
+            applied,
+            cells,
+        )),
         status,
         applied_tx,
     )?;

@@ -55,16 +55,30 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Removes every file of `snap_dir` but `keep`.
-pub fn remove_others(snap_dir: &Path, keep: Option<&Path>) {
+/// Removes every file of `snap_dir`.
+pub fn remove_all(snap_dir: &Path) {
     let Ok(rd) = std::fs::read_dir(snap_dir) else {
         return;
     };
     for e in rd.flatten() {
         let p = e.path();
-        if Some(p.as_path()) != keep {
-            if let Err(err) = std::fs::remove_file(&p) {
-                tracing::warn!(file = %p.display(), error = %err, "could not remove a left-over snapshot file");
+        if let Err(err) = std::fs::remove_file(&p) {
+            tracing::warn!(file = %p.display(), error = %err, "could not remove a left-over snapshot file");
+        }
+    }
+}
+
+/// Removes the whole snapshot files of `snap_dir` at or below `index` (a
+/// newer one may be on its way to raft).
+pub fn remove_up_to(snap_dir: &Path, index: u64) {
+    let Ok(rd) = std::fs::read_dir(snap_dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if parse(&name).is_some_and(|(_, i)| i <= index) {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!(file = %e.path().display(), error = %err, "could not remove an installed snapshot file");
             }
         }
     }
@@ -97,6 +111,18 @@ pub fn seal(path: &Path, mark: &SnapshotMark) -> anyhow::Result<u64> {
     }
     backend.close()?;
     Ok(ci)
+}
+
+/// Makes a received snapshot whole: seals `part` with `mark`, renames it
+/// to its `.db` name and syncs the directory; returns that path and the
+/// consistent index it holds.
+pub fn finish(part: &Path, mark: &SnapshotMark) -> anyhow::Result<(PathBuf, u64)> {
+    let ci = seal(part, mark)?;
+    let dir = part.parent().unwrap_or(Path::new("."));
+    let whole = dir.join(file_name(mark.term, mark.index));
+    std::fs::rename(part, &whole)?;
+    sync_dir(dir)?;
+    Ok((whole, ci))
 }
 
 /// Start-up: finishes an install a crash interrupted (see the module
@@ -134,7 +160,7 @@ pub fn recover(member_dir: &Path, db_mark: u64) -> anyhow::Result<()> {
             Err(e) => return Err(e).context("checking the WAL for a received snapshot's mark"),
         }
     }
-    remove_others(&snap_dir, None);
+    remove_all(&snap_dir);
     Ok(())
 }
 

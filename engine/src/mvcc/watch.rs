@@ -196,6 +196,17 @@ impl Sets {
 #[derive(Default)]
 pub struct Hub {
     sets: Mutex<Sets>,
+    /// Wakes the background sync when the hub goes (it then lets go of its
+    /// store at once, so the db file can be opened again right away).
+    gone: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let (flag, cv) = &*self.gone;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
 }
 
 impl Hub {
@@ -276,9 +287,19 @@ impl WatchableStore {
         store.set_observer(&observer);
         let ws = WatchableStore { store, hub };
         let weak: Weak<Hub> = Arc::downgrade(&ws.hub);
+        let gone = ws.hub.gone.clone();
         let store = ws.store.clone();
         std::thread::spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(100));
+            {
+                let (flag, cv) = &*gone;
+                let g = flag.lock().unwrap_or_else(|e| e.into_inner());
+                let (g, _) = cv
+                    .wait_timeout_while(g, Duration::from_millis(100), |gone| !*gone)
+                    .unwrap_or_else(|e| e.into_inner());
+                if *g {
+                    return;
+                }
+            }
             let Some(hub) = weak.upgrade() else { return };
             let _ = sync(&store, &hub);
         });

@@ -13,6 +13,7 @@
 //!   nothing) under the batch lock before the swap, and set to the new
 //!   file's own index after it.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use strata_engine::wal::SnapshotMark;
@@ -22,18 +23,27 @@ use super::{meta, Applier};
 use crate::snapdir;
 
 impl Applier {
+    fn snap_dir(&self) -> PathBuf {
+        self.store()
+            .backend()
+            .path()
+            .parent()
+            .map(|p| p.join("snap"))
+            .unwrap_or_default()
+    }
+
+    /// The received db file a raft snapshot's data names.
+    pub(super) fn snapshot_file(&self, data: &[u8]) -> Option<PathBuf> {
+        snapdir::resolve(&self.snap_dir(), data)
+    }
+
     pub(super) fn install(
         &mut self,
         data: &[u8],
         mark: &SnapshotMark,
     ) -> strata_engine::Result<()> {
         let backend = self.store().backend().clone();
-        let member_dir = backend
-            .path()
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_default();
-        let snap_dir = member_dir.join("snap");
+        let snap_dir = self.snap_dir();
         let file = snapdir::resolve(&snap_dir, data).ok_or_else(|| {
             Error::Internal(format!(
                 "a raft snapshot names no received db file ({} bytes of data)",
@@ -70,7 +80,7 @@ impl Applier {
         let members = crate::membership::load(&backend)
             .map_err(|e| Error::Internal(format!("reading the members: {e:#}")))?;
         self.membership.replace(members);
-        snapdir::remove_others(&snap_dir, None);
+        snapdir::remove_up_to(&snap_dir, mark.index);
         tracing::info!(
             index = mark.index,
             consistent_index = ci,

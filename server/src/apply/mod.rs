@@ -237,6 +237,10 @@ impl StateMachine for Applier {
         self.install(data, mark)
     }
 
+    fn has_snapshot(&self, data: &[u8]) -> bool {
+        self.snapshot_file(data).is_some_and(|p| p.is_file())
+    }
+
     fn role_changed(&mut self, leader: u64, term: u64, is_leader: bool) {
         tracing::info!(
             leader = format!("{leader:x}"),

@@ -112,6 +112,13 @@ pub struct Config {
     )]
     pub initial_cluster_token: String,
 
+    /// Disables fsync of the WAL and the db: unsafe, an OS crash or power
+    /// loss loses acknowledged writes (etcd's flag; for tests and
+    /// simulations).
+    #[arg(long, env = "ETCD_UNSAFE_NO_FSYNC", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub unsafe_no_fsync: bool,
+
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,

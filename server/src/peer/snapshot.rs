@@ -193,7 +193,6 @@ pub async fn receive(
     };
     let snap_dir = srv.cfg.data_dir().join("member").join("snap");
     let part = snap_dir.join(snapdir::part_name(md.term, md.index));
-    let whole = snap_dir.join(snapdir::file_name(md.term, md.index));
     let started = Instant::now();
     let res = write_part(&part, &mut stream).await;
     let size = match res {
@@ -203,19 +202,12 @@ pub async fn receive(
             return Err(e);
         }
     };
-    let (p2, w2) = (part.clone(), whole.clone());
-    let sealed = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let ci = snapdir::seal(&p2, &mark)?;
-        std::fs::rename(&p2, &w2)?;
-        if let Some(dir) = w2.parent() {
-            snapdir::sync_dir(dir)?;
-        }
-        Ok(ci)
-    })
-    .await
-    .map_err(|e| Status::internal(e.to_string()))?;
+    let p2 = part.clone();
+    let sealed = tokio::task::spawn_blocking(move || snapdir::finish(&p2, &mark))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
     let ci = match sealed {
-        Ok(ci) => ci,
+        Ok((_, ci)) => ci,
         Err(e) => {
             let _ = tokio::fs::remove_file(&part).await;
             tracing::warn!(error = %format!("{e:#}"), "a received database snapshot was refused");

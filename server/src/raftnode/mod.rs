@@ -24,7 +24,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole, Storage};
 use tokio::sync::oneshot;
 
@@ -73,6 +73,9 @@ pub trait StateMachine: Send {
     fn role_changed(&mut self, leader: u64, term: u64, is_leader: bool);
     /// Makes every applied entry durable (before a WAL snapshot marker).
     fn flush(&mut self) -> strata_engine::Result<()>;
+    /// Whether the db file a raft snapshot's `data` names is here, whole
+    /// (checked before raft may take the snapshot).
+    fn has_snapshot(&self, data: &[u8]) -> bool;
     /// Replaces the whole state with a snapshot received from the leader:
     /// `data` is the raft snapshot's data (it names the received db file);
     /// `mark`, its index, term and configuration, is already in the WAL.
@@ -131,6 +134,10 @@ pub struct NodeConfig {
     pub applied: u64,
     /// The index of the last snapshot marker the db recorded.
     pub snapshot_index: u64,
+    /// raft's randomized election timeout range in ticks, [min, max)
+    /// (None: raft's default, [election, 2 x election)). A simulation
+    /// fixes it per member: raft draws from an unseeded generator.
+    pub election_tick_range: Option<(usize, usize)>,
 }
 
 pub struct Node<T: Transport, S: StateMachine> {
@@ -147,6 +154,9 @@ pub struct Node<T: Transport, S: StateMachine> {
     /// Reads waiting for a ReadIndex round, by the round's context.
     reads: Vec<(u64, Vec<oneshot::Sender<u64>>)>,
     read_seq: u64,
+    /// The leader and role the state machine was last told about.
+    last_leader: u64,
+    was_leader: bool,
 }
 
 /// A committed conf change entry's message, through raft's own codec.
@@ -182,6 +192,8 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             max_inflight_msgs: 512,
             check_quorum: true,
             pre_vote: cfg.pre_vote,
+            min_election_tick: cfg.election_tick_range.map_or(0, |r| r.0),
+            max_election_tick: cfg.election_tick_range.map_or(0, |r| r.1),
             ..Default::default()
         };
         rc.validate()?;
@@ -204,14 +216,16 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             snapshot_index: cfg.snapshot_index,
             applied: cfg.applied,
             reads: Vec::new(),
-            read_seq: 0,
+            // Distinct from the contexts of an earlier run of this member,
+            // whose answers may still be on their way.
+            read_seq: now_ms() << 16,
+            last_leader: u64::MAX,
+            was_leader: false,
         })
     }
 
     /// Runs until [`Input::Stop`] or until every sender is gone.
     pub fn run(mut self, rx: Receiver<Input>) {
-        let mut was_leader = false;
-        let mut last_leader = u64::MAX;
         // The first pass handles what `new` started (a lone member's
         // campaign) without waiting for input.
         let mut wait = Duration::ZERO;
@@ -222,71 +236,102 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             wait = Duration::from_millis(500);
-            let mut waiting_reads = Vec::new();
-            let mut stop = false;
-            for m in first
+            let inputs = first
                 .into_iter()
-                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
-            {
-                match m {
-                    Input::Propose { id, data } => {
-                        if self.raw.propose(Vec::new(), data).is_err() {
-                            self.sm.dropped(id);
-                        }
-                    }
-                    Input::ReadIndex(tx) => waiting_reads.push(tx),
-                    Input::Tick => {
-                        self.raw.tick();
-                        // raft drops a ReadIndex a leader cannot answer yet
-                        // (nothing committed in its term): ask again.
-                        for (ctx, _) in &self.reads {
-                            self.raw.read_index(ctx.to_be_bytes().to_vec());
-                        }
-                    }
-                    Input::Step(msg) => {
-                        if let Err(e) = self.raw.step(*msg) {
-                            tracing::debug!(error = %e, "raft step");
-                        }
-                    }
-                    Input::TransferLeader(to) => self.raw.transfer_leader(to),
-                    Input::Stop => stop = true,
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()));
+            match self.process(inputs) {
+                Ok(false) => {}
+                Ok(true) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "raft storage failed; this member stops accepting writes");
+                    self.status.failed.store(true, Ordering::Release);
+                    return;
                 }
-            }
-            if !waiting_reads.is_empty() {
-                // One ReadIndex round for every read that arrived together.
-                self.read_seq += 1;
-                self.raw.read_index(self.read_seq.to_be_bytes().to_vec());
-                self.reads.push((self.read_seq, waiting_reads));
-            }
-            if let Err(e) = self.on_ready() {
-                tracing::error!(error = %e, "raft storage failed; this member stops accepting writes");
-                self.status.failed.store(true, Ordering::Release);
-                return;
-            }
-            let ss = self.raw.raft.soft_state();
-            let term = self.raw.raft.term;
-            let is_leader = ss.raft_state == StateRole::Leader;
-            if ss.leader_id != last_leader || is_leader != was_leader {
-                last_leader = ss.leader_id;
-                was_leader = is_leader;
-                self.status.leader.store(ss.leader_id, Ordering::Release);
-                if ss.leader_id != 0 {
-                    self.status
-                        .leader_since_ms
-                        .store(now_ms(), Ordering::Release);
-                }
-                self.sm.role_changed(ss.leader_id, term, is_leader);
-                if !is_leader {
-                    // Reads waiting on a round this member can no longer
-                    // answer are dropped; their callers time out and retry.
-                    self.reads.clear();
-                }
-            }
-            self.status.term.store(term, Ordering::Release);
-            if stop {
-                return;
             }
         }
+    }
+
+    /// One pass of the loop: takes `inputs`, then handles everything they
+    /// caused (persist, send, apply). True if [`Input::Stop`] was among
+    /// them. An error is a storage failure: the member must stop. (A
+    /// simulation drives members through this, one pass at a time.)
+    pub fn process(&mut self, inputs: impl IntoIterator<Item = Input>) -> Result<bool> {
+        let mut waiting_reads = Vec::new();
+        let mut stop = false;
+        for m in inputs {
+            match m {
+                Input::Propose { id, data } => {
+                    if self.raw.propose(Vec::new(), data).is_err() {
+                        self.sm.dropped(id);
+                    }
+                }
+                Input::ReadIndex(tx) => waiting_reads.push(tx),
+                Input::Tick => {
+                    self.raw.tick();
+                    // raft drops a ReadIndex a leader cannot answer yet
+                    // (nothing committed in its term): ask again.
+                    for (ctx, _) in &self.reads {
+                        self.raw.read_index(ctx.to_be_bytes().to_vec());
+                    }
+                }
+                Input::Step(msg) => {
+                    if msg.msg_type == MessageType::MsgSnapshot
+                        && !self.sm.has_snapshot(&msg.get_snapshot().data)
+                    {
+                        // Its file is gone (a restart cleaned it up, or a
+                        // newer install): raft must not take it.
+                        tracing::warn!(
+                            from = format!("{:x}", msg.from),
+                            "a raft snapshot whose db file is missing was dropped"
+                        );
+                        continue;
+                    }
+                    if let Err(e) = self.raw.step(*msg) {
+                        tracing::debug!(error = %e, "raft step");
+                    }
+                }
+                Input::TransferLeader(to) => self.raw.transfer_leader(to),
+                Input::Stop => stop = true,
+            }
+        }
+        if !waiting_reads.is_empty() {
+            // One ReadIndex round for every read that arrived together.
+            self.read_seq = self.read_seq.wrapping_add(1);
+            self.raw.read_index(self.read_seq.to_be_bytes().to_vec());
+            self.reads.push((self.read_seq, waiting_reads));
+        }
+        self.on_ready()?;
+        let ss = self.raw.raft.soft_state();
+        let term = self.raw.raft.term;
+        let is_leader = ss.raft_state == StateRole::Leader;
+        if ss.leader_id != self.last_leader || is_leader != self.was_leader {
+            self.last_leader = ss.leader_id;
+            self.was_leader = is_leader;
+            self.status.leader.store(ss.leader_id, Ordering::Release);
+            if ss.leader_id != 0 {
+                self.status
+                    .leader_since_ms
+                    .store(now_ms(), Ordering::Release);
+            }
+            self.sm.role_changed(ss.leader_id, term, is_leader);
+            if !is_leader {
+                // Reads waiting on a round this member can no longer
+                // answer are dropped; their callers time out and retry.
+                self.reads.clear();
+            }
+        }
+        self.status.term.store(term, Ordering::Release);
+        Ok(stop)
+    }
+
+    /// Whether raft is this member's leader, and its term.
+    pub fn leadership(&self) -> (bool, u64) {
+        (self.raw.raft.state == StateRole::Leader, self.raw.raft.term)
+    }
+
+    /// The state machine (for a simulation's checks).
+    pub fn state_machine(&self) -> &S {
+        &self.sm
     }
 
     /// Hands messages to the transport and tells raft what it reported.
