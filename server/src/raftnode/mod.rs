@@ -17,6 +17,7 @@
 
 pub mod error;
 mod log;
+mod reads;
 pub mod storage;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +28,8 @@ use std::time::Duration;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole, Storage};
 use tokio::sync::oneshot;
+
+use reads::ReadRounds;
 
 pub use error::NodeError;
 use error::Result;
@@ -151,9 +154,8 @@ pub struct Node<T: Transport, S: StateMachine> {
     catch_up: u64,
     snapshot_index: u64,
     applied: u64,
-    /// Reads waiting for a ReadIndex round, by the round's context.
-    reads: Vec<(u64, Vec<oneshot::Sender<u64>>)>,
-    read_seq: u64,
+    /// Reads waiting for a ReadIndex round.
+    reads: ReadRounds,
     /// The leader and role the state machine was last told about.
     last_leader: u64,
     was_leader: bool,
@@ -215,10 +217,9 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             catch_up: cfg.catch_up_entries,
             snapshot_index: cfg.snapshot_index,
             applied: cfg.applied,
-            reads: Vec::new(),
             // Distinct from the contexts of an earlier run of this member,
             // whose answers may still be on their way.
-            read_seq: now_ms() << 16,
+            reads: ReadRounds::new(now_ms() << 16),
             last_leader: u64::MAX,
             was_leader: false,
         })
@@ -256,7 +257,6 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
     /// them. An error is a storage failure: the member must stop. (A
     /// simulation drives members through this, one pass at a time.)
     pub fn process(&mut self, inputs: impl IntoIterator<Item = Input>) -> Result<bool> {
-        let mut waiting_reads = Vec::new();
         let mut stop = false;
         for m in inputs {
             match m {
@@ -265,13 +265,13 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                         self.sm.dropped(id);
                     }
                 }
-                Input::ReadIndex(tx) => waiting_reads.push(tx),
+                Input::ReadIndex(tx) => self.reads.queue(tx),
                 Input::Tick => {
                     self.raw.tick();
                     // raft drops a ReadIndex a leader cannot answer yet
                     // (nothing committed in its term): ask again.
-                    for (ctx, _) in &self.reads {
-                        self.raw.read_index(ctx.to_be_bytes().to_vec());
+                    if let Some(ctx) = self.reads.inflight() {
+                        self.raw.read_index(ctx);
                     }
                 }
                 Input::Step(msg) => {
@@ -294,13 +294,18 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                 Input::Stop => stop = true,
             }
         }
-        if !waiting_reads.is_empty() {
-            // One ReadIndex round for every read that arrived together.
-            self.read_seq = self.read_seq.wrapping_add(1);
-            self.raw.read_index(self.read_seq.to_be_bytes().to_vec());
-            self.reads.push((self.read_seq, waiting_reads));
+        // A round answered in this pass lets the queued reads start the
+        // next one at once (at most two turns: a round just started is
+        // not answered before the next pass's input).
+        loop {
+            if let Some(ctx) = self.reads.start() {
+                self.raw.read_index(ctx);
+            }
+            self.on_ready()?;
+            if !self.reads.can_start() {
+                break;
+            }
         }
-        self.on_ready()?;
         let ss = self.raw.raft.soft_state();
         let term = self.raw.raft.term;
         let is_leader = ss.raft_state == StateRole::Leader;
@@ -316,8 +321,8 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             self.sm.role_changed(ss.leader_id, term, is_leader);
             if !is_leader {
                 // Reads waiting on a round this member can no longer
-                // answer are dropped; their callers time out and retry.
-                self.reads.clear();
+                // answer are dropped: their callers get "leader changed".
+                self.reads.abandon_inflight();
             }
         }
         self.status.term.store(term, Ordering::Release);
@@ -363,13 +368,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         }
         self.apply(rd.take_committed_entries())?;
         for rs in rd.take_read_states() {
-            let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
-            if let Some(pos) = self.reads.iter().position(|(c, _)| *c == ctx) {
-                let (_, waiters) = self.reads.remove(pos);
-                for w in waiters {
-                    let _ = w.send(rs.index);
-                }
-            }
+            self.reads.answered(&rs.request_ctx, rs.index);
         }
         let hs = rd.hs().cloned();
         self.raw
