@@ -40,6 +40,7 @@ pub mod lease;
 pub mod membership;
 pub mod peer;
 pub mod raftnode;
+mod readindex;
 pub mod serve;
 pub mod server;
 pub mod snapdir;

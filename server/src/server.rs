@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use strata_engine::mvcc as m;
 use strata_proto::etcdserverpb as pb;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::bootstrap::{bootstrap, Bootstrapped};
 use crate::config::Config;
@@ -24,6 +24,7 @@ use crate::errors::EtcdError;
 use crate::membership::Membership;
 use crate::peer::PeerClients;
 use crate::raftnode::Input;
+use crate::readindex::ReadIndex;
 use crate::state::{Applied, RaftRequest, Shared};
 
 /// etcd's maxGapBetweenApplyAndCommitIndex: past this many committed but
@@ -34,10 +35,16 @@ const MAX_APPLY_GAP: u64 = 5000;
 /// Kubernetes among them, parse it as semver to pick features).
 pub const ETCD_VERSION: &str = "3.5.17";
 
+/// etcd's request timeout: 5 s plus two election timeouts.
+fn request_timeout(cfg: &Config) -> Duration {
+    Duration::from_secs(5) + Duration::from_millis(2 * cfg.election_timeout)
+}
+
 pub struct EtcdServer {
     pub cfg: Config,
     pub shared: Arc<Shared>,
     raft_tx: Sender<Input>,
+    reads: Arc<ReadIndex>,
     applied_rx: watch::Receiver<u64>,
     next_id: AtomicU64,
     raft_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -91,10 +98,17 @@ impl EtcdServer {
                 })?;
         }
         let now_ms = crate::raftnode::now_ms();
+        let reads = ReadIndex::new(
+            tx.clone(),
+            stopping.clone(),
+            shared.status.clone(),
+            request_timeout(&cfg),
+        );
         let srv = Arc::new(EtcdServer {
             cfg,
             shared,
             raft_tx: tx,
+            reads,
             applied_rx,
             next_id: AtomicU64::new(
                 ((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
@@ -172,8 +186,7 @@ impl EtcdServer {
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
-        // etcd: 5 s plus two election timeouts.
-        Duration::from_secs(5) + Duration::from_millis(2 * self.cfg.election_timeout)
+        request_timeout(&self.cfg)
     }
 
     pub(crate) fn check_running(&self) -> Result<(), EtcdError> {
@@ -235,18 +248,8 @@ impl EtcdServer {
     /// call began (raft's ReadIndex, shared by concurrent reads).
     pub async fn read_barrier(&self) -> Result<(), EtcdError> {
         self.check_running()?;
-        let (tx, rx) = oneshot::channel();
-        self.send(Input::ReadIndex(tx))?;
+        let index = self.reads.index().await?;
         let deadline = self.request_timeout();
-        let index = match tokio::time::timeout(deadline, rx).await {
-            Ok(Ok(i)) => i,
-            // The round was dropped: this member's leader changed.
-            Ok(Err(_)) => {
-                self.check_running()?;
-                return Err(EtcdError::LeaderChanged);
-            }
-            Err(_) => return Err(EtcdError::Timeout),
-        };
         let mut w = self.applied_rx.clone();
         let waited = tokio::time::timeout(deadline, async {
             w.wait_for(|a| *a >= index).await.map(|_| ())

@@ -6,6 +6,8 @@
 # usage: tools/scripts/load-matrix.sh STRATA_ENDPOINT STRATA_PID ETCD_ENDPOINT ETCD_PID
 # For clusters, ENDPOINT and PID may be comma-separated lists (CPU is summed
 # over the members).
+# ROWS (a grep -E pattern over the row names, default all) picks rows, e.g.
+# ROWS=range-l for the linearizable range only.
 # e.g.   tools/scripts/load-matrix.sh 127.0.0.1:23790 $(pgrep -f 'strata --data-dir /tmp/s') \
 #                                   127.0.0.1:23800 $(pgrep -f 'etcd --data-dir /tmp/e')
 set -euo pipefail
@@ -19,6 +21,7 @@ cpu() { local t=0 p; for p in ${1//,/ }; do t=$((t + $(awk '{print $14+$15}' "/p
 run() { # row name endpoint pid args...
   local row=$1 name=$2 ep=$3 pid=$4; shift 4
   local t0 t1 out
+  echo "$row" | grep -qE "${ROWS:-.}" || return 0
   t0=$(cpu "$pid")
   out=$("$B" --endpoints "$ep" "$@")
   t1=$(cpu "$pid")
