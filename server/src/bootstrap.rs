@@ -28,6 +28,7 @@ use crate::raftnode::storage::LogStore;
 use crate::raftnode::{Node, NodeConfig, NodeStatus, StateMachine, Transport};
 use crate::snapdir;
 use crate::state::{Shared, Waiters};
+use crate::tls::dial::Dialer;
 
 /// A member opened from its data dir, not yet running.
 pub struct Bootstrapped<T: Transport = PeerTransport, S: StateMachine = Applier> {
@@ -140,13 +141,22 @@ pub struct TransportParts {
 
 /// Opens or bootstraps the member's data dir, with the peer transport
 /// (inside a tokio runtime).
-pub fn bootstrap(cfg: &Config) -> anyhow::Result<Bootstrapped> {
+pub fn bootstrap(cfg: &Config, dialer: Dialer) -> anyhow::Result<Bootstrapped> {
     let rt = tokio::runtime::Handle::try_current()
         .map_err(|_| anyhow::anyhow!("a member starts inside a tokio runtime"))?;
     bootstrap_with(
         cfg,
         None,
-        |p| PeerTransport::new(p.member_id, p.cluster_id, p.membership, rt, p.backend),
+        |p| {
+            PeerTransport::new(
+                p.member_id,
+                p.cluster_id,
+                p.membership,
+                rt,
+                p.backend,
+                dialer,
+            )
+        },
         |applier| applier,
     )
 }

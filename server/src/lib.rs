@@ -18,7 +18,8 @@
 //! - [`peer`]: raft traffic between members (transport and service),
 //!   db snapshots to followers; [`snapdir`]: the received snapshot files
 //!   and finishing an install a crash interrupted;
-//! - [`serve`]: listeners and service registration;
+//! - [`serve`]: listeners and service registration; [`tls`]: TLS for
+//!   listeners and peer connections, auto-TLS certificates;
 //! - [`api`]: the gRPC services; [`errors`]: etcd's errors, in one place;
 //!   [`convert`]: wire types to engine types.
 //!
@@ -45,6 +46,7 @@ pub mod serve;
 pub mod server;
 pub mod snapdir;
 pub mod state;
+pub mod tls;
 
 pub use config::Config;
 pub use serve::run;

@@ -28,7 +28,8 @@ fn main() -> anyhow::Result<()> {
     let rt = builder.build()?;
     rt.block_on(async move {
         let mut listeners = Vec::new();
-        for addr in cfg.client_addrs()? {
+        for l in cfg.client_listens()? {
+            let addr = l.addr;
             let l = tokio::net::TcpListener::bind(&addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;

@@ -1,6 +1,11 @@
 //! Serving a member: its gRPC services registered on each client
-//! listener, and the order of start and stop. TLS and the HTTP endpoints
-//! plug in here, at the one place listeners become servers.
+//! listener, and the order of start and stop. TLS (plain, TLS, or both on
+//! one address: [`crate::tls::incoming`]) and the HTTP endpoints plug in
+//! here, at the one place listeners become servers.
+//!
+//! `run`'s listeners are the client listeners in the order of
+//! `--listen-client-urls` addresses ([`Config::client_listens`]); each
+//! serves the schemes its URLs name (a listener beyond them: plain).
 //!
 //! Order: the member is opened (raft running) and ready (a leader known,
 //! the committed log applied) before any listener serves;
@@ -16,10 +21,11 @@ use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::api;
-use crate::config::{urls, Config};
+use crate::config::{tls as tls_config, Config};
 use crate::peer::service::PeerService;
 use crate::peer::MAX_FRAME;
 use crate::server::EtcdServer;
+use crate::tls::incoming::{self, Schemes};
 
 /// Serves the member on `listeners` until `shutdown` completes, then stops
 /// raft and closes the storage.
@@ -32,9 +38,11 @@ pub async fn run(
     srv.spawn_duties();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
+    let client_tls = srv.cfg.client_tls()?;
+    let client_listens = srv.cfg.client_listens()?;
     // Peers first: electing a leader needs them.
-    for l in bind_peers(&srv).await? {
-        tasks.push(serve_peer(&srv, l, stop_tx.subscribe())?);
+    for (l, schemes) in bind_peers(&srv).await? {
+        tasks.push(serve_peer(&srv, l, schemes, stop_tx.subscribe())?);
     }
     if srv.cfg.experimental_initial_corrupt_check && srv.initialized && srv.membership.count() > 1 {
         if let Err(e) = srv.initial_corrupt_check().await {
@@ -57,8 +65,16 @@ pub async fn run(
     // (grpc-go's status and message) is what clients see; the cap still
     // bounds memory.
     let recv_limit = (srv.recv_limit() * 2).max(4 << 20);
-    for l in listeners {
+    for (i, l) in listeners.into_iter().enumerate() {
         let addr = l.local_addr()?;
+        let schemes = match client_listens.get(i) {
+            Some(listen) => tls_config::schemes(listen, client_tls.as_ref())?,
+            None => Schemes {
+                plain: true,
+                tls: None,
+            },
+        };
+        let (plain, secure) = (schemes.plain, schemes.tls.is_some());
         let leader = require_leader(&srv);
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -97,20 +113,20 @@ pub async fn run(
         let mut stop = stop_tx.subscribe();
         tasks.push(tokio::spawn(async move {
             router
-                // tonic's own nodelay setting covers only listeners it
-                // binds: without this, Nagle holds a response's second write
-                // until the client's delayed ACK (40 ms).
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(l)
-                        .with_nodelay(Some(true))
-                        .with_keepalive(Some(std::time::Duration::from_secs(7200))),
-                    async move {
-                        let _ = stop.recv().await;
-                    },
-                )
+                // Accepted connections get TCP_NODELAY (incoming.rs):
+                // without it, Nagle holds a response's second write until
+                // the client's delayed ACK (40 ms).
+                .serve_with_incoming_shutdown(incoming::accept(l, schemes), async move {
+                    let _ = stop.recv().await;
+                })
                 .await
         }));
-        tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
+        if secure {
+            tracing::info!(address = %addr, "serving client traffic securely");
+        }
+        if plain {
+            tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
+        }
     }
     tracing::info!(
         member = format!("{:x}", srv.member_id()),
@@ -165,23 +181,19 @@ fn require_leader(
 /// The peer listeners (`--listen-peer-urls`), bound when the cluster has
 /// other members to hear from. A lone member binds none, so one-member
 /// clusters (tests among them) never compete for a peer port.
-async fn bind_peers(srv: &EtcdServer) -> anyhow::Result<Vec<TcpListener>> {
+async fn bind_peers(srv: &EtcdServer) -> anyhow::Result<Vec<(TcpListener, Schemes)>> {
     if srv.membership.count() < 2 {
         return Ok(Vec::new());
     }
+    let peer_tls = srv.cfg.peer_tls()?;
     let mut out = Vec::new();
-    for u in urls::parse_urls("listen-peer-urls", &srv.cfg.listen_peer_urls)? {
-        if u.scheme != "http" {
-            anyhow::bail!(
-                "--listen-peer-urls: {} needs TLS, which strata does not serve yet",
-                u.raw
-            );
-        }
-        let addr = u.bind_addr();
-        let l = TcpListener::bind(&addr)
+    for listen in srv.cfg.peer_listens()? {
+        let schemes = tls_config::schemes(&listen, peer_tls.as_ref())?;
+        let addr = &listen.addr;
+        let l = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;
-        out.push(l);
+        out.push((l, schemes));
     }
     Ok(out)
 }
@@ -190,6 +202,7 @@ async fn bind_peers(srv: &EtcdServer) -> anyhow::Result<Vec<TcpListener>> {
 fn serve_peer(
     srv: &Arc<EtcdServer>,
     l: TcpListener,
+    schemes: Schemes,
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
     let addr = l.local_addr()?;
@@ -203,15 +216,12 @@ fn serve_peer(
             .max_decoding_message_size(MAX_FRAME)
             .max_encoding_message_size(MAX_FRAME),
         );
-    tracing::info!(address = %addr, "serving peer traffic");
+    tracing::info!(address = %addr, tls = schemes.tls.is_some(), "serving peer traffic");
     Ok(tokio::spawn(async move {
         router
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
-                async move {
-                    let _ = stop.recv().await;
-                },
-            )
+            .serve_with_incoming_shutdown(incoming::accept(l, schemes), async move {
+                let _ = stop.recv().await;
+            })
             .await
     }))
 }

@@ -26,6 +26,7 @@ use crate::peer::PeerClients;
 use crate::raftnode::Input;
 use crate::readindex::ReadIndex;
 use crate::state::{Applied, RaftRequest, Shared};
+use crate::tls::dial::Dialer;
 
 /// etcd's maxGapBetweenApplyAndCommitIndex: past this many committed but
 /// unapplied entries, proposals are refused ("too many requests").
@@ -69,13 +70,18 @@ impl EtcdServer {
     /// Opens or bootstraps the member and starts raft.
     pub fn start(cfg: Config) -> anyhow::Result<Arc<EtcdServer>> {
         cfg.validate()?;
+        let peer_tls = match cfg.peer_tls()? {
+            Some(info) => Some(crate::tls::client_config(&info)?),
+            None => None,
+        };
+        let dialer = Dialer::new(peer_tls);
         let Bootstrapped {
             shared,
             node,
             applied_rx,
             membership,
             initialized,
-        } = bootstrap(&cfg)?;
+        } = bootstrap(&cfg, dialer.clone())?;
         let member_id = shared.member_id;
         let (tx, rx) = std::sync::mpsc::channel();
         let raft_thread = std::thread::Builder::new()
@@ -116,7 +122,7 @@ impl EtcdServer {
             raft_thread: Mutex::new(Some(raft_thread)),
             stopping,
             membership,
-            peers: PeerClients::default(),
+            peers: PeerClients::new(dialer),
             initialized,
             nospace_proposed: Mutex::new(None),
             quota_size: AtomicU64::new(0),

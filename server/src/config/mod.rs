@@ -42,6 +42,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+pub mod tls;
 pub mod urls;
 
 #[derive(Parser, Debug, Clone)]
@@ -205,6 +206,69 @@ pub struct Config {
     /// restart resumes from it).
     #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub experimental_lease_checkpoint_interval: Duration,
+
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<std::path::PathBuf>,
+
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<std::path::PathBuf>,
+
+    /// Enable client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub client_cert_auth: bool,
+
+    /// Path to the client certificate revocation list file.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE")]
+    pub client_crl_file: Option<std::path::PathBuf>,
+
+    /// Client TLS using generated certificates.
+    #[arg(long, env = "ETCD_AUTO_TLS", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub auto_tls: bool,
+
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<std::path::PathBuf>,
+
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<std::path::PathBuf>,
+
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<std::path::PathBuf>,
+
+    /// Enable peer client cert authentication.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub peer_client_cert_auth: bool,
+
+    /// Path to the peer certificate revocation list file.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE")]
+    pub peer_crl_file: Option<std::path::PathBuf>,
+
+    /// Peer TLS using generated certificates.
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub peer_auto_tls: bool,
+
+    /// The validity period of the client and peer certificates generated
+    /// by --auto-tls and --peer-auto-tls, in years.
+    #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
+    pub self_signed_cert_validity: u32,
+
+    /// Comma-separated list of supported TLS 1.2 cipher suites between
+    /// client/server and peers (empty: rustls's defaults). TLS 1.3 suites
+    /// are always on, as in Go.
+    #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
+    pub cipher_suites: String,
 }
 
 /// `--initial-cluster-state`.
@@ -302,25 +366,9 @@ impl Config {
         (self.election_timeout / self.heartbeat_interval.max(1)).max(2) as usize
     }
 
-    /// Client URLs to listen on, as host:port.
-    pub fn client_addrs(&self) -> anyhow::Result<Vec<String>> {
-        urls::parse_urls("listen-client-urls", &self.listen_client_urls)?
-            .into_iter()
-            .map(|u| {
-                if u.scheme != "http" {
-                    anyhow::bail!(
-                        "--listen-client-urls: {} needs TLS, which strata does not serve yet",
-                        u.raw
-                    );
-                }
-                Ok(u.bind_addr())
-            })
-            .collect()
-    }
-
     /// Checks every URL flag as etcd does.
     fn check_urls(&self) -> anyhow::Result<()> {
-        self.client_addrs()?;
+        self.client_listens()?;
         urls::parse_urls("advertise-client-urls", &self.advertise_client_urls)?;
         urls::parse_urls("listen-peer-urls", &self.listen_peer_urls)?;
         urls::parse_urls(
@@ -344,6 +392,7 @@ impl Config {
             );
         }
         self.check_urls()?;
+        self.check_tls()?;
         self.auto_compaction()?;
         self.own_peer_urls()?;
         Ok(())
@@ -396,7 +445,12 @@ mod tests {
         assert_eq!(c.min_lease_ttl(), 2);
         assert_eq!(c.election_ticks(), 10);
         assert_eq!(c.quota(), Some(2 << 30));
-        assert_eq!(c.client_addrs().unwrap(), vec!["127.0.0.1:2379"]);
+        let l = c.client_listens().unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(
+            (l[0].addr.as_str(), l[0].plain, l[0].tls),
+            ("127.0.0.1:2379", true, false)
+        );
         c.validate().unwrap();
     }
 }

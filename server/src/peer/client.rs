@@ -11,13 +11,21 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::MAX_FRAME;
 use crate::membership::Membership;
+use crate::tls::dial::Dialer;
 
-#[derive(Default)]
 pub struct PeerClients {
     channels: Mutex<HashMap<u64, Channel>>,
+    dialer: Dialer,
 }
 
 impl PeerClients {
+    pub fn new(dialer: Dialer) -> Self {
+        PeerClients {
+            channels: Mutex::default(),
+            dialer,
+        }
+    }
+
     /// A client for member `id` (its first peer URL), or None if the
     /// member is unknown or its URL unusable.
     pub fn get(&self, membership: &Membership, id: u64) -> Option<PeerClient<Channel>> {
@@ -26,12 +34,12 @@ impl PeerClients {
             Some(c) => c.clone(),
             None => {
                 let url = membership.get(id)?.peer_urls.into_iter().next()?;
-                let c = Endpoint::from_shared(url)
-                    .ok()?
-                    .connect_timeout(Duration::from_secs(1))
-                    .timeout(Duration::from_secs(5))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                let c = self.dialer.lazy(
+                    Endpoint::from_shared(url)
+                        .ok()?
+                        .connect_timeout(Duration::from_secs(1))
+                        .timeout(Duration::from_secs(5)),
+                );
                 g.insert(id, c.clone());
                 c
             }

@@ -49,6 +49,7 @@ pub struct Outgoing {
     pub reports: Arc<Mutex<Vec<TransportReport>>>,
     /// Peers with a snapshot on its way (this one is taken out at the end).
     pub in_flight: Arc<Mutex<std::collections::HashSet<u64>>>,
+    pub dialer: crate::tls::dial::Dialer,
 }
 
 /// A writer that cuts what it is given into pieces for the stream.
@@ -128,7 +129,7 @@ pub async fn send(out: Outgoing) {
 async fn stream(out: &Outgoing) -> Result<u64, String> {
     let mut client = None;
     for url in &out.urls {
-        if let Some(c) = super::transport::connect(url).await {
+        if let Some(c) = super::transport::connect(&out.dialer, url).await {
             client = Some(c);
             break;
         }

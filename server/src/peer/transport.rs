@@ -13,6 +13,7 @@
 //!   goes with the db on its own stream ([`super::snapshot`]), one per peer
 //!   at a time.
 
+use crate::tls::dial::Dialer;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +47,7 @@ pub struct PeerTransport {
     backend: Backend,
     /// Peers with a snapshot on its way.
     snapshots: Arc<Mutex<HashSet<u64>>>,
+    dialer: Dialer,
 }
 
 impl PeerTransport {
@@ -55,6 +57,7 @@ impl PeerTransport {
         membership: Arc<Membership>,
         rt: tokio::runtime::Handle,
         backend: Backend,
+        dialer: Dialer,
     ) -> PeerTransport {
         PeerTransport {
             me,
@@ -65,6 +68,7 @@ impl PeerTransport {
             reports: Arc::default(),
             backend,
             snapshots: Arc::default(),
+            dialer,
         }
     }
 
@@ -91,6 +95,7 @@ impl PeerTransport {
                 to,
             },
             reports: self.reports.clone(),
+            dialer: self.dialer.clone(),
         };
         self.rt.spawn(link.run(rx));
         self.queues.insert(to, tx.clone());
@@ -134,6 +139,7 @@ impl PeerTransport {
             backend: self.backend.clone(),
             reports: self.reports.clone(),
             in_flight: self.snapshots.clone(),
+            dialer: self.dialer.clone(),
         };
         self.rt.spawn(snapshot::send(out));
     }
@@ -175,14 +181,17 @@ impl Transport for PeerTransport {
 }
 
 /// A client of the peer at `url` (None: it did not answer).
-pub async fn connect(url: &str) -> Option<p::peer_client::PeerClient<tonic::transport::Channel>> {
+pub async fn connect(
+    dialer: &Dialer,
+    url: &str,
+) -> Option<p::peer_client::PeerClient<tonic::transport::Channel>> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .ok()?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5));
-    let channel = endpoint.connect().await.ok()?;
+    let channel = dialer.connect(endpoint).await.ok()?;
     Some(
         p::peer_client::PeerClient::new(channel)
             .max_encoding_message_size(MAX_FRAME)
@@ -196,6 +205,7 @@ struct Link {
     urls: Vec<String>,
     header: p::PeerHeader,
     reports: Arc<Mutex<Vec<TransportReport>>>,
+    dialer: Dialer,
 }
 
 impl Link {
@@ -219,7 +229,11 @@ impl Link {
         &self,
         attempt: usize,
     ) -> Option<p::peer_client::PeerClient<tonic::transport::Channel>> {
-        connect(self.urls.get(attempt % self.urls.len().max(1))?).await
+        connect(
+            &self.dialer,
+            self.urls.get(attempt % self.urls.len().max(1))?,
+        )
+        .await
     }
 
     async fn run(self, mut queue: mpsc::Receiver<Vec<Message>>) {

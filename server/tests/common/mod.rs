@@ -90,11 +90,16 @@ impl Server {
     }
 
     fn launch(&mut self) {
+        // Port 0 unless the test names its own client URLs.
+        let default_urls: &[&str] = if self.args.iter().any(|a| a == "--listen-client-urls") {
+            &[]
+        } else {
+            &["--listen-client-urls", "http://127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("--data-dir")
             .arg(self.dir.join("data"))
-            .arg("--listen-client-urls")
-            .arg("http://127.0.0.1:0")
+            .args(default_urls)
             .args(&self.args)
             .env_remove("ETCD_NAME")
             .stdout(Stdio::null())

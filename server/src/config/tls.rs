@@ -1,0 +1,212 @@
+//! The TLS flags as etcd reads them: which listener serves what, and the
+//! client and peer TLS settings (a self-signed pair under the data dir
+//! with `--auto-tls`/`--peer-auto-tls` when no certificate is given).
+
+use super::urls::parse_urls;
+use super::Config;
+use crate::tls::{self, incoming::Schemes, TlsInfo};
+
+/// One address to listen on and the schemes its URLs name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: String,
+    pub plain: bool,
+    pub tls: bool,
+}
+
+impl Config {
+    /// The client listeners: one per address, `http` and `https` URLs of
+    /// the same address served together.
+    pub fn client_listens(&self) -> anyhow::Result<Vec<Listen>> {
+        listens("listen-client-urls", &self.listen_client_urls)
+    }
+
+    /// The peer listeners.
+    pub fn peer_listens(&self) -> anyhow::Result<Vec<Listen>> {
+        listens("listen-peer-urls", &self.listen_peer_urls)
+    }
+
+    /// Client TLS, or None when no certificate is configured.
+    pub fn client_tls(&self) -> anyhow::Result<Option<TlsInfo>> {
+        let mut info = TlsInfo {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+            crl_file: self.client_crl_file.clone(),
+            self_signed: false,
+            cipher_suites: self.cipher_suites(),
+        };
+        if !info.is_set() && self.auto_tls {
+            let hosts = hosts(&self.listen_client_urls)?;
+            let auto = tls::auto::self_cert(
+                &self.data_dir().join("fixtures").join("client"),
+                &hosts,
+                self.self_signed_cert_validity,
+            )?;
+            info.cert_file = auto.cert_file;
+            info.key_file = auto.key_file;
+            info.self_signed = true;
+        } else if info.is_set() && self.auto_tls {
+            tracing::warn!("ignoring client auto TLS since certs given");
+        }
+        Ok(info.is_set().then_some(info))
+    }
+
+    /// Peer TLS, or None when no certificate is configured.
+    pub fn peer_tls(&self) -> anyhow::Result<Option<TlsInfo>> {
+        let mut info = TlsInfo {
+            cert_file: self.peer_cert_file.clone(),
+            key_file: self.peer_key_file.clone(),
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+            crl_file: self.peer_crl_file.clone(),
+            self_signed: false,
+            cipher_suites: self.cipher_suites(),
+        };
+        if !info.is_set() && self.peer_auto_tls {
+            let hosts = hosts(&self.listen_peer_urls)?;
+            let auto = tls::auto::self_cert(
+                &self.data_dir().join("fixtures").join("peer"),
+                &hosts,
+                self.self_signed_cert_validity,
+            )?;
+            info.cert_file = auto.cert_file;
+            info.key_file = auto.key_file;
+            info.self_signed = true;
+        } else if info.is_set() && self.peer_auto_tls {
+            tracing::warn!("ignoring peer auto TLS since certs given");
+        }
+        Ok(info.is_set().then_some(info))
+    }
+
+    fn cipher_suites(&self) -> Vec<String> {
+        self.cipher_suites
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// Checks that every `https` URL has a certificate to serve (etcd's
+    /// words), and that client certificate checks have a CA.
+    pub(super) fn check_tls(&self) -> anyhow::Result<()> {
+        let client_certs = (self.cert_file.is_some() && self.key_file.is_some()) || self.auto_tls;
+        for u in parse_urls("listen-client-urls", &self.listen_client_urls)? {
+            if u.scheme == "https" && !client_certs {
+                anyhow::bail!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                    u.raw
+                );
+            }
+        }
+        let peer_certs =
+            (self.peer_cert_file.is_some() && self.peer_key_file.is_some()) || self.peer_auto_tls;
+        for u in parse_urls("listen-peer-urls", &self.listen_peer_urls)? {
+            if u.scheme == "https" && !peer_certs {
+                anyhow::bail!(
+                    "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {} with HTTPS scheme",
+                    u.raw
+                );
+            }
+        }
+        if self.client_cert_auth && self.trusted_ca_file.is_none() && !self.auto_tls {
+            anyhow::bail!("--client-cert-auth needs --trusted-ca-file");
+        }
+        if self.peer_client_cert_auth && self.peer_trusted_ca_file.is_none() && !self.peer_auto_tls
+        {
+            anyhow::bail!("--peer-client-cert-auth needs --peer-trusted-ca-file");
+        }
+        Ok(())
+    }
+}
+
+/// What a listener of `l` serves, with `info`'s server side for TLS.
+pub fn schemes(l: &Listen, info: Option<&TlsInfo>) -> anyhow::Result<Schemes> {
+    let tls = match (l.tls, info) {
+        (true, Some(info)) => Some(tls::server_config(info)?),
+        (true, None) => anyhow::bail!("{} needs TLS, and no certificate is configured", l.addr),
+        (false, _) => None,
+    };
+    Ok(Schemes {
+        plain: l.plain,
+        tls,
+    })
+}
+
+fn listens(flag: &str, urls: &str) -> anyhow::Result<Vec<Listen>> {
+    let mut out: Vec<Listen> = Vec::new();
+    for u in parse_urls(flag, urls)? {
+        let addr = u.bind_addr();
+        let i = match out.iter().position(|l| l.addr == addr) {
+            Some(i) => i,
+            None => {
+                out.push(Listen {
+                    addr,
+                    plain: false,
+                    tls: false,
+                });
+                out.len() - 1
+            }
+        };
+        if u.scheme == "https" {
+            out[i].tls = true;
+        } else {
+            out[i].plain = true;
+        }
+    }
+    Ok(out)
+}
+
+/// The hosts the URLs name (for self-signed certificates).
+fn hosts(urls: &str) -> anyhow::Result<Vec<String>> {
+    Ok(parse_urls("listen-urls", urls)?
+        .into_iter()
+        .map(|u| {
+            u.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn one_address_may_serve_http_and_https() {
+        let c = Config::parse_from([
+            "strata",
+            "--listen-client-urls",
+            "http://localhost:2379,https://localhost:2379,https://127.0.0.1:2479",
+            "--auto-tls",
+        ]);
+        assert_eq!(
+            c.client_listens().unwrap(),
+            vec![
+                Listen {
+                    addr: "127.0.0.1:2379".into(),
+                    plain: true,
+                    tls: true
+                },
+                Listen {
+                    addr: "127.0.0.1:2479".into(),
+                    plain: false,
+                    tls: true
+                },
+            ]
+        );
+        c.check_tls().unwrap();
+    }
+
+    #[test]
+    fn https_without_a_certificate_is_refused_with_etcds_words() {
+        let c = Config::parse_from(["strata", "--listen-client-urls", "https://127.0.0.1:2379"]);
+        let e = c.check_tls().unwrap_err().to_string();
+        assert!(e.contains("TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"), "{e}");
+    }
+}

@@ -1,0 +1,194 @@
+//! Accepting connections on a listener that may serve plain TCP, TLS, or
+//! both on one address (etcd allows `http://h:p` and `https://h:p` in one
+//! `--listen-client-urls`). A TLS connection starts with a handshake
+//! record (first byte 0x16); anything else is plain. Each connection is
+//! sorted and, for TLS, handshaken on its own task, so a slow or silent
+//! client never holds up the accept loop; a failed handshake is logged
+//! and closed, as Go's server does.
+//!
+//! The stream ends when its consumer drops it; the accept loop stops and
+//! releases the listener then.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// A TLS handshake that takes longer than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one listener serves.
+#[derive(Clone, Default)]
+pub struct Schemes {
+    pub plain: bool,
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
+/// One accepted (or dialed) connection.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+/// What a request can learn of its connection.
+#[derive(Clone, Debug, Default)]
+pub struct ConnInfo {
+    pub remote: Option<SocketAddr>,
+    /// The client's verified certificate chain (TLS with client
+    /// certificates), leaf first.
+    pub peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        let peer_certs = match self {
+            Conn::Plain(_) => None,
+            Conn::Tls(s) => s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect())),
+        };
+        ConnInfo {
+            remote: self.tcp().peer_addr().ok(),
+            peer_certs,
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The connections `listener` accepts, sorted by `schemes`.
+pub fn accept(listener: TcpListener, schemes: Schemes) -> ReceiverStream<io::Result<Conn>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, from) = tokio::select! {
+                () = tx.closed() => return,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors and the like: wait, go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(
+                &socket2::TcpKeepalive::new().with_time(Duration::from_secs(7200)),
+            );
+            let tx = tx.clone();
+            let schemes = schemes.clone();
+            tokio::spawn(async move {
+                if let Some(conn) = sort(tcp, from, &schemes).await {
+                    let _ = tx.send(Ok(conn)).await;
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Plain or TLS, by the first byte the client sends.
+async fn sort(tcp: TcpStream, from: SocketAddr, schemes: &Schemes) -> Option<Conn> {
+    let Some(tls) = &schemes.tls else {
+        return Some(Conn::Plain(tcp));
+    };
+    if schemes.plain {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+            Ok(Ok(1)) if first[0] != 0x16 => return Some(Conn::Plain(tcp)),
+            Ok(Ok(1)) => {}
+            _ => return None,
+        }
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => Some(Conn::Tls(Box::new(s.into()))),
+        Ok(Err(e)) => {
+            tracing::warn!(remote = %from, error = %e, "rejected connection: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(remote = %from, "rejected connection: TLS handshake timed out");
+            None
+        }
+    }
+}
