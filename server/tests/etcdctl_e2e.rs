@@ -346,3 +346,30 @@ fn maintenance_and_cluster() {
     let (db, sum) = bytes.split_at(bytes.len() - 32);
     assert_eq!(sha2::Sha256::digest(db).as_slice(), sum);
 }
+
+/// etcdctl 3.4 dials each endpoint of `endpoint status`, `endpoint hashkv`
+/// and `defrag` as `passthrough:///http://host:port` and sends that URL as
+/// the HTTP/2 authority; etcd serves it, and so must strata.
+#[test]
+fn per_endpoint_commands_take_urls_with_a_scheme() {
+    let s = Server::start(&[]);
+    let url = s.url();
+    for (args, expect) in [
+        (&["endpoint", "status"][..], url.as_str()),
+        (&["endpoint", "hashkv"][..], url.as_str()),
+        (&["defrag"][..], "Finished defragmenting etcd member"),
+        (&["endpoint", "health"][..], "is healthy"),
+    ] {
+        let out = common::etcdctl(&url, args, None);
+        // (`endpoint health` reports on stderr.)
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.contains(expect) && !said.contains("PROTOCOL_ERROR"),
+            "{args:?}: {said}"
+        );
+    }
+}

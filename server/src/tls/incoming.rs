@@ -22,6 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::authority::AuthorityFix;
+
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -134,7 +136,10 @@ impl AsyncWrite for Conn {
 }
 
 /// The connections `listener` accepts, sorted by `schemes`.
-pub fn accept(listener: TcpListener, schemes: Schemes) -> ReceiverStream<io::Result<Conn>> {
+pub fn accept(
+    listener: TcpListener,
+    schemes: Schemes,
+) -> ReceiverStream<io::Result<AuthorityFix<Conn>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -158,7 +163,7 @@ pub fn accept(listener: TcpListener, schemes: Schemes) -> ReceiverStream<io::Res
             let schemes = schemes.clone();
             tokio::spawn(async move {
                 if let Some(conn) = sort(tcp, from, &schemes).await {
-                    let _ = tx.send(Ok(conn)).await;
+                    let _ = tx.send(Ok(AuthorityFix::new(conn))).await;
                 }
             });
         }

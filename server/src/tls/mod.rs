@@ -11,8 +11,10 @@
 //! ([`incoming`]). Peer connections verify the other member's certificate
 //! against the peer CA, except with `--peer-auto-tls`, whose self-signed
 //! certificates cannot be verified (etcd skips the check there too).
-//! ALPN offers h2 (gRPC).
+//! ALPN offers h2 (gRPC). [`authority`] repairs a client quirk on every
+//! accepted connection, TLS or not.
 
+pub mod authority;
 pub mod auto;
 pub mod dial;
 pub mod incoming;
