@@ -268,14 +268,17 @@ impl EtcdServer {
         }
     }
 
-    /// Size of the db file and the part of it in use.
+    /// The db's size and the part of it in use, as etcd counts them
+    /// (bbolt's `tx.Size()`: pages up to the high-water mark, not the
+    /// file's preallocated length; the quota is checked against it too).
     pub fn db_size(&self) -> (i64, i64) {
         let info = self.store().backend().db().info();
+        let size = info.page_count * info.page_size as u64;
         let in_use = info
             .page_count
             .saturating_sub(info.free_pages + info.pending_pages)
             * info.page_size as u64;
-        (info.file_len as i64, in_use as i64)
+        (size as i64, in_use as i64)
     }
 
     fn quota_db_size(&self) -> u64 {

@@ -49,7 +49,10 @@ pub mod urls;
 #[command(
     name = "strata",
     version,
-    about = "A distributed, strongly consistent key-value store speaking the etcd v3 API"
+    about = "A distributed, strongly consistent key-value store speaking the etcd v3 API",
+    // Go's flag package takes a flag given twice, the last value winning
+    // (etcd's own test harness passes --client-cert-auth twice).
+    args_override_self = true
 )]
 pub struct Config {
     /// Human-readable name for this member.
@@ -428,6 +431,21 @@ pub enum AutoCompaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flag_given_twice_takes_the_last_value_as_go_does() {
+        let c = Config::parse_from([
+            "strata",
+            "--client-cert-auth",
+            "--name",
+            "a",
+            "--client-cert-auth",
+            "--name",
+            "b",
+        ]);
+        assert!(c.client_cert_auth);
+        assert_eq!(c.name, "b");
+    }
 
     #[test]
     fn go_durations() {
