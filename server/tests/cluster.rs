@@ -719,6 +719,18 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
     }
     assert_eq!(seen, expected, "the watcher across the snapshot install");
 
+    // Status counts the snapshot's index as committed (no write since).
+    let mut status = Client::connect([c.members[behind].url()], None)
+        .await
+        .expect("connect");
+    let st = status.status().await.unwrap();
+    assert!(
+        st.raft_index() >= st.raft_applied_index(),
+        "raftIndex {} behind raftAppliedIndex {}",
+        st.raft_index(),
+        st.raft_applied_index()
+    );
+
     // The lease and its key came with the snapshot.
     let out =
         c.members[behind].etcdctl_ok(&["lease", "timetolive", &format!("{lease:x}"), "--keys"]);

@@ -438,6 +438,10 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         self.snapshot_index = mark.index;
         self.raw.mut_store().release(mark.index, mark.index)?;
         self.status.applied.store(self.applied, Ordering::Release);
+        // The snapshot's index is committed (Status's raftIndex must not
+        // lag the applied index until the next write).
+        let commit = self.raw.raft.raft_log.committed.max(mark.index);
+        self.status.commit.store(commit, Ordering::Release);
         self.applied_tx.send_replace(self.applied);
         tracing::info!(
             index = mark.index,
