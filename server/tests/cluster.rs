@@ -374,6 +374,10 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
         .await
         .expect("a serializable read needs no leader");
     assert!(got.kvs().is_empty());
+    // Status answers, and says there is no leader, as etcd's does.
+    let st = plain.status().await.expect("status needs no leader");
+    assert_eq!(st.leader(), 0);
+    assert_eq!(st.errors(), ["etcdserver: no leader"]);
 }
 
 /// Runs a future to completion from a synchronous poll loop (inside the

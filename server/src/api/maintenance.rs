@@ -49,18 +49,25 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         use std::sync::atomic::Ordering::Acquire;
         let st = &self.srv.shared.status;
         let (db_size, in_use) = self.srv.db_size();
-        let errors = self
-            .srv
-            .shared
-            .alarms()
-            .iter()
-            .map(|&(m, a)| format!("memberID:{m} alarm:{} ", alarm_name(a)))
-            .collect();
+        // etcd's order: no leader first, then each alarm as its proto
+        // text (with the trailing space).
+        let leader = st.leader.load(Acquire);
+        let mut errors = Vec::new();
+        if leader == 0 {
+            errors.push(EtcdError::NoLeader.to_string());
+        }
+        errors.extend(
+            self.srv
+                .shared
+                .alarms()
+                .iter()
+                .map(|&(m, a)| format!("memberID:{m} alarm:{} ", alarm_name(a))),
+        );
         Ok(Response::new(pb::StatusResponse {
             header: Some(self.srv.header()),
             version: ETCD_VERSION.into(),
             db_size,
-            leader: st.leader.load(Acquire),
+            leader,
             raft_index: st.commit.load(Acquire),
             raft_term: st.term.load(Acquire),
             raft_applied_index: st.applied.load(Acquire),
