@@ -115,6 +115,78 @@ fn cluster(
     members
 }
 
+/// As [`cluster`], without waiting for the members to be ready.
+fn launch(dir: &Path, peer_flags: &[String]) -> Vec<Server> {
+    let ports = free_ports(3);
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("m{i}=https://127.0.0.1:{p}"))
+        .collect();
+    let initial = initial.join(",");
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let peer = format!("https://127.0.0.1:{p}");
+            let mut args: Vec<String> = vec![
+                "--name".into(),
+                format!("m{i}"),
+                "--listen-peer-urls".into(),
+                peer.clone(),
+                "--initial-advertise-peer-urls".into(),
+                peer,
+                "--initial-cluster".into(),
+                initial.clone(),
+            ];
+            args.extend(peer_flags.iter().cloned());
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let d = dir.join(format!("m{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            Server::launch_in(&d, &a)
+        })
+        .collect()
+}
+
+#[test]
+fn peers_whose_certificate_lacks_the_allowed_common_name_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    let peer: Vec<String> = vec![
+        "--peer-cert-file".into(),
+        pki.path("server.crt"),
+        "--peer-key-file".into(),
+        pki.path("server.key"),
+        "--peer-trusted-ca-file".into(),
+        pki.path("ca.crt"),
+        "--peer-client-cert-auth".into(),
+        "--peer-cert-allowed-cn".into(),
+        "someone-else".into(),
+    ];
+    let members = launch(tmp.path(), &peer);
+    // Every peer connection is refused: no leader, nobody ready, and the
+    // refusals say why.
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline
+        && !log
+            .iter()
+            .any(|l: &String| l.contains("CommonName authentication failed"))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        log.extend(members[0].drain_log());
+    }
+    assert!(
+        log.iter()
+            .any(|l| l.contains("CommonName authentication failed")),
+        "{}",
+        log.join("\n")
+    );
+    assert!(!log
+        .iter()
+        .any(|l| l.contains("ready to serve client requests")));
+}
+
 fn ok(out: std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -136,6 +208,10 @@ fn a_cluster_over_verified_peer_tls_serves_clients_with_certificates() {
         "--peer-trusted-ca-file".into(),
         pki.path("ca.crt"),
         "--peer-client-cert-auth".into(),
+        "--peer-cert-allowed-cn".into(),
+        "member".into(),
+        "--peer-cert-allowed-hostname".into(),
+        "localhost".into(),
     ];
     let client: Vec<String> = vec![
         "--cert-file".into(),

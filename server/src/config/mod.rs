@@ -262,6 +262,16 @@ pub struct Config {
           num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub peer_auto_tls: bool,
 
+    /// Allowed CN for inter-peer authentication (needs
+    /// --peer-client-cert-auth).
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
+    pub peer_cert_allowed_cn: String,
+
+    /// Allowed TLS host name for inter-peer authentication (needs
+    /// --peer-client-cert-auth).
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub peer_cert_allowed_hostname: String,
+
     /// The validity period of the client and peer certificates generated
     /// by --auto-tls and --peer-auto-tls, in years.
     #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]

@@ -36,6 +36,8 @@ impl Config {
             crl_file: self.client_crl_file.clone(),
             self_signed: false,
             cipher_suites: self.cipher_suites(),
+            allowed_cn: None,
+            allowed_hostname: None,
         };
         if !info.is_set() && self.auto_tls {
             let hosts = hosts(&self.listen_client_urls)?;
@@ -63,6 +65,8 @@ impl Config {
             crl_file: self.peer_crl_file.clone(),
             self_signed: false,
             cipher_suites: self.cipher_suites(),
+            allowed_cn: non_empty(&self.peer_cert_allowed_cn),
+            allowed_hostname: non_empty(&self.peer_cert_allowed_hostname),
         };
         if !info.is_set() && self.peer_auto_tls {
             let hosts = hosts(&self.listen_peer_urls)?;
@@ -114,6 +118,13 @@ impl Config {
         if self.client_cert_auth && self.trusted_ca_file.is_none() && !self.auto_tls {
             anyhow::bail!("--client-cert-auth needs --trusted-ca-file");
         }
+        let names =
+            !self.peer_cert_allowed_cn.is_empty() || !self.peer_cert_allowed_hostname.is_empty();
+        if names && !self.peer_client_cert_auth {
+            anyhow::bail!(
+                "--peer-cert-allowed-cn and --peer-cert-allowed-hostname need --peer-client-cert-auth"
+            );
+        }
         if self.peer_client_cert_auth && self.peer_trusted_ca_file.is_none() && !self.peer_auto_tls
         {
             anyhow::bail!("--peer-client-cert-auth needs --peer-trusted-ca-file");
@@ -133,6 +144,11 @@ pub fn schemes(l: &Listen, info: Option<&TlsInfo>) -> anyhow::Result<Schemes> {
         plain: l.plain,
         tls,
     })
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 fn listens(flag: &str, urls: &str) -> anyhow::Result<Vec<Listen>> {

@@ -43,6 +43,12 @@ pub struct TlsInfo {
     /// TLS 1.2 cipher suites by Go's names (`--cipher-suites`); empty: all
     /// that rustls offers.
     pub cipher_suites: Vec<String>,
+    /// A client certificate must carry this common name
+    /// (`--peer-cert-allowed-cn`).
+    pub allowed_cn: Option<String>,
+    /// A client certificate must be valid for this host name
+    /// (`--peer-cert-allowed-hostname`).
+    pub allowed_hostname: Option<String>,
 }
 
 impl TlsInfo {
@@ -147,6 +153,8 @@ pub fn server_config(info: &TlsInfo) -> anyhow::Result<Arc<ServerConfig>> {
         builder.with_client_cert_verifier(Arc::new(verify::RootsOrChain {
             webpki: v.build()?,
             roots: certs(ca)?,
+            allowed_cn: info.allowed_cn.clone(),
+            allowed_hostname: info.allowed_hostname.clone(),
         }))
     } else {
         builder.with_no_client_auth()

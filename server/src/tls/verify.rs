@@ -5,6 +5,11 @@
 //! as etcd's CommonName fixtures are), acceptance of that exact
 //! certificate, because Go trusts any certificate in its root pool. The
 //! handshake still proves the client holds the certificate's key.
+//!
+//! On the peer listener, `--peer-cert-allowed-cn` and
+//! `--peer-cert-allowed-hostname` then require the client's certificate to
+//! carry that common name, or a subject alternative name that matches that
+//! host name (wildcards as Go matches them), with etcd's error words.
 
 use std::sync::Arc;
 
@@ -18,6 +23,73 @@ pub struct RootsOrChain {
     pub webpki: Arc<dyn ClientCertVerifier>,
     /// The trusted CA certificates, as their files hold them.
     pub roots: Vec<CertificateDer<'static>>,
+    pub allowed_cn: Option<String>,
+    pub allowed_hostname: Option<String>,
+}
+
+impl RootsOrChain {
+    /// The name rules on an otherwise trusted certificate.
+    fn names(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if self.allowed_cn.is_none() && self.allowed_hostname.is_none() {
+            return Ok(());
+        }
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+            .map_err(|e| rustls::Error::General(format!("x509: {e}")))?;
+        if let Some(cn) = &self.allowed_cn {
+            let theirs = common_name(&parsed);
+            if theirs.as_deref() != Some(cn.as_str()) {
+                return Err(rustls::Error::General(
+                    "CommonName authentication failed".into(),
+                ));
+            }
+        }
+        if let Some(host) = &self.allowed_hostname {
+            if !matches_host(&parsed, host) {
+                return Err(rustls::Error::General(format!(
+                    "x509: certificate is not valid for {host}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The subject's first common name.
+pub fn common_name(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
+}
+
+/// Whether a subject alternative name of `cert` names `host` (an IP
+/// address, or a DNS name where `*` stands for one whole left-most label).
+fn matches_host(cert: &x509_parser::certificate::X509Certificate<'_>, host: &str) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    let ip: Option<std::net::IpAddr> = host.trim_matches(['[', ']']).parse().ok();
+    san.value.general_names.iter().any(|n| match (n, ip) {
+        (GeneralName::IPAddress(bytes), Some(ip)) => match ip {
+            std::net::IpAddr::V4(v4) => *bytes == v4.octets(),
+            std::net::IpAddr::V6(v6) => *bytes == v6.octets(),
+        },
+        (GeneralName::DNSName(name), None) => dns_matches(name, host),
+        _ => false,
+    })
+}
+
+fn dns_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(rest) => host
+            .split_once('.')
+            .is_some_and(|(first, tail)| !first.is_empty() && tail == rest),
+        None => pattern == host,
+    }
 }
 
 impl ClientCertVerifier for RootsOrChain {
@@ -39,19 +111,21 @@ impl ClientCertVerifier for RootsOrChain {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        match self
+        let verified = match self
             .webpki
             .verify_client_cert(end_entity, intermediates, now)
         {
-            Ok(v) => Ok(v),
+            Ok(v) => v,
             Err(e) => {
                 if self.roots.iter().any(|r| r.as_ref() == end_entity.as_ref()) {
-                    Ok(ClientCertVerified::assertion())
+                    ClientCertVerified::assertion()
                 } else {
-                    Err(e)
+                    return Err(e);
                 }
             }
-        }
+        };
+        self.names(end_entity)?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -74,5 +148,66 @@ impl ClientCertVerifier for RootsOrChain {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(cn: &str, sans: &[&str]) -> CertificateDer<'static> {
+        let mut p =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        p.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn rules(cn: Option<&str>, host: Option<&str>) -> RootsOrChain {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert("ca", &[])).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        RootsOrChain {
+            webpki: rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap(),
+            roots: Vec::new(),
+            allowed_cn: cn.map(String::from),
+            allowed_hostname: host.map(String::from),
+        }
+    }
+
+    #[test]
+    fn allowed_common_name_and_host_name() {
+        let c = cert(
+            "member-1",
+            &["m1.example.com", "*.peers.example.com", "10.0.0.7"],
+        );
+        assert!(rules(Some("member-1"), None).names(&c).is_ok());
+        let e = rules(Some("member-2"), None).names(&c).unwrap_err();
+        assert!(
+            e.to_string().contains("CommonName authentication failed"),
+            "{e}"
+        );
+        for ok in [
+            "m1.example.com",
+            "M1.Example.com",
+            "a.peers.example.com",
+            "10.0.0.7",
+        ] {
+            assert!(rules(None, Some(ok)).names(&c).is_ok(), "{ok}");
+        }
+        for bad in [
+            "m2.example.com",
+            "a.b.peers.example.com",
+            "peers.example.com",
+            "10.0.0.8",
+        ] {
+            assert!(rules(None, Some(bad)).names(&c).is_err(), "{bad}");
+        }
     }
 }
