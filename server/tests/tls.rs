@@ -340,3 +340,55 @@ fn one_port_serves_http_and_https_with_a_generated_certificate() {
     );
     assert!(!refused.status.success());
 }
+
+/// A TLS handshake with `versions` only, against 127.0.0.1:`port`.
+fn handshake(
+    port: u16,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<(), String> {
+    use std::io::Write;
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(strata_server::tls::dial::Unverified(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| e.to_string())?;
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    conn.writer().flush().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[test]
+fn tls_min_version_refuses_older_handshakes() {
+    let m = Server::start(&[
+        "--listen-client-urls",
+        "https://127.0.0.1:0",
+        "--auto-tls",
+        "--tls-min-version",
+        "TLS1.3",
+    ]);
+    handshake(m.port, &[&rustls::version::TLS13]).expect("a TLS 1.3 handshake");
+    let e = handshake(m.port, &[&rustls::version::TLS12]).unwrap_err();
+    assert!(!e.is_empty());
+    let got = ok(etcdctl(
+        &format!("https://127.0.0.1:{}", m.port),
+        &[
+            "--insecure-transport=false",
+            "--insecure-skip-tls-verify",
+            "put",
+            "k",
+            "v",
+        ],
+        None,
+    ));
+    assert!(got.contains("OK"));
+}

@@ -262,6 +262,15 @@ pub struct Config {
           num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub peer_auto_tls: bool,
 
+    /// Minimum TLS version for client and peer connections (TLS1.2 or
+    /// TLS1.3; older values mean TLS1.2).
+    #[arg(long, env = "ETCD_TLS_MIN_VERSION", default_value = "TLS1.2")]
+    pub tls_min_version: String,
+
+    /// Maximum TLS version (empty: the newest, TLS1.3).
+    #[arg(long, env = "ETCD_TLS_MAX_VERSION", default_value = "")]
+    pub tls_max_version: String,
+
     /// Allowed CN for inter-peer authentication (needs
     /// --peer-client-cert-auth).
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]

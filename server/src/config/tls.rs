@@ -36,6 +36,8 @@ impl Config {
             crl_file: self.client_crl_file.clone(),
             self_signed: false,
             cipher_suites: self.cipher_suites(),
+            tls12: self.tls_versions()?.0,
+            tls13: self.tls_versions()?.1,
             allowed_cn: None,
             allowed_hostname: None,
         };
@@ -65,6 +67,8 @@ impl Config {
             crl_file: self.peer_crl_file.clone(),
             self_signed: false,
             cipher_suites: self.cipher_suites(),
+            tls12: self.tls_versions()?.0,
+            tls13: self.tls_versions()?.1,
             allowed_cn: non_empty(&self.peer_cert_allowed_cn),
             allowed_hostname: non_empty(&self.peer_cert_allowed_hostname),
         };
@@ -84,6 +88,46 @@ impl Config {
         Ok(info.is_set().then_some(info))
     }
 
+    /// Whether TLS 1.2 and TLS 1.3 are on, from `--tls-min-version` and
+    /// `--tls-max-version` (etcd's values TLS1.0 ... TLS1.3; rustls has no
+    /// TLS 1.0 or 1.1, so a minimum below 1.2 means 1.2, with a warning,
+    /// and a maximum below 1.2 is refused).
+    pub fn tls_versions(&self) -> anyhow::Result<(bool, bool)> {
+        fn level(flag: &str, v: &str) -> anyhow::Result<u8> {
+            Ok(match v {
+                "TLS1.0" => 10,
+                "TLS1.1" => 11,
+                "TLS1.2" => 12,
+                "TLS1.3" => 13,
+                _ => anyhow::bail!(
+                    "unexpected TLS version {v:?} for --{flag} (TLS1.0, TLS1.1, TLS1.2 or TLS1.3)"
+                ),
+            })
+        }
+        let min = level("tls-min-version", self.tls_min_version.trim())?;
+        let max = match self.tls_max_version.trim() {
+            "" => 13,
+            v => level("tls-max-version", v)?,
+        };
+        if min > max {
+            anyhow::bail!(
+                "min version ({}) is greater than max version ({})",
+                self.tls_min_version,
+                self.tls_max_version
+            );
+        }
+        if max < 12 {
+            anyhow::bail!(
+                "--tls-max-version {}: strata offers TLS 1.2 and 1.3 only",
+                self.tls_max_version
+            );
+        }
+        if min == 13 && !self.cipher_suites.trim().is_empty() {
+            anyhow::bail!("cipher suites cannot be configured when only TLS1.3 is enabled");
+        }
+        Ok((min <= 12, max >= 13))
+    }
+
     fn cipher_suites(&self) -> Vec<String> {
         self.cipher_suites
             .split(',')
@@ -96,6 +140,13 @@ impl Config {
     /// Checks that every `https` URL has a certificate to serve (etcd's
     /// words), and that client certificate checks have a CA.
     pub(super) fn check_tls(&self) -> anyhow::Result<()> {
+        self.tls_versions()?;
+        if matches!(self.tls_min_version.trim(), "TLS1.0" | "TLS1.1") {
+            tracing::warn!(
+                min = %self.tls_min_version,
+                "TLS 1.0 and 1.1 are not offered; the minimum is TLS1.2"
+            );
+        }
         let client_certs = (self.cert_file.is_some() && self.key_file.is_some()) || self.auto_tls;
         for u in parse_urls("listen-client-urls", &self.listen_client_urls)? {
             if u.scheme == "https" && !client_certs {
@@ -217,6 +268,34 @@ mod tests {
             ]
         );
         c.check_tls().unwrap();
+    }
+
+    #[test]
+    fn tls_versions_as_etcd_names_them() {
+        let v = |args: &[&str]| {
+            let mut all = vec!["strata"];
+            all.extend_from_slice(args);
+            Config::parse_from(all).tls_versions()
+        };
+        assert_eq!(v(&[]).unwrap(), (true, true));
+        assert_eq!(v(&["--tls-min-version", "TLS1.3"]).unwrap(), (false, true));
+        assert_eq!(v(&["--tls-max-version", "TLS1.2"]).unwrap(), (true, false));
+        assert_eq!(v(&["--tls-min-version", "TLS1.0"]).unwrap(), (true, true));
+        let e = v(&["--tls-min-version", "TLS1.3", "--tls-max-version", "TLS1.2"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "min version (TLS1.3) is greater than max version (TLS1.2)"
+        );
+        let e = v(&[
+            "--tls-min-version",
+            "TLS1.3",
+            "--cipher-suites",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("only TLS1.3"), "{e}");
+        assert!(v(&["--tls-min-version", "SSL3"]).is_err());
+        assert!(v(&["--tls-max-version", "TLS1.1"]).is_err());
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> anyhow::Result<Tls
         cert_file: Some(cert),
         key_file: Some(key),
         self_signed: true,
+        tls12: true,
+        tls13: true,
         ..TlsInfo::default()
     })
 }

@@ -43,6 +43,10 @@ pub struct TlsInfo {
     /// TLS 1.2 cipher suites by Go's names (`--cipher-suites`); empty: all
     /// that rustls offers.
     pub cipher_suites: Vec<String>,
+    /// Whether TLS 1.2 and TLS 1.3 are offered (`--tls-min-version`,
+    /// `--tls-max-version`; rustls offers nothing older).
+    pub tls12: bool,
+    pub tls13: bool,
     /// A client certificate must carry this common name
     /// (`--peer-cert-allowed-cn`).
     pub allowed_cn: Option<String>,
@@ -79,6 +83,17 @@ fn provider(info: &TlsInfo) -> anyhow::Result<Arc<CryptoProvider>> {
         p.cipher_suites = chosen;
     }
     Ok(Arc::new(p))
+}
+
+fn versions(info: &TlsInfo) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let mut v = Vec::new();
+    if info.tls13 {
+        v.push(&rustls::version::TLS13);
+    }
+    if info.tls12 {
+        v.push(&rustls::version::TLS12);
+    }
+    v
 }
 
 /// Go's name of a TLS 1.2 suite rustls offers (Go's cipher-suite flags).
@@ -141,7 +156,7 @@ pub fn server_config(info: &TlsInfo) -> anyhow::Result<Arc<ServerConfig>> {
     };
     let provider = provider(info)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
+        .with_protocol_versions(&versions(info))?;
     let builder = if info.client_cert_auth {
         let ca = info.trusted_ca_file.as_ref().ok_or_else(|| {
             anyhow::anyhow!("client certificate authentication needs a trusted CA file")
@@ -172,7 +187,7 @@ pub fn server_config(info: &TlsInfo) -> anyhow::Result<Arc<ServerConfig>> {
 pub fn client_config(info: &TlsInfo) -> anyhow::Result<Arc<ClientConfig>> {
     let provider = provider(info)?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
+        .with_protocol_versions(&versions(info))?;
     let builder = match (&info.trusted_ca_file, info.self_signed) {
         (_, true) => builder
             .dangerous()
