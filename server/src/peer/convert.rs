@@ -38,13 +38,32 @@ fn entry_to_pb(e: &r::Entry) -> p::Entry {
     }
 }
 
+/// A conf change payload from a peer, rewritten from what prost decoded:
+/// raft-rs itself parses the payload of a proposed conf change with its
+/// protobuf 2 codec (when a leader steps a forwarded MsgPropose), so only
+/// canonical bytes of known fields, never a peer's own bytes, may reach
+/// it. Undecodable payloads are refused.
+fn canonical_conf_change(kind: r::EntryType, data: Vec<u8>) -> Result<Vec<u8>, String> {
+    use prost::Message as _;
+    Ok(match kind {
+        r::EntryType::EntryConfChange => p::ConfChange::decode(data.as_slice())
+            .map_err(|e| format!("conf change entry: {e}"))?
+            .encode_to_vec(),
+        r::EntryType::EntryConfChangeV2 => p::ConfChangeV2::decode(data.as_slice())
+            .map_err(|e| format!("conf change entry: {e}"))?
+            .encode_to_vec(),
+        r::EntryType::EntryNormal => data,
+    })
+}
+
 fn entry_from_pb(e: p::Entry) -> Result<r::Entry, String> {
+    let entry_type = r::EntryType::from_i32(e.entry_type)
+        .ok_or_else(|| format!("unknown entry type {}", e.entry_type))?;
     Ok(r::Entry {
-        entry_type: r::EntryType::from_i32(e.entry_type)
-            .ok_or_else(|| format!("unknown entry type {}", e.entry_type))?,
+        entry_type,
         term: e.term,
         index: e.index,
-        data: e.data.into(),
+        data: canonical_conf_change(entry_type, e.data)?.into(),
         sync_log: e.sync_log,
         context: e.context.into(),
         ..Default::default()
@@ -156,5 +175,36 @@ mod tests {
         let mut bad = ours;
         bad.msg_type = 99;
         assert!(from_pb(bad).is_err());
+    }
+
+    #[test]
+    fn conf_change_payloads_are_rewritten_canonically_or_refused() {
+        use prost::Message as _;
+        let cc = p::ConfChange {
+            id: 1,
+            change_type: 0,
+            node_id: 5,
+            context: b"x".to_vec(),
+        };
+        // A known payload plus an unknown field (tag 15, varint 1).
+        let mut data = cc.encode_to_vec();
+        data.extend_from_slice(&[0x78, 0x01]);
+        let entry = |data: Vec<u8>| p::Entry {
+            entry_type: r::EntryType::EntryConfChange.value(),
+            data,
+            ..Default::default()
+        };
+        let got = entry_from_pb(entry(data)).unwrap();
+        assert_eq!(got.data.to_vec(), cc.encode_to_vec());
+        assert!(entry_from_pb(entry(vec![0xff, 0xff, 0xff])).is_err());
+        // Normal entries keep their bytes.
+        let normal = p::Entry {
+            data: vec![0xff, 0xff],
+            ..Default::default()
+        };
+        assert_eq!(
+            entry_from_pb(normal).unwrap().data.to_vec(),
+            vec![0xff, 0xff]
+        );
     }
 }

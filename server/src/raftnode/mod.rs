@@ -15,6 +15,7 @@
 //! (one WAL fdatasync for the whole batch), send the messages that needed
 //! them persisted, advance, apply what that committed, advance apply.
 
+mod confchange;
 pub mod error;
 mod log;
 mod reads;
@@ -25,7 +26,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
+use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole, Storage};
 use tokio::sync::oneshot;
 
@@ -159,20 +160,6 @@ pub struct Node<T: Transport, S: StateMachine> {
     /// The leader and role the state machine was last told about.
     last_leader: u64,
     was_leader: bool,
-}
-
-/// A committed conf change entry's message, through raft's own codec.
-/// Today every entry in the log was proposed by this member; once entries
-/// arrive from peers this decoding moves to prost (DESIGN.md, peers: bytes
-/// from a socket never reach protobuf 2).
-fn decode_conf_change<M: protobuf::Message>(e: &Entry) -> Result<M> {
-    let mut m = M::new();
-    m.merge_from_bytes(&e.data)
-        .map_err(|err| NodeError::ConfChangeDecode {
-            index: e.index,
-            reason: err.to_string(),
-        })?;
-    Ok(m)
 }
 
 impl<T: Transport, S: StateMachine> Node<T, S> {
@@ -390,13 +377,21 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         self.maybe_snapshot()
     }
 
-    /// Applies a committed conf change of message type `C` to raft's
-    /// configuration.
-    fn apply_conf_change<C>(&mut self, e: &Entry) -> Result<()>
+    /// Applies a committed conf change entry to raft's configuration; its
+    /// payload is decoded by `decode` ([`confchange`]: prost, not raft's
+    /// protobuf 2).
+    fn apply_conf_change<C>(
+        &mut self,
+        e: &Entry,
+        decode: fn(&[u8]) -> std::result::Result<C, String>,
+    ) -> Result<()>
     where
-        C: protobuf::Message + raft_proto::ConfChangeI,
+        C: raft_proto::ConfChangeI,
     {
-        let cc: C = decode_conf_change(e)?;
+        let cc = decode(&e.data).map_err(|reason| NodeError::ConfChangeDecode {
+            index: e.index,
+            reason,
+        })?;
         self.conf =
             self.raw
                 .apply_conf_change(&cc)
@@ -414,8 +409,8 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         for e in &entries {
             match e.entry_type {
                 EntryType::EntryNormal => self.sm.apply(e)?,
-                EntryType::EntryConfChange => self.apply_conf_change::<ConfChange>(e)?,
-                EntryType::EntryConfChangeV2 => self.apply_conf_change::<ConfChangeV2>(e)?,
+                EntryType::EntryConfChange => self.apply_conf_change(e, confchange::decode_v1)?,
+                EntryType::EntryConfChangeV2 => self.apply_conf_change(e, confchange::decode_v2)?,
             }
             self.applied = e.index;
         }
