@@ -9,7 +9,19 @@ use strata_server::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    // A start-up failure is one line, cause chain included (as etcd's
+    // fatal log line), never a backtrace, whatever RUST_BACKTRACE says.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cfg = Config::parse();
     // raft-rs's own records come under the target `raft` at the same level
     // (raftnode/log.rs); colours only on a terminal.

@@ -39,8 +39,8 @@ fn refused(args: &[&str]) -> String {
     }
     let mut child = cmd
         .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .env("RUST_LIB_BACKTRACE", "0")
+        // A refusal is a message, not a backtrace, even when asked for.
+        .env("RUST_BACKTRACE", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -65,6 +65,7 @@ fn refused(args: &[&str]) -> String {
         .read_to_string(&mut err)
         .expect("stderr read");
     assert!(!status.success(), "{args:?} was accepted");
+    assert!(!err.contains("backtrace"), "{err}");
     err
 }
 

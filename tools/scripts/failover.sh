@@ -42,6 +42,15 @@ round() { # name bin
   local l=""
   for _ in $(seq 1 100); do l=$(leader_index); [ -n "$l" ] && break; sleep 0.1; done
   [ -z "$l" ] && { echo "$name: no leader"; pkill -F "$dir/m0.pid"; return; }
+  # A member that could not start (its port taken, say) would leave the
+  # round waiting forever on a dead endpoint: skip the round instead.
+  for i in 0 1 2; do
+    if ! kill -0 "$(cat "$dir/m$i.pid")" 2>/dev/null; then
+      echo "$name: member m$i did not start: $(head -c 300 "$dir/m$i.log")"
+      for j in 0 1 2; do kill -9 "$(cat "$dir/m$j.pid")" 2>/dev/null; done
+      return
+    fi
+  done
   local f=$(( (l + 1) % 3 ))
   for k in $(seq 1 20); do etcdctl --endpoints 127.0.0.1:$((base + 10 * f)) put warm $k >/dev/null; done
   local t0; t0=$(date +%s%N)
