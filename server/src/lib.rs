@@ -20,6 +20,7 @@
 //!   and finishing an install a crash interrupted;
 //! - [`serve`]: listeners and service registration; [`tls`]: TLS for
 //!   listeners and peer connections, auto-TLS certificates;
+//! - [`http`]: `/health` and `/version` beside gRPC on the client port;
 //! - [`api`]: the gRPC services; [`errors`]: etcd's errors, in one place;
 //!   [`convert`]: wire types to engine types.
 //!
@@ -36,6 +37,7 @@ pub mod convert;
 pub mod corrupt;
 pub mod duties;
 pub mod errors;
+pub mod http;
 pub mod leadership;
 pub mod lease;
 pub mod membership;

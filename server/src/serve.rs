@@ -22,6 +22,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::api;
 use crate::config::{tls as tls_config, Config};
+use crate::http;
 use crate::peer::service::PeerService;
 use crate::peer::MAX_FRAME;
 use crate::server::EtcdServer;
@@ -76,8 +77,7 @@ pub async fn run(
         };
         let (plain, secure) = (schemes.plain, schemes.tls.is_some());
         let leader = require_leader(&srv);
-        let router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let grpc = tonic::service::Routes::builder()
             .add_service(InterceptedService::new(
                 pb::kv_server::KvServer::new(api::kv::KvService { srv: srv.clone() })
                     .max_decoding_message_size(recv_limit)
@@ -109,7 +109,17 @@ pub async fn run(
                 })
                 .max_decoding_message_size(recv_limit),
                 leader,
-            ));
+            ))
+            .clone()
+            .routes();
+        // gRPC and etcd's HTTP endpoints on one listener; HTTP/1.1 is
+        // accepted for the latter.
+        let routes =
+            tonic::service::Routes::from(grpc.into_axum_router().merge(http::router(srv.clone())));
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .accept_http1(true)
+            .add_routes(routes);
         let mut stop = stop_tx.subscribe();
         tasks.push(tokio::spawn(async move {
             router

@@ -378,6 +378,14 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
     let st = plain.status().await.expect("status needs no leader");
     assert_eq!(st.leader(), 0);
     assert_eq!(st.errors(), ["etcdserver: no leader"]);
+    // So does /health.
+    assert_eq!(
+        common::http_get(c.members[lone].port, "/health"),
+        (
+            503,
+            r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string()
+        )
+    );
 }
 
 /// Runs a future to completion from a synchronous poll loop (inside the

@@ -294,6 +294,18 @@ fn nospace_alarm_refuses_writes_until_disarmed() {
     );
     let alarms = s.etcdctl_ok(&["alarm", "list"]);
     assert!(alarms.contains("alarm:NOSPACE"), "{alarms}");
+    // /health says so (etcd 3.5's words), unless NOSPACE is excluded.
+    assert_eq!(
+        http_get(s.port, "/health"),
+        (
+            503,
+            r#"{"health":"false","reason":"ALARM NOSPACE"}"#.to_string()
+        )
+    );
+    assert_eq!(
+        http_get(s.port, "/health?exclude=NOSPACE"),
+        (200, r#"{"health":"true","reason":""}"#.to_string())
+    );
     // Reads and deletes still work; writes stay refused.
     assert!(!s.etcdctl_ok(&["get", "key0", "--keys-only"]).is_empty());
     assert_eq!(
@@ -313,6 +325,7 @@ fn nospace_alarm_refuses_writes_until_disarmed() {
     s.etcdctl_ok(&["defrag"]);
     s.etcdctl_ok(&["alarm", "disarm"]);
     assert_eq!(s.etcdctl_ok(&["alarm", "list"]), "");
+    assert_eq!(http_get(s.port, "/health").0, 200);
     assert_eq!(s.etcdctl_ok(&["put", "tiny", "x"]), "OK\n");
 }
 
@@ -372,4 +385,24 @@ fn per_endpoint_commands_take_urls_with_a_scheme() {
             "{args:?}: {said}"
         );
     }
+}
+
+/// etcd's HTTP endpoints on the client port, beside gRPC.
+#[test]
+fn health_and_version_over_http_on_the_client_port() {
+    let s = Server::start(&[]);
+    assert_eq!(
+        http_get(s.port, "/health"),
+        (200, r#"{"health":"true","reason":""}"#.to_string())
+    );
+    assert_eq!(http_get(s.port, "/health?serializable=true").0, 200);
+    assert_eq!(
+        http_get(s.port, "/version"),
+        (
+            200,
+            r#"{"etcdserver":"3.5.17","etcdcluster":"3.5.0"}"#.to_string()
+        )
+    );
+    // gRPC still answers on the same port.
+    s.etcdctl_ok(&["put", "k", "v"]);
 }
