@@ -326,6 +326,39 @@ fn a_compacted_start_revision_cancels_the_watcher() {
     assert_eq!(ws.progress(id), Some(11));
 }
 
+/// A watcher whose start revision is still ahead of the store (a follower
+/// that has not applied it yet) gets nothing before it, then everything
+/// from it (etcd's minRev).
+#[test]
+fn a_start_revision_ahead_of_the_store_skips_what_comes_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let put = |v: u8| {
+        ws.store()
+            .put(&PutRequest {
+                key: b"k".to_vec(),
+                value: vec![v],
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    let current = ws.store().revision();
+    let (_, rx) = ws.watch(&WatchRequest {
+        key: b"k".to_vec(),
+        start_revision: current + 3,
+        ..Default::default()
+    });
+    for v in 0..5u8 {
+        put(v);
+        ws.sync().unwrap();
+    }
+    let mut seen = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        seen.extend(r.events.iter().map(|e| e.kv.mod_revision));
+    }
+    assert_eq!(seen, vec![current + 3, current + 4, current + 5]);
+}
+
 /// A store whose backend file is replaced by a copy of a store further
 /// ahead (a follower installing the leader's snapshot): reads, the
 /// revision and the index are the new file's, and a watcher that was

@@ -234,15 +234,17 @@ impl Observer for Hub {
                 }
             }
         }
-        for w in sets.synced.values_mut() {
-            w.next = rev + 1;
-        }
         let mut gone = Vec::new();
         let mut stuck = Vec::new();
         for (id, evs) in mine {
             let Some(w) = sets.synced.get(&id) else {
                 continue;
             };
+            // A watcher created with a start revision still in the future
+            // sees nothing before it (etcd's minRev).
+            if rev < w.next {
+                continue;
+            }
             let selected = w.select(&evs);
             if selected.is_empty() {
                 continue;
@@ -259,6 +261,9 @@ impl Observer for Hub {
                 Err(TrySendError::Full(r)) => stuck.push((id, r)),
                 Err(TrySendError::Disconnected(_)) => gone.push(id),
             }
+        }
+        for w in sets.synced.values_mut() {
+            w.next = w.next.max(rev + 1);
         }
         for id in gone {
             sets.forget(id);
