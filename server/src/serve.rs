@@ -195,10 +195,9 @@ async fn bind_peers(srv: &EtcdServer) -> anyhow::Result<Vec<(TcpListener, Scheme
     if srv.membership.count() < 2 {
         return Ok(Vec::new());
     }
-    let peer_tls = srv.cfg.peer_tls()?;
     let mut out = Vec::new();
     for listen in srv.cfg.peer_listens()? {
-        let schemes = tls_config::schemes(&listen, peer_tls.as_ref())?;
+        let schemes = tls_config::schemes(&listen, srv.peer_tls.as_ref())?;
         let addr = &listen.addr;
         let l = TcpListener::bind(addr)
             .await

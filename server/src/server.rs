@@ -53,6 +53,9 @@ pub struct EtcdServer {
     pub membership: Arc<Membership>,
     /// Channels to other members, for calls outside raft.
     pub(crate) peers: PeerClients,
+    /// Peer TLS as configured (the peer listeners' side; dialing is the
+    /// peers' [`Dialer`]).
+    pub(crate) peer_tls: Option<crate::tls::TlsInfo>,
     /// The data dir held a member before this start (etcd's
     /// "member initialized").
     pub initialized: bool,
@@ -70,11 +73,11 @@ impl EtcdServer {
     /// Opens or bootstraps the member and starts raft.
     pub fn start(cfg: Config) -> anyhow::Result<Arc<EtcdServer>> {
         cfg.validate()?;
-        let peer_tls = match cfg.peer_tls()? {
-            Some(info) => Some(crate::tls::client_config(&info)?),
+        let peer_tls = cfg.peer_tls()?;
+        let dialer = Dialer::new(match &peer_tls {
+            Some(info) => Some(crate::tls::client_config(info)?),
             None => None,
-        };
-        let dialer = Dialer::new(peer_tls);
+        });
         let Bootstrapped {
             shared,
             node,
@@ -123,6 +126,7 @@ impl EtcdServer {
             stopping,
             membership,
             peers: PeerClients::new(dialer),
+            peer_tls,
             initialized,
             nospace_proposed: Mutex::new(None),
             quota_size: AtomicU64::new(0),

@@ -349,6 +349,18 @@ impl Sim {
         self.queue.push(Reverse((self.now + delay, self.seq, id)));
     }
 
+    /// `msg` from `from` arrives at `to` after `delay` ms.
+    fn deliver(&mut self, delay: u64, from: usize, to: usize, msg: Message) {
+        self.at(
+            delay,
+            Ev::Deliver {
+                from,
+                to,
+                msg: Box::new(msg),
+            },
+        );
+    }
+
     fn log(&self, what: impl FnOnce() -> String) {
         if self.trace {
             eprintln!("{:>6} ms  {}", self.now, what());
@@ -430,23 +442,9 @@ impl Sim {
         // ordered connection, never sends one twice).
         if msg.msg_type != MessageType::MsgPropose && self.rng.random_bool(0.01) {
             let later = delay + self.rng.random_range(1..50);
-            self.at(
-                later,
-                Ev::Deliver {
-                    from,
-                    to,
-                    msg: Box::new(msg.clone()),
-                },
-            );
+            self.deliver(later, from, to, msg.clone());
         }
-        self.at(
-            delay,
-            Ev::Deliver {
-                from,
-                to,
-                msg: Box::new(msg),
-            },
-        );
+        self.deliver(delay, from, to, msg);
     }
 
     /// A db snapshot from `from` to `to`: copied from the sender's db into
@@ -471,14 +469,7 @@ impl Sim {
             msg.mut_snapshot().data = snapdir::file_name(md.term, md.index).into_bytes().into();
             self.log(|| format!("db snapshot at {} from member {from} to {to}", md.index));
             let delay = self.rng.random_range(5..50);
-            self.at(
-                delay,
-                Ev::Deliver {
-                    from,
-                    to,
-                    msg: Box::new(msg),
-                },
-            );
+            self.deliver(delay, from, to, msg);
             TransportReport::SnapshotFinished(msg_to_id(&self.members[to]))
         } else {
             TransportReport::SnapshotFailed(msg_to_id(&self.members[to]))

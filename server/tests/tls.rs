@@ -64,59 +64,51 @@ impl Pki {
     fn path(&self, name: &str) -> String {
         self.dir.join(name).to_string_lossy().into_owned()
     }
+
+    /// The member certificate, its key and the CA, with certificate
+    /// checks on, as the flags under `prefix` ("--" for clients,
+    /// "--peer-" for peers).
+    fn flags(&self, prefix: &str) -> Vec<String> {
+        vec![
+            format!("{prefix}cert-file"),
+            self.path("server.crt"),
+            format!("{prefix}key-file"),
+            self.path("server.key"),
+            format!("{prefix}trusted-ca-file"),
+            self.path("ca.crt"),
+            format!("{prefix}client-cert-auth"),
+        ]
+    }
 }
 
-/// Three members with `peer_flags` on https peer URLs and `client_flags`.
+/// Three members with `peer_flags` on https peer URLs and `client_flags`,
+/// ready.
 fn cluster(
     dir: &Path,
     scheme: &str,
     peer_flags: &[String],
     client_flags: &[String],
 ) -> Vec<Server> {
-    let ports = free_ports(3);
-    let initial: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("m{i}=https://127.0.0.1:{p}"))
-        .collect();
-    let initial = initial.join(",");
-    let mut members: Vec<Server> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let peer = format!("https://127.0.0.1:{p}");
-            let mut args: Vec<String> = vec![
-                "--name".into(),
-                format!("m{i}"),
-                "--listen-peer-urls".into(),
-                peer.clone(),
-                "--initial-advertise-peer-urls".into(),
-                peer,
-                "--initial-cluster".into(),
-                initial.clone(),
-                "--listen-client-urls".into(),
-                format!("{scheme}://127.0.0.1:0"),
-                "--heartbeat-interval".into(),
-                "50".into(),
-                "--election-timeout".into(),
-                "500".into(),
-            ];
-            args.extend(peer_flags.iter().cloned());
-            args.extend(client_flags.iter().cloned());
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            let d = dir.join(format!("m{i}"));
-            std::fs::create_dir_all(&d).unwrap();
-            Server::launch_in(&d, &a)
-        })
-        .collect();
+    let mut flags: Vec<String> = vec![
+        "--listen-client-urls".into(),
+        format!("{scheme}://127.0.0.1:0"),
+        "--heartbeat-interval".into(),
+        "50".into(),
+        "--election-timeout".into(),
+        "500".into(),
+    ];
+    flags.extend(peer_flags.iter().cloned());
+    flags.extend(client_flags.iter().cloned());
+    let mut members = launch(dir, &flags);
     for m in &mut members {
         m.wait_ready();
     }
     members
 }
 
-/// As [`cluster`], without waiting for the members to be ready.
-fn launch(dir: &Path, peer_flags: &[String]) -> Vec<Server> {
+/// Three members on https peer URLs with `flags`, started without waiting
+/// for them to be ready.
+fn launch(dir: &Path, flags: &[String]) -> Vec<Server> {
     let ports = free_ports(3);
     let initial: Vec<String> = ports
         .iter()
@@ -139,7 +131,7 @@ fn launch(dir: &Path, peer_flags: &[String]) -> Vec<Server> {
                 "--initial-cluster".into(),
                 initial.clone(),
             ];
-            args.extend(peer_flags.iter().cloned());
+            args.extend(flags.iter().cloned());
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
             let d = dir.join(format!("m{i}"));
             std::fs::create_dir_all(&d).unwrap();
@@ -152,17 +144,8 @@ fn launch(dir: &Path, peer_flags: &[String]) -> Vec<Server> {
 fn peers_whose_certificate_lacks_the_allowed_common_name_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(tmp.path());
-    let peer: Vec<String> = vec![
-        "--peer-cert-file".into(),
-        pki.path("server.crt"),
-        "--peer-key-file".into(),
-        pki.path("server.key"),
-        "--peer-trusted-ca-file".into(),
-        pki.path("ca.crt"),
-        "--peer-client-cert-auth".into(),
-        "--peer-cert-allowed-cn".into(),
-        "someone-else".into(),
-    ];
+    let mut peer = pki.flags("--peer-");
+    peer.extend(["--peer-cert-allowed-cn".into(), "someone-else".into()]);
     let members = launch(tmp.path(), &peer);
     // Every peer connection is refused: no leader, nobody ready, and the
     // refusals say why.
@@ -200,28 +183,14 @@ fn ok(out: std::process::Output) -> String {
 fn a_cluster_over_verified_peer_tls_serves_clients_with_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(tmp.path());
-    let peer: Vec<String> = vec![
-        "--peer-cert-file".into(),
-        pki.path("server.crt"),
-        "--peer-key-file".into(),
-        pki.path("server.key"),
-        "--peer-trusted-ca-file".into(),
-        pki.path("ca.crt"),
-        "--peer-client-cert-auth".into(),
+    let mut peer = pki.flags("--peer-");
+    peer.extend([
         "--peer-cert-allowed-cn".into(),
         "member".into(),
         "--peer-cert-allowed-hostname".into(),
         "localhost".into(),
-    ];
-    let client: Vec<String> = vec![
-        "--cert-file".into(),
-        pki.path("server.crt"),
-        "--key-file".into(),
-        pki.path("server.key"),
-        "--trusted-ca-file".into(),
-        pki.path("ca.crt"),
-        "--client-cert-auth".into(),
-    ];
+    ]);
+    let client = pki.flags("--");
     let members = cluster(tmp.path(), "https", &peer, &client);
     let (cacert, cert, key) = (
         format!("--cacert={}", pki.path("ca.crt")),

@@ -28,62 +28,55 @@ impl Config {
 
     /// Client TLS, or None when no certificate is configured.
     pub fn client_tls(&self) -> anyhow::Result<Option<TlsInfo>> {
-        let mut info = TlsInfo {
+        let info = TlsInfo {
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),
             trusted_ca_file: self.trusted_ca_file.clone(),
             client_cert_auth: self.client_cert_auth,
             crl_file: self.client_crl_file.clone(),
-            self_signed: false,
-            cipher_suites: self.cipher_suites(),
-            tls12: self.tls_versions()?.0,
-            tls13: self.tls_versions()?.1,
-            allowed_cn: None,
-            allowed_hostname: None,
+            ..TlsInfo::default()
         };
-        if !info.is_set() && self.auto_tls {
-            let hosts = hosts(&self.listen_client_urls)?;
-            let auto = tls::auto::self_cert(
-                &self.data_dir().join("fixtures").join("client"),
-                &hosts,
-                self.self_signed_cert_validity,
-            )?;
-            info.cert_file = auto.cert_file;
-            info.key_file = auto.key_file;
-            info.self_signed = true;
-        } else if info.is_set() && self.auto_tls {
-            tracing::warn!("ignoring client auto TLS since certs given");
-        }
-        Ok(info.is_set().then_some(info))
+        self.complete_tls(info, self.auto_tls, &self.listen_client_urls, "client")
     }
 
     /// Peer TLS, or None when no certificate is configured.
     pub fn peer_tls(&self) -> anyhow::Result<Option<TlsInfo>> {
-        let mut info = TlsInfo {
+        let info = TlsInfo {
             cert_file: self.peer_cert_file.clone(),
             key_file: self.peer_key_file.clone(),
             trusted_ca_file: self.peer_trusted_ca_file.clone(),
             client_cert_auth: self.peer_client_cert_auth,
             crl_file: self.peer_crl_file.clone(),
-            self_signed: false,
-            cipher_suites: self.cipher_suites(),
-            tls12: self.tls_versions()?.0,
-            tls13: self.tls_versions()?.1,
             allowed_cn: non_empty(&self.peer_cert_allowed_cn),
             allowed_hostname: non_empty(&self.peer_cert_allowed_hostname),
+            ..TlsInfo::default()
         };
-        if !info.is_set() && self.peer_auto_tls {
-            let hosts = hosts(&self.listen_peer_urls)?;
-            let auto = tls::auto::self_cert(
-                &self.data_dir().join("fixtures").join("peer"),
-                &hosts,
+        self.complete_tls(info, self.peer_auto_tls, &self.listen_peer_urls, "peer")
+    }
+
+    /// One side's settings completed with what both sides share (versions,
+    /// suites) and, with `auto` and no certificate given, the self-signed
+    /// pair under `fixtures/<side>` for the hosts of `urls`.
+    fn complete_tls(
+        &self,
+        mut info: TlsInfo,
+        auto: bool,
+        urls: &str,
+        side: &str,
+    ) -> anyhow::Result<Option<TlsInfo>> {
+        (info.tls12, info.tls13) = self.tls_versions()?;
+        info.cipher_suites = self.cipher_suites();
+        if auto && info.is_set() {
+            tracing::warn!("ignoring {side} auto TLS since certs given");
+        } else if auto {
+            let (cert, key) = tls::auto::self_cert(
+                &self.data_dir().join("fixtures").join(side),
+                &hosts(urls)?,
                 self.self_signed_cert_validity,
             )?;
-            info.cert_file = auto.cert_file;
-            info.key_file = auto.key_file;
+            info.cert_file = Some(cert);
+            info.key_file = Some(key);
             info.self_signed = true;
-        } else if info.is_set() && self.peer_auto_tls {
-            tracing::warn!("ignoring peer auto TLS since certs given");
         }
         Ok(info.is_set().then_some(info))
     }

@@ -86,10 +86,6 @@ impl<IO> AuthorityFix<IO> {
         }
     }
 
-    pub fn get_ref(&self) -> &IO {
-        &self.io
-    }
-
     /// Sorts what is pending into bytes for the server.
     fn process(&mut self) {
         if self.mode == Mode::Preface {

@@ -6,14 +6,13 @@
 //! data dir (`fixtures/client`, `fixtures/peer`: `cert.pem`, `key.pem`,
 //! the key readable by the owner only) and are reused on restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::TlsInfo;
-
-/// The pair in `dir`, made first if missing, for `hosts`.
-pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> anyhow::Result<TlsInfo> {
+/// The certificate and key files in `dir`, made first if missing, for
+/// `hosts`.
+pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> anyhow::Result<(PathBuf, PathBuf)> {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     if !(cert.exists() && key.exists()) {
@@ -25,14 +24,7 @@ pub fn self_cert(dir: &Path, hosts: &[String], years: u32) -> anyhow::Result<Tls
         })?;
         tracing::info!(dir = %dir.display(), ?hosts, "generated a self-signed certificate");
     }
-    Ok(TlsInfo {
-        cert_file: Some(cert),
-        key_file: Some(key),
-        self_signed: true,
-        tls12: true,
-        tls13: true,
-        ..TlsInfo::default()
-    })
+    Ok((cert, key))
 }
 
 fn make(dir: &Path, hosts: &[String], years: u32) -> anyhow::Result<()> {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,35 +43,18 @@ pub enum Conn {
 #[derive(Clone, Debug, Default)]
 pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
-    /// The client's verified certificate chain (TLS with client
-    /// certificates), leaf first.
-    pub peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
-}
-
-impl Conn {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Conn::Plain(s) => s,
-            Conn::Tls(s) => s.get_ref().0,
-        }
-    }
 }
 
 impl tonic::transport::server::Connected for Conn {
     type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> ConnInfo {
-        let peer_certs = match self {
-            Conn::Plain(_) => None,
-            Conn::Tls(s) => s
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect())),
+        let tcp = match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref().0,
         };
         ConnInfo {
-            remote: self.tcp().peer_addr().ok(),
-            peer_certs,
+            remote: tcp.peer_addr().ok(),
         }
     }
 }
