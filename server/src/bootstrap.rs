@@ -212,6 +212,10 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
         cluster_id: md.cluster_id,
         member_id: md.member_id,
         status: status.clone(),
+        auth: crate::auth::AuthStore::new(
+            crate::auth::token::Tokens::new(&cfg.auth_token, cfg.auth_token_ttl)?,
+            cfg.bcrypt_cost,
+        ),
     });
     shared.restore_leases_and_alarms(leased_keys)?;
 

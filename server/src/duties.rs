@@ -3,6 +3,7 @@
 //!   proposing a revoke for each expired lease, and checkpointing every
 //!   lease's remaining TTL through raft, so a restart or a new leader
 //!   resumes from it;
+//! - on every member: dropping simple auth tokens past their TTL;
 //! - also on the leader only: auto compaction (`--auto-compaction-mode`).
 //!   Every member samples its revisions, so a new leader compacts on the
 //!   same schedule, but only the leader proposes (etcd pauses its
@@ -30,6 +31,8 @@ impl EtcdServer {
                 if srv.stopping.load(Ordering::Acquire) {
                     return;
                 }
+                // Simple tokens past their TTL (every member holds them).
+                srv.shared.auth.tokens.sweep();
                 for id in srv.shared.lessor.expired(1000, Duration::from_secs(3)) {
                     let s = srv.clone();
                     tokio::spawn(async move {

@@ -60,6 +60,40 @@ pub enum EtcdError {
     Stopped,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     /// Anything else the storage reported (I/O, poisoned after a failed
     /// fsync): the request did not happen.
     #[error("etcdserver: {0}")]
@@ -71,11 +105,18 @@ impl EtcdError {
         use EtcdError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | BadCompare | RequestTooLarge => Code::InvalidArgument,
+            | InvalidSortOption | BadCompare | RequestTooLarge | UserEmpty | RoleEmpty
+            | AuthFailed | InvalidAuthMgmt | AuthOldRevision | PermissionNotGiven => {
+                Code::InvalidArgument
+            }
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            LeaseExist | NotLeader | BadLeaderTransferee | RootUserNotExist | RootRoleNotExist
+            | UserAlreadyExist | UserNotFound | RoleAlreadyExist | RoleNotFound
+            | RoleNotGranted | PermissionNotGranted | AuthNotEnabled => Code::FailedPrecondition,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
             NoLeader
             | Timeout
             | TimeoutDueToLeaderFail

@@ -14,6 +14,8 @@
 //!   consistent index, one file per request family;
 //! - [`state`]: what the applier and the services share;
 //! - [`leadership`]: MoveLeader (raft's leader transfer);
+//! - [`auth`]: users, roles, permissions, tokens, and who a request
+//!   comes from;
 //! - [`lease`]: the lessor; [`membership`]: the members and their URLs;
 //! - [`peer`]: raft traffic between members (transport and service),
 //!   db snapshots to followers; [`snapdir`]: the received snapshot files
@@ -31,6 +33,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod convert;

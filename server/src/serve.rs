@@ -108,6 +108,11 @@ pub async fn run(
                     srv: srv.clone(),
                 })
                 .max_decoding_message_size(recv_limit),
+                leader.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                pb::auth_server::AuthServer::new(api::auth::AuthService { srv: srv.clone() })
+                    .max_decoding_message_size(recv_limit),
                 leader,
             ))
             .clone()

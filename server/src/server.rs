@@ -208,8 +208,37 @@ impl EtcdServer {
         Ok(())
     }
 
-    /// Proposes a request through raft and waits for its applied result.
+    /// Proposes a request of the member's own (lease expiry, checkpoints,
+    /// alarms it raises, its attributes) and waits for its applied result.
     pub async fn propose(&self, r: impl RaftRequest) -> Result<Applied, EtcdError> {
+        let header = pb::RequestHeader {
+            internal: true,
+            ..Default::default()
+        };
+        self.propose_with(r.into_raft(), header).await
+    }
+
+    /// Proposes a client's request, with who sent it (None: no
+    /// credentials), and waits for its applied result. Permissions are
+    /// checked when it applies.
+    pub async fn propose_for(
+        &self,
+        r: impl RaftRequest,
+        who: Option<&crate::auth::AuthInfo>,
+    ) -> Result<Applied, EtcdError> {
+        let header = pb::RequestHeader {
+            username: who.map(|w| w.username.clone()).unwrap_or_default(),
+            auth_revision: who.map_or(0, |w| w.revision),
+            ..Default::default()
+        };
+        self.propose_with(r.into_raft(), header).await
+    }
+
+    async fn propose_with(
+        &self,
+        mut r: pb::InternalRaftRequest,
+        mut header: pb::RequestHeader,
+    ) -> Result<Applied, EtcdError> {
         self.check_running()?;
         // etcd's back-pressure: too far behind in applying what is
         // committed, a member refuses new proposals.
@@ -217,9 +246,9 @@ impl EtcdServer {
         if st.commit.load(Ordering::Acquire) > st.applied.load(Ordering::Acquire) + MAX_APPLY_GAP {
             return Err(EtcdError::TooManyRequests);
         }
-        let mut r = r.into_raft();
         let id = self.next_id();
-        r.header = Some(pb::RequestHeader { id });
+        header.id = id;
+        r.header = Some(header);
         let data = r.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes as usize {
             return Err(EtcdError::RequestTooLarge);
@@ -238,6 +267,77 @@ impl EtcdServer {
                 Err(self.timeout_error(started))
             }
         }
+    }
+
+    /// Who a client request comes from (etcd's AuthInfoFromCtx): the
+    /// `token` (or gateway `authorization`) metadata, else, with
+    /// `--client-cert-auth`, the common name of the verified client
+    /// certificate. None when auth is off or no credentials came; an
+    /// unknown, expired or forged token is "invalid auth token".
+    pub async fn who(
+        &self,
+        md: &tonic::metadata::MetadataMap,
+        conn: Option<&crate::tls::incoming::ConnInfo>,
+    ) -> Result<Option<crate::auth::AuthInfo>, EtcdError> {
+        use crate::auth::token::Parsed;
+        use crate::auth::AuthInfo;
+        let auth = &self.shared.auth;
+        if !auth.enabled() {
+            return Ok(None);
+        }
+        if let Some(v) = md.get("token").or_else(|| md.get("authorization")) {
+            let token = v.to_str().map_err(|_| EtcdError::InvalidAuthToken)?;
+            let user = match auth.tokens.parse(token) {
+                Parsed::Jwt(info) => return Ok(Some(info)),
+                Parsed::Invalid => None,
+                Parsed::Simple { index } => {
+                    // Issued at `index`: usable here once this member has
+                    // applied it.
+                    let mut w = self.applied_rx.clone();
+                    let applied =
+                        tokio::time::timeout(self.request_timeout(), w.wait_for(|a| *a >= index))
+                            .await;
+                    match applied {
+                        Ok(Ok(_)) => auth.tokens.simple_user(token, index),
+                        _ => None,
+                    }
+                }
+            };
+            return match user {
+                Some(username) => Ok(Some(AuthInfo {
+                    username,
+                    revision: auth.revision(),
+                })),
+                None => {
+                    tracing::warn!("invalid auth token");
+                    Err(EtcdError::InvalidAuthToken)
+                }
+            };
+        }
+        if self.cfg.client_cert_auth && md.get("grpcgateway-accept").is_none() {
+            if let Some(cn) = conn.and_then(|c| c.cn.clone()) {
+                return Ok(Some(AuthInfo {
+                    username: cn,
+                    revision: auth.revision(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// etcd's admin check (the root role, once auth is on) for a gRPC
+    /// request: maintenance and membership changes.
+    pub async fn require_admin<T>(&self, req: &tonic::Request<T>) -> Result<(), EtcdError> {
+        let who = self.who_of(req).await?;
+        self.shared.auth.check_admin(who.as_ref())
+    }
+
+    /// [`Self::who`] of a gRPC request.
+    pub async fn who_of<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<Option<crate::auth::AuthInfo>, EtcdError> {
+        self.who(req.metadata(), req.extensions().get()).await
     }
 
     /// etcd's timeout errors: a request that started in the window where

@@ -29,6 +29,13 @@ pub enum Applied {
     LeaseGrant(pb::LeaseGrantResponse),
     LeaseRevoke(pb::LeaseRevokeResponse),
     Alarm(pb::AlarmResponse),
+    /// An auth change: its header, the entry's index (a simple token's
+    /// suffix) and the auth revision after it.
+    Auth {
+        header: pb::ResponseHeader,
+        index: u64,
+        revision: u64,
+    },
     /// Applied, with nothing to answer (a checkpoint, an empty entry).
     Checkpoint,
     /// Answered later, from another thread (a physical compaction).
@@ -96,6 +103,18 @@ raft_requests! {
     pb::LeaseCheckpointRequest => lease_checkpoint,
     pb::AlarmRequest => alarm,
     pb::MemberAttrRequest => member_attr,
+    pb::AuthEnableRequest => auth_enable,
+    pb::AuthDisableRequest => auth_disable,
+    pb::InternalAuthenticateRequest => authenticate,
+    pb::AuthUserAddRequest => auth_user_add,
+    pb::AuthUserDeleteRequest => auth_user_delete,
+    pb::AuthUserChangePasswordRequest => auth_user_change_password,
+    pb::AuthUserGrantRoleRequest => auth_user_grant_role,
+    pb::AuthUserRevokeRoleRequest => auth_user_revoke_role,
+    pb::AuthRoleAddRequest => auth_role_add,
+    pb::AuthRoleDeleteRequest => auth_role_delete,
+    pb::AuthRoleGrantPermissionRequest => auth_role_grant_permission,
+    pb::AuthRoleRevokePermissionRequest => auth_role_revoke_permission,
 }
 
 pub type ApplyResult = Result<Applied, EtcdError>;
@@ -138,6 +157,7 @@ pub struct Shared {
     pub cluster_id: u64,
     pub member_id: u64,
     pub status: Arc<NodeStatus>,
+    pub auth: crate::auth::AuthStore,
 }
 
 impl Shared {
@@ -154,7 +174,8 @@ impl Shared {
         self.alarms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Rebuilds the lessor (leases, their keys) and the alarms from the db,
+    /// Rebuilds the lessor (leases, their keys), the alarms and the auth
+    /// store from the db,
     /// forgetting what they held; `leased_keys` are the live keys with a
     /// lease, as the store's own restore found them.
     pub fn restore_leases_and_alarms(
@@ -180,6 +201,7 @@ impl Shared {
         for (key, lease) in leased_keys {
             self.lessor.set_key(&key, lease);
         }
+        self.auth.load(&view)?;
         Ok(())
     }
 

@@ -565,7 +565,10 @@ impl Sim {
         let id = self.next_id;
         self.next_id += 1;
         let req = pb::InternalRaftRequest {
-            header: Some(pb::RequestHeader { id }),
+            header: Some(pb::RequestHeader {
+                id,
+                ..Default::default()
+            }),
             put: Some(pb::PutRequest {
                 key: format!("k{key}").into_bytes(),
                 value: value.clone().into_bytes(),

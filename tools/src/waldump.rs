@@ -85,7 +85,10 @@ pub fn describe_request(data: &[u8]) -> String {
     let Ok(r) = InternalRaftRequest::decode(data) else {
         return "(not a strata request)".into();
     };
-    let id = r.header.map_or(0, |h| h.id);
+    let (id, user) = r
+        .header
+        .as_ref()
+        .map_or((0, String::new()), |h| (h.id, h.username.clone()));
     let what = if let Some(p) = &r.put {
         format!(
             "put key={} value_size={} lease={}{}",
@@ -120,10 +123,56 @@ pub fn describe_request(data: &[u8]) -> String {
         )
     } else if let Some(c) = &r.lease_checkpoint {
         format!("lease_checkpoint leases={}", c.checkpoints.len())
+    } else if let Some(m) = &r.member_attr {
+        format!("member_attr member={:x} name={}", m.member_id, m.name)
+    } else if let Some(what) = auth_request(&r) {
+        what
     } else {
         "(no request)".into()
     };
-    format!("id={id:x} {what}")
+    if user.is_empty() {
+        format!("id={id:x} {what}")
+    } else {
+        format!("id={id:x} user={user} {what}")
+    }
+}
+
+/// An auth request, by name and subject; passwords and hashes are never
+/// shown.
+fn auth_request(r: &strata_proto::etcdserverpb::InternalRaftRequest) -> Option<String> {
+    let s = if r.auth_enable.is_some() {
+        "auth_enable".to_string()
+    } else if r.auth_disable.is_some() {
+        "auth_disable".to_string()
+    } else if let Some(a) = &r.authenticate {
+        format!("authenticate name={}", a.name)
+    } else if let Some(u) = &r.auth_user_add {
+        format!("auth_user_add name={}", u.name)
+    } else if let Some(u) = &r.auth_user_delete {
+        format!("auth_user_delete name={}", u.name)
+    } else if let Some(u) = &r.auth_user_change_password {
+        format!("auth_user_change_password name={}", u.name)
+    } else if let Some(g) = &r.auth_user_grant_role {
+        format!("auth_user_grant_role user={} role={}", g.user, g.role)
+    } else if let Some(g) = &r.auth_user_revoke_role {
+        format!("auth_user_revoke_role user={} role={}", g.name, g.role)
+    } else if let Some(a) = &r.auth_role_add {
+        format!("auth_role_add name={}", a.name)
+    } else if let Some(d) = &r.auth_role_delete {
+        format!("auth_role_delete name={}", d.role)
+    } else if let Some(g) = &r.auth_role_grant_permission {
+        let key = g.perm.as_ref().map(|p| show(&p.key)).unwrap_or_default();
+        format!("auth_role_grant_permission role={} key={key}", g.name)
+    } else if let Some(v) = &r.auth_role_revoke_permission {
+        format!(
+            "auth_role_revoke_permission role={} key={}",
+            v.role,
+            show(&v.key)
+        )
+    } else {
+        return None;
+    };
+    Some(s)
 }
 
 pub fn run(a: &WalDumpArgs) -> Result<ExitCode> {
@@ -227,7 +276,10 @@ mod tests {
     #[test]
     fn requests_are_described() {
         let r = pb::InternalRaftRequest {
-            header: Some(pb::RequestHeader { id: 0xab }),
+            header: Some(pb::RequestHeader {
+                id: 0xab,
+                ..Default::default()
+            }),
             put: Some(pb::PutRequest {
                 key: b"k\x01".to_vec(),
                 value: b"vvv".to_vec(),

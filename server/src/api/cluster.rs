@@ -43,22 +43,25 @@ impl ClusterService {
 impl pb::cluster_server::Cluster for ClusterService {
     async fn member_add(
         &self,
-        _req: Request<pb::MemberAddRequest>,
+        req: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        self.srv.require_admin(&req).await?;
         Err(self.refuse())
     }
 
     async fn member_remove(
         &self,
-        _req: Request<pb::MemberRemoveRequest>,
+        req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        self.srv.require_admin(&req).await?;
         Err(self.refuse())
     }
 
     async fn member_update(
         &self,
-        _req: Request<pb::MemberUpdateRequest>,
+        req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        self.srv.require_admin(&req).await?;
         Err(self.refuse())
     }
 
@@ -82,8 +85,9 @@ impl pb::cluster_server::Cluster for ClusterService {
 
     async fn member_promote(
         &self,
-        _req: Request<pb::MemberPromoteRequest>,
+        req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        self.srv.require_admin(&req).await?;
         Err(Status::failed_precondition(
             "etcdserver: can only promote a learner member",
         ))

@@ -12,6 +12,7 @@ use strata_proto::etcdserverpb as pb;
 use tonic::{Request, Response, Status};
 
 use super::propose;
+use crate::auth::AuthInfo;
 use crate::convert;
 use crate::errors::{EtcdError, Grpc};
 use crate::server::EtcdServer;
@@ -67,6 +68,18 @@ fn check_recv<M: prost::Message>(srv: &EtcdServer, m: &M) -> Result<(), Status> 
     Ok(())
 }
 
+/// etcd's doSerialize: a read served while the auth store changed under
+/// it is refused, so it never returns what a just-revoked permission
+/// covered.
+fn stale_check(srv: &EtcdServer, who: Option<&AuthInfo>) -> Result<(), EtcdError> {
+    match who {
+        Some(w) if w.revision != 0 && w.revision != srv.shared.auth.revision() => {
+            Err(EtcdError::AuthOldRevision)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn txn_put_bytes(t: &pb::TxnRequest) -> usize {
     use pb::request_op::Request as R;
     t.success
@@ -86,6 +99,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
         let r = req.into_inner();
         check_recv(&self.srv, &r)?;
         if r.key.is_empty() {
@@ -95,32 +109,38 @@ impl pb::kv_server::Kv for KvService {
         if !r.serializable {
             self.srv.read_barrier().await?;
         }
+        let auth = &self.srv.shared.auth;
+        auth.check_read(who.as_ref(), &r.key, &r.range_end)?;
         let resp = self.srv.store().range(&mr).grpc()?;
+        stale_check(&self.srv, who.as_ref())?;
         let h = self.srv.shared.header(resp.revision);
         Ok(Response::new(convert::range_out(resp, h)))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
         let p = req.into_inner();
         check_recv(&self.srv, &p)?;
         check_put(&p)?;
         self.srv.check_quota(p.key.len() + p.value.len()).await?;
-        propose(&self.srv, p).await
+        propose(&self.srv, who.as_ref(), p).await
     }
 
     async fn delete_range(
         &self,
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
         let d = req.into_inner();
         check_recv(&self.srv, &d)?;
         if d.key.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
-        propose(&self.srv, d).await
+        propose(&self.srv, who.as_ref(), d).await
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
         let t = req.into_inner();
         check_recv(&self.srv, &t)?;
         check_txn(&t, self.srv.cfg.max_txn_ops as usize)?;
@@ -129,7 +149,9 @@ impl pb::kv_server::Kv for KvService {
         if !mtxn::is_write(&mt.success) && !mtxn::is_write(&mt.failure) {
             // Read-only: served locally after the barrier, like a range.
             self.srv.read_barrier().await?;
+            self.srv.shared.auth.check_txn(who.as_ref(), &t)?;
             let resp = self.srv.store().txn(&mt).grpc()?;
+            stale_check(&self.srv, who.as_ref())?;
             let h = self.srv.shared.header(resp.revision);
             return Ok(Response::new(convert::txn_out(resp, &h)));
         }
@@ -137,14 +159,15 @@ impl pb::kv_server::Kv for KvService {
         if put_bytes > 0 {
             self.srv.check_quota(put_bytes).await?;
         }
-        propose(&self.srv, t).await
+        propose(&self.srv, who.as_ref(), t).await
     }
 
     async fn compact(
         &self,
         req: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
         let c = req.into_inner();
-        propose(&self.srv, c).await
+        propose(&self.srv, who.as_ref(), c).await
     }
 }

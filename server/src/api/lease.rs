@@ -27,6 +27,7 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
         let mut g = req.into_inner();
         self.srv.check_quota(0).await?;
         // Checked before raft, as etcd does, so the log holds no doomed grant.
@@ -35,14 +36,15 @@ impl pb::lease_server::Lease for LeaseService {
             // Server-picked: positive, never 0.
             g.id = ((self.srv.next_id() & (i64::MAX as u64)) as i64).max(1);
         }
-        propose(&self.srv, g).await
+        propose(&self.srv, who.as_ref(), g).await
     }
 
     async fn lease_revoke(
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        propose(&self.srv, req.into_inner()).await
+        let who = self.srv.who_of(&req).await?;
+        propose(&self.srv, who.as_ref(), req.into_inner()).await
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -82,8 +84,16 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
         let r = req.into_inner();
-        let resp = match self.srv.lease_time_to_live(r.id, r.keys).await? {
+        let info = self.srv.lease_time_to_live(r.id, r.keys).await?;
+        // Listing a lease's keys needs read permission on each (etcd 3.5).
+        if let Some(i) = info.as_ref().filter(|_| r.keys) {
+            for k in &i.keys {
+                self.srv.shared.auth.check_read(who.as_ref(), k, &[])?;
+            }
+        }
+        let resp = match info {
             Some(i) => pb::LeaseTimeToLiveResponse {
                 header: Some(self.srv.header()),
                 id: r.id,

@@ -39,7 +39,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         req: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
-        propose(&self.srv, req.into_inner()).await
+        let who = self.srv.who_of(&req).await?;
+        propose(&self.srv, who.as_ref(), req.into_inner()).await
     }
 
     async fn status(
@@ -82,8 +83,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: Request<pb::DefragmentRequest>,
+        req: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        self.srv.require_admin(&req).await?;
         let srv = self.srv.clone();
         let stats = tokio::task::spawn_blocking(move || srv.store().backend().defrag())
             .await
@@ -103,8 +105,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn hash(
         &self,
-        _req: Request<pb::HashRequest>,
+        req: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
+        self.srv.require_admin(&req).await?;
         // A CRC-32C of a consistent copy of the whole db file.
         let srv = self.srv.clone();
         let hash = tokio::task::spawn_blocking(move || srv.store().backend().hash())
@@ -121,6 +124,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         req: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
+        self.srv.require_admin(&req).await?;
         let rev = req.into_inner().revision;
         let srv = self.srv.clone();
         let (hash, current, compact) =
@@ -140,8 +144,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _req: Request<pb::SnapshotRequest>,
+        req: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.srv.require_admin(&req).await?;
         let srv = self.srv.clone();
         // A consistent copy goes to a temporary file first: the stream
         // announces the bytes remaining in every chunk.

@@ -5,22 +5,29 @@
 
 use tonic::{Response, Status};
 
+use crate::auth::AuthInfo;
 use crate::server::EtcdServer;
 use crate::state::{Applied, RaftRequest};
 
+pub mod auth;
 pub mod cluster;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
 pub mod watch;
 
-/// Proposes `r` and answers with the response of type `T` that applying it
-/// produced (each request kind has its one response kind).
-pub(crate) async fn propose<T>(srv: &EtcdServer, r: impl RaftRequest) -> Result<Response<T>, Status>
+/// Proposes a client's `r` (sent by `who`) and answers with the response
+/// of type `T` that applying it produced (each request kind has its one
+/// response kind).
+pub(crate) async fn propose<T>(
+    srv: &EtcdServer,
+    who: Option<&AuthInfo>,
+    r: impl RaftRequest,
+) -> Result<Response<T>, Status>
 where
     T: TryFrom<Applied, Error = Applied>,
 {
-    T::try_from(srv.propose(r).await?)
+    T::try_from(srv.propose_for(r, who).await?)
         .map(Response::new)
         .map_err(|other| Status::internal(format!("unexpected apply result {other:?}")))
 }

@@ -56,6 +56,10 @@ struct Watcher {
 
 struct StreamState {
     srv: Arc<EtcdServer>,
+    /// The stream's credentials, checked at each create (etcd's
+    /// isWatchPermitted).
+    md: tonic::metadata::MetadataMap,
+    conn: Option<crate::tls::incoming::ConnInfo>,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     ev_tx: mpsc::Sender<m::WatchResponse>,
     watchers: HashMap<i64, Watcher>,
@@ -69,6 +73,14 @@ impl StreamState {
         self.srv.shared.header(rev)
     }
 
+    async fn permitted(&self, c: &pb::WatchCreateRequest) -> Result<(), crate::errors::EtcdError> {
+        let who = self.srv.who(&self.md, self.conn.as_ref()).await?;
+        self.srv
+            .shared
+            .auth
+            .check_read(who.as_ref(), &c.key, &c.range_end)
+    }
+
     async fn send(&self, r: pb::WatchResponse) -> bool {
         self.out.send(Ok(r)).await.is_ok()
     }
@@ -76,6 +88,25 @@ impl StreamState {
     async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
         let store = self.srv.shared.store.clone();
         let current = store.store().revision();
+        if let Err(e) = self.permitted(&c).await {
+            // etcd answers a created-and-canceled response whose reason is
+            // the gRPC error's text.
+            let status = tonic::Status::from(e);
+            return self
+                .send(pb::WatchResponse {
+                    header: Some(self.header(current)),
+                    watch_id: INVALID_WATCH_ID,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: format!(
+                        "rpc error: code = {:?} desc = {}",
+                        status.code(),
+                        status.message()
+                    ),
+                    ..Default::default()
+                })
+                .await;
+        }
         let id = if c.watch_id != 0 {
             c.watch_id
         } else {
@@ -290,11 +321,18 @@ impl pb::watch_server::Watch for WatchService {
             .metadata()
             .get("hasleader")
             .is_some_and(|v| v.as_bytes() == b"true");
+        let md = req.metadata().clone();
+        let conn = req
+            .extensions()
+            .get::<crate::tls::incoming::ConnInfo>()
+            .cloned();
         let mut input = req.into_inner();
         let (out, out_rx) = mpsc::channel(128);
         let (ev_tx, mut ev_rx) = mpsc::channel(m::watch::CHANNEL_CAPACITY);
         let mut st = StreamState {
             srv: self.srv.clone(),
+            md,
+            conn,
             out,
             ev_tx,
             watchers: HashMap::new(),

@@ -11,6 +11,19 @@ use crate::state::Applied;
 impl Applier {
     pub(super) fn put(&mut self, p: pb::PutRequest, at: At) -> Outcome {
         let sh = self.shared.clone();
+        let checked = self.permitted(|a, who| {
+            a.check_write(who, &p.key, &[])?;
+            if p.lease != 0 {
+                a.check_lease_keys(who, &sh.lessor.keys(p.lease))?;
+            }
+            if p.prev_kv {
+                a.check_read(who, &p.key, &[])?;
+            }
+            Ok(())
+        });
+        if let Err(e) = checked {
+            return Ok(Err(e));
+        }
         let p = convert::put_in(&p);
         if let Err(e) = mtxn::validate_put(&p) {
             return Ok(Err(e.into()));
@@ -33,6 +46,16 @@ impl Applier {
 
     pub(super) fn delete_range(&mut self, d: pb::DeleteRangeRequest, at: At) -> Outcome {
         let sh = self.shared.clone();
+        let checked = self.permitted(|a, who| {
+            a.check_write(who, &d.key, &d.range_end)?;
+            if d.prev_kv {
+                a.check_read(who, &d.key, &d.range_end)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = checked {
+            return Ok(Err(e));
+        }
         let d = convert::delete_in(&d);
         if d.key.is_empty() {
             return Ok(Err(EtcdError::EmptyKey));
@@ -52,6 +75,9 @@ impl Applier {
 
     pub(super) fn txn(&mut self, t: pb::TxnRequest, at: At) -> Outcome {
         let sh = self.shared.clone();
+        if let Err(e) = self.permitted(|a, who| a.check_txn(who, &t)) {
+            return Ok(Err(e));
+        }
         let t = match convert::txn_in(&t) {
             Ok(t) => t,
             Err(e) => return Ok(Err(e)),

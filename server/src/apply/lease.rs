@@ -44,6 +44,9 @@ impl Applier {
     /// Deletes every key attached to the lease, in one revision.
     pub(super) fn lease_revoke(&mut self, r: pb::LeaseRevokeRequest, at: At) -> Outcome {
         let sh = self.shared.clone();
+        if let Err(e) = self.permitted(|a, who| a.check_lease_keys(who, &sh.lessor.keys(r.id))) {
+            return Ok(Err(e));
+        }
         let keys = match sh.lessor.revoke(r.id) {
             Ok(k) => k,
             Err(e) => return Ok(Err(e)),

@@ -21,6 +21,7 @@
 //!   `Err` from these functions is a storage failure that stops the member.
 
 mod alarm;
+mod auth;
 mod install;
 mod kv;
 mod lease;
@@ -56,6 +57,7 @@ enum Request {
     LeaseCheckpoint(pb::LeaseCheckpointRequest),
     Alarm(pb::AlarmRequest),
     MemberAttr(pb::MemberAttrRequest),
+    Auth(crate::auth::Change),
     /// A new leader's empty entry, or a request of no kind we know: only
     /// its index is recorded.
     Nothing,
@@ -73,8 +75,34 @@ impl From<pb::InternalRaftRequest> for Request {
             lease_checkpoint,
             alarm,
             member_attr,
+            auth_enable,
+            auth_disable,
+            authenticate,
+            auth_user_add,
+            auth_user_delete,
+            auth_user_change_password,
+            auth_user_grant_role,
+            auth_user_revoke_role,
+            auth_role_add,
+            auth_role_delete,
+            auth_role_grant_permission,
+            auth_role_revoke_permission,
             ..
         } = r;
+        use crate::auth::Change as C;
+        let auth = auth_enable
+            .map(|_| C::Enable)
+            .or(auth_disable.map(|_| C::Disable))
+            .or(authenticate.map(|a| C::Authenticate(a.name, a.simple_token)))
+            .or(auth_user_add.map(C::UserAdd))
+            .or(auth_user_delete.map(C::UserDelete))
+            .or(auth_user_change_password.map(C::UserChangePassword))
+            .or(auth_user_grant_role.map(C::UserGrantRole))
+            .or(auth_user_revoke_role.map(C::UserRevokeRole))
+            .or(auth_role_add.map(C::RoleAdd))
+            .or(auth_role_delete.map(C::RoleDelete))
+            .or(auth_role_grant_permission.map(C::RoleGrantPermission))
+            .or(auth_role_revoke_permission.map(C::RoleRevokePermission));
         put.map(Request::Put)
             .or(delete_range.map(Request::DeleteRange))
             .or(txn.map(Request::Txn))
@@ -84,6 +112,7 @@ impl From<pb::InternalRaftRequest> for Request {
             .or(lease_checkpoint.map(Request::LeaseCheckpoint))
             .or(alarm.map(Request::Alarm))
             .or(member_attr.map(Request::MemberAttr))
+            .or(auth.map(Request::Auth))
             .unwrap_or(Request::Nothing)
     }
 }
@@ -106,6 +135,10 @@ pub struct Applier {
     cells: Arc<IndexCells>,
     /// Results of this batch, handed out at its end.
     results: Vec<(u64, ApplyResult)>,
+    /// Who asked for the entry being applied: None for the member's own
+    /// requests (no permission checks), else the client (its name empty
+    /// if it sent no credentials).
+    caller: Option<crate::auth::AuthInfo>,
 }
 
 /// Sorts an engine error into the request's own failure (its client's
@@ -135,6 +168,22 @@ impl Applier {
             ci,
             cells,
             results: Vec::new(),
+            caller: None,
+        }
+    }
+
+    /// Runs a permission check for the entry's caller; the member's own
+    /// requests pass.
+    fn permitted(
+        &self,
+        check: impl FnOnce(
+            &crate::auth::AuthStore,
+            Option<&crate::auth::AuthInfo>,
+        ) -> Result<(), EtcdError>,
+    ) -> Result<(), EtcdError> {
+        match &self.caller {
+            None => Ok(()),
+            Some(who) => check(&self.shared.auth, Some(who)),
         }
     }
 
@@ -172,6 +221,7 @@ impl Applier {
             Request::LeaseCheckpoint(c) => self.lease_checkpoint(c, at),
             Request::Alarm(a) => self.alarm(a, at).map(Ok),
             Request::MemberAttr(m) => self.member_attr(m, at),
+            Request::Auth(c) => self.auth(c, at),
             Request::Nothing => {
                 self.begin(at)?.end();
                 Ok(Ok(Applied::Checkpoint))
@@ -196,10 +246,21 @@ impl StateMachine for Applier {
                 }
             }
         };
+        let header = req.header.clone().unwrap_or_default();
         let at = At {
             index: e.index,
             term: e.term,
-            request_id: req.header.map_or(0, |h| h.id),
+            request_id: header.id,
+        };
+        // Entries without a header (a new leader's empty entry) are the
+        // member's own.
+        self.caller = if req.header.is_some() && !header.internal {
+            Some(crate::auth::AuthInfo {
+                username: header.username,
+                revision: header.auth_revision,
+            })
+        } else {
+            None
         };
         let result = self.apply_request(req.into(), at)?;
         self.ci = e.index;

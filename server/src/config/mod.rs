@@ -210,6 +210,20 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub experimental_lease_checkpoint_interval: Duration,
 
+    /// Auth token type and its options: `simple`, or
+    /// `jwt,pub-key=F,priv-key=F,sign-method=RS256[,ttl=5m]`.
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+
+    /// Seconds a simple token lives past its last use.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+
+    /// bcrypt cost of stored password hashes (4 to 31).
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
+
     /// Path to the client server TLS cert file.
     #[arg(long, env = "ETCD_CERT_FILE")]
     pub cert_file: Option<std::path::PathBuf>,

@@ -43,18 +43,36 @@ pub enum Conn {
 #[derive(Clone, Debug, Default)]
 pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
+    /// The common name of the client's certificate, when the handshake
+    /// verified one (etcd's identity for `--client-cert-auth`).
+    pub cn: Option<String>,
+}
+
+/// The subject common name of a DER certificate.
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
 }
 
 impl tonic::transport::server::Connected for Conn {
     type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> ConnInfo {
-        let tcp = match self {
-            Conn::Plain(s) => s,
-            Conn::Tls(s) => s.get_ref().0,
+        let (tcp, cn) = match self {
+            Conn::Plain(s) => (s, None),
+            Conn::Tls(s) => {
+                let (tcp, session) = s.get_ref();
+                let cn = session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| common_name(leaf.as_ref()));
+                (tcp, cn)
+            }
         };
         ConnInfo {
             remote: tcp.peer_addr().ok(),
+            cn,
         }
     }
 }
