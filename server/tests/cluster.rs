@@ -760,3 +760,28 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
         Some(want)
     );
 }
+
+/// Auth changes made through one member hold on every member, and a
+/// simple token issued by one member works on the others (each records it
+/// when it applies the login).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_reaches_every_member_and_a_token_from_one_works_on_all() {
+    let c = Cluster::start();
+    common::set_up_auth(&c.members[0]);
+    let token = common::login(c.members[0].port, "alice", "alicepw")
+        .await
+        .unwrap();
+    for m in &c.members {
+        common::put_with_token(m.port, "a", Some(&token))
+            .await
+            .unwrap_or_else(|e| panic!("put through {}: {e}", m.port));
+        let e = common::put_with_token(m.port, "b", Some(&token))
+            .await
+            .unwrap_err();
+        assert_eq!(e.message(), "etcdserver: permission denied");
+        let e = common::put_with_token(m.port, "a", None).await.unwrap_err();
+        assert_eq!(e.message(), "etcdserver: user name is empty");
+    }
+    let out = c.members[2].etcdctl_ok(&["--user=root:rootpw", "user", "list"]);
+    assert_eq!(out, "alice\nroot\n");
+}

@@ -4,7 +4,8 @@
 //! CA (`--client-cert-auth`); a cluster on self-signed peer certificates
 //! (`--peer-auto-tls`); and one member serving `http` and `https` on the
 //! same port with a generated certificate (`--auto-tls`). Refusals: no
-//! client certificate, one from another CA, plaintext to a TLS port.
+//! client certificate, one from another CA, plaintext to a TLS port. With
+//! auth on, a client certificate's common name is its user.
 
 mod common;
 
@@ -52,6 +53,9 @@ impl Pki {
         let (c, k) = leaf(&issuer, "root", &[]);
         std::fs::write(dir.join("client.crt"), c).unwrap();
         std::fs::write(dir.join("client.key"), k).unwrap();
+        let (c, k) = leaf(&issuer, "alice", &[]);
+        std::fs::write(dir.join("alice.crt"), c).unwrap();
+        std::fs::write(dir.join("alice.key"), k).unwrap();
         let (other, _) = ca("another CA");
         let (c, k) = leaf(&other, "root", &[]);
         std::fs::write(dir.join("other.crt"), c).unwrap();
@@ -247,6 +251,57 @@ fn a_cluster_over_verified_peer_tls_serves_clients_with_certificates() {
     assert!(!plain.status.success());
     let log = members[1].drain_log().join("\n");
     assert!(log.contains("rejected connection"), "{log}");
+
+    // With auth on, a certificate's common name is its user: "root" may
+    // manage auth with no password, "alice" gets what her role grants, on
+    // every member.
+    let root = |m: &Server, args: &[&str]| {
+        let mut a = vec![cacert.as_str(), cert.as_str(), key.as_str()];
+        a.extend_from_slice(args);
+        ok(etcdctl(&ep(m), &a, None))
+    };
+    for args in [
+        &["user", "add", "root", "--no-password"][..],
+        &["role", "add", "root"],
+        &["user", "grant-role", "root", "root"],
+        &["user", "add", "alice", "--no-password"],
+        &["role", "add", "ra"],
+        &["role", "grant-permission", "ra", "readwrite", "a"],
+        &["user", "grant-role", "alice", "ra"],
+        &["auth", "enable"],
+    ] {
+        root(&members[0], args);
+    }
+    let (alice_cert, alice_key) = (
+        format!("--cert={}", pki.path("alice.crt")),
+        format!("--key={}", pki.path("alice.key")),
+    );
+    let alice = |m: &Server, args: &[&str]| {
+        let mut a = vec![cacert.as_str(), alice_cert.as_str(), alice_key.as_str()];
+        a.extend_from_slice(args);
+        etcdctl(&ep(m), &a, None)
+    };
+    ok(alice(&members[1], &["put", "a", "by-cn"]));
+    let denied = alice(&members[2], &["put", "b", "by-cn"]);
+    assert!(
+        common::last_error_line(&denied).contains("etcdserver: permission denied"),
+        "{denied:?}"
+    );
+    let denied = alice(&members[2], &["user", "list"]);
+    assert!(
+        common::last_error_line(&denied).contains("etcdserver: permission denied"),
+        "{denied:?}"
+    );
+    // A no-password user cannot log in with a password.
+    let pw = alice(&members[0], &["--user=alice:anything", "get", "a"]);
+    assert!(
+        common::last_error_line(&pw).contains("authentication failed"),
+        "{pw:?}"
+    );
+    assert_eq!(
+        root(&members[2], &["get", "a", "--print-value-only"]).trim(),
+        "by-cn"
+    );
 }
 
 #[test]
