@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::apply::{self, meta, Applier};
 use crate::config::Config;
 use crate::lease::Lessor;
-use crate::membership::{self, Member, Membership};
+use crate::membership::{self, join::Joined, Member, Membership};
 use crate::peer::PeerTransport;
 use crate::raftnode::storage::LogStore;
 use crate::raftnode::{Node, NodeConfig, NodeStatus, StateMachine, Transport};
@@ -72,6 +72,8 @@ fn open_or_create_wal(
     mark: Option<SnapshotMark>,
     members: &[Member],
     initialized: bool,
+    joined: Option<&Joined>,
+    backend: &Backend,
 ) -> anyhow::Result<OpenedWal> {
     if initialized {
         let at = mark.clone().unwrap_or_default();
@@ -88,8 +90,33 @@ fn open_or_create_wal(
         }
         return Ok(OpenedWal { wal, recovered, at });
     }
+    if let Some(j) = joined {
+        // Joining: an empty log and no configuration; the leader's
+        // snapshot brings both.
+        let metadata = Metadata {
+            member_id: j.member_id,
+            cluster_id: j.cluster_id,
+        };
+        let mut wal = Wal::create(wal_dir, metadata, wal_options(cfg))?;
+        let at = SnapshotMark::default();
+        wal.save_snapshot(&at)?;
+        wal.sync()?;
+        tracing::info!(
+            member = format!("{:x}", j.member_id),
+            cluster = format!("{:x}", j.cluster_id),
+            "joining an existing cluster"
+        );
+        return Ok(OpenedWal {
+            wal,
+            recovered: wal::Recovered {
+                metadata,
+                ..Default::default()
+            },
+            at,
+        });
+    }
     if cfg.initial_cluster_state == crate::config::ClusterState::Existing {
-        anyhow::bail!("--initial-cluster-state=existing needs a data dir with a WAL (joining a cluster arrives with multi-member support)");
+        anyhow::bail!("--initial-cluster-state=existing needs the cluster's members to answer (none was asked)");
     }
     // This member, by its name (config validation made sure the initial
     // cluster names it).
@@ -102,15 +129,30 @@ fn open_or_create_wal(
         member_id: me,
         cluster_id: membership::cluster_id_of(members),
     };
-    let mut wal = Wal::create(wal_dir, metadata, wal_options(cfg))?;
+    // The bootstrap state is a snapshot marker at index 1, term 1 (every
+    // member's log starts after it): a member that joins later has an
+    // empty log the leader cannot extend, so it is sent a db snapshot,
+    // which carries the membership and raft's configuration. The db
+    // records the marker first: a crash before the WAL exists leaves a
+    // data dir that bootstraps again.
     let at = SnapshotMark {
-        index: 0,
-        term: 0,
+        index: 1,
+        term: 1,
         conf_state: wal::ConfState {
             voters: members.iter().map(|m| m.id).collect(),
             ..Default::default()
         },
     };
+    {
+        let mut b = backend.batch()?;
+        b.put(
+            strata_engine::backend::Bucket::Meta,
+            meta::SNAPSHOT_KEY,
+            &at.encode(),
+        )?;
+    }
+    backend.force_commit()?;
+    let mut wal = Wal::create(wal_dir, metadata, wal_options(cfg))?;
     wal.save_snapshot(&at)?;
     wal.sync()?;
     tracing::info!(
@@ -144,9 +186,28 @@ pub struct TransportParts {
 pub fn bootstrap(cfg: &Config, dialer: Dialer) -> anyhow::Result<Bootstrapped> {
     let rt = tokio::runtime::Handle::try_current()
         .map_err(|_| anyhow::anyhow!("a member starts inside a tokio runtime"))?;
+    let wal_dir = cfg.data_dir().join("member").join("wal");
+    let joined = if cfg.initial_cluster_state == crate::config::ClusterState::Existing
+        && !has_wal(&wal_dir)
+    {
+        let local =
+            membership::from_initial_cluster(&cfg.initial_cluster(), &cfg.initial_cluster_token)?;
+        let mine = crate::config::urls::parse_urls(
+            "initial-advertise-peer-urls",
+            &cfg.initial_advertise_peer_urls,
+        )?
+        .into_iter()
+        .map(|u| u.raw)
+        .collect::<Vec<_>>();
+        let within = std::time::Duration::from_secs(30);
+        Some(rt.block_on(membership::join::join(&dialer, &local, &mine, within))?)
+    } else {
+        None
+    };
     bootstrap_with(
         cfg,
         None,
+        joined,
         |p| {
             PeerTransport::new(
                 p.member_id,
@@ -168,6 +229,7 @@ pub fn bootstrap(cfg: &Config, dialer: Dialer) -> anyhow::Result<Bootstrapped> {
 pub fn bootstrap_with<T: Transport, S: StateMachine>(
     cfg: &Config,
     election_tick_range: Option<(usize, usize)>,
+    joined: Option<Joined>,
     transport: impl FnOnce(TransportParts) -> T,
     machine: impl FnOnce(Applier) -> S,
 ) -> anyhow::Result<Bootstrapped<T, S>> {
@@ -186,21 +248,43 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     let ci = meta::read_u64(&view, meta::CONSISTENT_INDEX_KEY)?;
     let ci_term = meta::read_u64(&view, meta::TERM_KEY)?;
     let mark = meta::read_mark(&view)?;
+    let db_conf = meta::read_conf(&view)?;
+    let mut removed = membership::load_removed(&view)?;
     drop(view);
 
     // The members: the db's once it has them (a restart ignores the
     // --initial-* flags, as etcd does), else --initial-cluster's.
     let mut members = membership::load(&backend)?;
     if members.is_empty() {
-        members =
-            membership::from_initial_cluster(&cfg.initial_cluster(), &cfg.initial_cluster_token)?;
+        members = match &joined {
+            Some(j) => {
+                removed = j.removed.clone();
+                j.members.clone()
+            }
+            None => membership::from_initial_cluster(
+                &cfg.initial_cluster(),
+                &cfg.initial_cluster_token,
+            )?,
+        };
         membership::store(&backend, &members)?;
     }
     let initialized = has_wal(&wal_dir);
-    let OpenedWal { wal, recovered, at } =
-        open_or_create_wal(cfg, &wal_dir, mark, &members, initialized)?;
+    let OpenedWal { wal, recovered, at } = open_or_create_wal(
+        cfg,
+        &wal_dir,
+        mark,
+        &members,
+        initialized,
+        joined.as_ref(),
+        &backend,
+    )?;
     let md = recovered.metadata;
+    if removed.contains(&md.member_id) {
+        anyhow::bail!("the member has been permanently removed from the cluster");
+    }
+    let is_learner = members.iter().any(|m| m.id == md.member_id && m.is_learner);
     let membership = Arc::new(Membership::new(members));
+    membership.set_removed(removed);
 
     let (store, leased_keys) = Store::open_with_leases(backend)?;
     let status = Arc::new(NodeStatus::default());
@@ -224,7 +308,11 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     cells.term.store(ci_term, Ordering::Release);
     apply::install_consistent_index_hook(shared.store.store(), cells.clone());
     let applied = ci.max(at.index);
-    let log = LogStore::restore(wal, &at, recovered, applied)?;
+    // Membership changes the db holds past the WAL's marker: raft starts
+    // with the configuration they made.
+    let conf = db_conf.filter(|c| c.index > at.index).map(|c| c.conf_state);
+    let log = LogStore::restore(wal, &at, recovered, applied, conf)?;
+    status.learner.store(is_learner, Ordering::Release);
     let (applied_tx, applied_rx) = watch::channel(applied);
     let ncfg = NodeConfig {
         id: md.member_id,
@@ -247,12 +335,10 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
         &ncfg,
         log,
         transport,
-        machine(Applier::new(
-            shared.clone(),
-            membership.clone(),
-            applied,
-            cells,
-        )),
+        machine(
+            Applier::new(shared.clone(), membership.clone(), applied, cells)
+                .with_max_learners(cfg.experimental_max_learners),
+        ),
         status,
         applied_tx,
     )?;

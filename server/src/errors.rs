@@ -38,6 +38,24 @@ pub enum EtcdError {
     LeaseTtlTooLarge,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStarted,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
     #[error("etcdserver: not leader")]
     NotLeader,
     #[error("etcdserver: bad leader transferee")]
@@ -106,15 +124,16 @@ impl EtcdError {
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
             | InvalidSortOption | BadCompare | RequestTooLarge | UserEmpty | RoleEmpty
-            | AuthFailed | InvalidAuthMgmt | AuthOldRevision | PermissionNotGiven => {
-                Code::InvalidArgument
-            }
+            | AuthFailed | InvalidAuthMgmt | AuthOldRevision | PermissionNotGiven
+            | MemberBadUrls => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExist | NotLeader | BadLeaderTransferee | RootUserNotExist | RootRoleNotExist
             | UserAlreadyExist | UserNotFound | RoleAlreadyExist | RoleNotFound
-            | RoleNotGranted | PermissionNotGranted | AuthNotEnabled => Code::FailedPrecondition,
+            | RoleNotGranted | PermissionNotGranted | AuthNotEnabled | MemberExists
+            | PeerUrlExists | NotEnoughStarted | MemberNotLearner | LearnerNotReady
+            | TooManyLearners => Code::FailedPrecondition,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
             NoLeader
@@ -122,7 +141,9 @@ impl EtcdError {
             | TimeoutDueToLeaderFail
             | LeaderChanged
             | Stopped
-            | TimeoutLeaderTransfer => Code::Unavailable,
+            | TimeoutLeaderTransfer
+            | Unhealthy
+            | NotSupportedForLearner => Code::Unavailable,
             Corrupt => Code::DataLoss,
             Internal(_) => Code::Unknown,
         }

@@ -41,9 +41,14 @@ pub async fn run(
     let mut tasks = Vec::new();
     let client_tls = srv.cfg.client_tls()?;
     let client_listens = srv.cfg.client_listens()?;
-    // Peers first: electing a leader needs them.
-    for (l, schemes) in bind_peers(&srv).await? {
-        tasks.push(serve_peer(&srv, l, schemes, stop_tx.subscribe())?);
+    // Peers first: electing a leader needs them. A lone member binds them
+    // once the membership grows.
+    if srv.membership.count() >= 2 {
+        for (l, schemes) in bind_peers(&srv).await? {
+            tasks.push(serve_peer(&srv, l, schemes, stop_tx.subscribe())?);
+        }
+    } else {
+        peers_when_joined(&srv, &stop_tx);
     }
     if srv.cfg.experimental_initial_corrupt_check && srv.initialized && srv.membership.count() > 1 {
         if let Err(e) = srv.initial_corrupt_check().await {
@@ -119,8 +124,13 @@ pub async fn run(
             .routes();
         // gRPC and etcd's HTTP endpoints on one listener; HTTP/1.1 is
         // accepted for the latter.
-        let routes =
-            tonic::service::Routes::from(grpc.into_axum_router().merge(http::router(srv.clone())));
+        let status = srv.shared.status.clone();
+        let grpc = grpc
+            .into_axum_router()
+            .layer(axum::middleware::from_fn(move |req, next| {
+                learner_gate(status.clone(), req, next)
+            }));
+        let routes = tonic::service::Routes::from(grpc.merge(http::router(srv.clone())));
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .accept_http1(true)
@@ -151,8 +161,21 @@ pub async fn run(
         let s = srv.clone();
         tokio::spawn(async move { s.publish().await });
     }
-    shutdown.await;
-    tracing::info!("received shutdown; stopping");
+    let removed = {
+        let srv = srv.clone();
+        async move {
+            let mut v = srv.membership.version();
+            while !srv.membership.self_removed() {
+                if v.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = &mut shutdown => tracing::info!("received shutdown; stopping"),
+        () = removed => tracing::warn!("the member has been permanently removed from the cluster; stopping"),
+    }
     stop(&srv, &stop_tx, tasks).await?;
     tracing::info!("stopped");
     Ok(())
@@ -193,13 +216,59 @@ fn require_leader(
     }
 }
 
-/// The peer listeners (`--listen-peer-urls`), bound when the cluster has
-/// other members to hear from. A lone member binds none, so one-member
-/// clusters (tests among them) never compete for a peer port.
-async fn bind_peers(srv: &EtcdServer) -> anyhow::Result<Vec<(TcpListener, Schemes)>> {
-    if srv.membership.count() < 2 {
-        return Ok(Vec::new());
+/// etcd's learners serve serializable reads, Status and MemberList only;
+/// any other RPC gets "rpc not supported for learner" (a linearizable
+/// Range is refused by the KV service itself).
+async fn learner_gate(
+    status: Arc<crate::raftnode::NodeStatus>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    const ALLOWED: [&str; 3] = [
+        "/etcdserverpb.KV/Range",
+        "/etcdserverpb.Maintenance/Status",
+        "/etcdserverpb.Cluster/MemberList",
+    ];
+    let path = req.uri().path();
+    if status.learner.load(std::sync::atomic::Ordering::Acquire)
+        && path.starts_with("/etcdserverpb.")
+        && !ALLOWED.contains(&path)
+    {
+        return tonic::Status::from(crate::errors::EtcdError::NotSupportedForLearner).into_http();
     }
+    next.run(req).await
+}
+
+/// A lone member binds its peer listeners once a member is added (until
+/// then, one-member clusters, tests among them, never compete for a peer
+/// port).
+fn peers_when_joined(srv: &Arc<EtcdServer>, stop_tx: &tokio::sync::broadcast::Sender<()>) {
+    let srv = srv.clone();
+    let stop_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        let mut v = srv.membership.version();
+        let mut stop = stop_tx.subscribe();
+        while srv.membership.count() < 2 {
+            tokio::select! {
+                r = v.changed() => if r.is_err() { return },
+                _ = stop.recv() => return,
+            }
+        }
+        match bind_peers(&srv).await {
+            Ok(ls) => {
+                for (l, schemes) in ls {
+                    if let Err(e) = serve_peer(&srv, l, schemes, stop_tx.subscribe()) {
+                        tracing::error!(error = %e, "serving peer traffic");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "binding the peer listeners"),
+        }
+    });
+}
+
+/// The peer listeners (`--listen-peer-urls`).
+async fn bind_peers(srv: &EtcdServer) -> anyhow::Result<Vec<(TcpListener, Schemes)>> {
     let mut out = Vec::new();
     for listen in srv.cfg.peer_listens()? {
         let schemes = tls_config::schemes(&listen, srv.peer_tls.as_ref())?;

@@ -145,6 +145,11 @@ impl EtcdServer {
         self.shared.member_id
     }
 
+    /// Whether this member is a learner.
+    pub fn is_learner(&self) -> bool {
+        self.shared.status.learner.load(Ordering::Acquire)
+    }
+
     /// Whether this member is raft's leader now.
     pub fn is_leader(&self) -> bool {
         self.shared.status.leader.load(Ordering::Acquire) == self.member_id()

@@ -36,6 +36,13 @@ pub enum Applied {
         index: u64,
         revision: u64,
     },
+    /// A membership change or update: the member added (for an add) and
+    /// every member after it.
+    Members {
+        header: pb::ResponseHeader,
+        member: Option<pb::Member>,
+        members: Vec<pb::Member>,
+    },
     /// Applied, with nothing to answer (a checkpoint, an empty entry).
     Checkpoint,
     /// Answered later, from another thread (a physical compaction).
@@ -103,6 +110,7 @@ raft_requests! {
     pb::LeaseCheckpointRequest => lease_checkpoint,
     pb::AlarmRequest => alarm,
     pb::MemberAttrRequest => member_attr,
+    pb::MemberUpdateRequest => member_update,
     pb::AuthEnableRequest => auth_enable,
     pb::AuthDisableRequest => auth_disable,
     pb::InternalAuthenticateRequest => authenticate,

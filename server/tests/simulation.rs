@@ -150,6 +150,18 @@ impl StateMachine for Recorder {
     fn has_snapshot(&self, data: &[u8]) -> bool {
         self.inner.has_snapshot(data)
     }
+    fn check_conf_change(&mut self, e: &Entry, cc: &raft::eraftpb::ConfChange) -> bool {
+        self.inner.check_conf_change(e, cc)
+    }
+    fn conf_change_applied(
+        &mut self,
+        e: &Entry,
+        cc: &raft::eraftpb::ConfChange,
+        accepted: bool,
+        conf: &raft::eraftpb::ConfState,
+    ) -> strata_engine::Result<()> {
+        self.inner.conf_change_applied(e, cc, accepted, conf)
+    }
 }
 
 struct Member {
@@ -175,6 +187,7 @@ impl Member {
             match bootstrap_with(
                 &cfg,
                 Some((election, election + 1)),
+                None,
                 move |_| SimTransport { out, reports },
                 |inner| Recorder {
                     inner,

@@ -1,6 +1,6 @@
-//! The Cluster service. MemberList answers from the membership; changes to
-//! membership (issue: membership changes) are refused as etcd refuses a
-//! change it cannot make.
+//! The Cluster service. MemberList answers from the membership; changes go
+//! through raft ([`crate::membership::ops`]) and answer with the members
+//! once this member applied them. Root only, once auth is on.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use strata_proto::etcdserverpb as pb;
 use tonic::{Request, Response, Status};
 
 use crate::server::EtcdServer;
+use crate::state::Applied;
 
 pub struct ClusterService {
     pub srv: Arc<EtcdServer>,
@@ -32,10 +33,24 @@ impl ClusterService {
             .collect()
     }
 
-    fn refuse(&self) -> Status {
-        Status::failed_precondition(
-            "etcdserver: re-configuration failed due to not enough started members",
-        )
+    /// etcd's cluster responses carry no revision.
+    fn header(&self) -> pb::ResponseHeader {
+        pb::ResponseHeader {
+            revision: 0,
+            ..self.srv.header()
+        }
+    }
+}
+
+/// The member added and the members after a change.
+fn members_of(a: Applied) -> Result<(Option<pb::Member>, Vec<pb::Member>), Status> {
+    match a {
+        Applied::Members {
+            member, members, ..
+        } => Ok((member, members)),
+        other => Err(Status::internal(format!(
+            "unexpected apply result {other:?}"
+        ))),
     }
 }
 
@@ -46,7 +61,13 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
         self.srv.require_admin(&req).await?;
-        Err(self.refuse())
+        let r = req.into_inner();
+        let (member, members) = members_of(self.srv.add_member(r.peer_ur_ls, r.is_learner).await?)?;
+        Ok(Response::new(pb::MemberAddResponse {
+            header: Some(self.header()),
+            member,
+            members,
+        }))
     }
 
     async fn member_remove(
@@ -54,7 +75,11 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
         self.srv.require_admin(&req).await?;
-        Err(self.refuse())
+        let (_, members) = members_of(self.srv.remove_member(req.into_inner().id).await?)?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: Some(self.header()),
+            members,
+        }))
     }
 
     async fn member_update(
@@ -62,7 +87,17 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
         self.srv.require_admin(&req).await?;
-        Err(self.refuse())
+        let who = self.srv.who_of(&req).await?;
+        let r = req.into_inner();
+        let (_, members) = members_of(
+            self.srv
+                .update_member(who.as_ref(), r.id, r.peer_ur_ls)
+                .await?,
+        )?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: Some(self.header()),
+            members,
+        }))
     }
 
     async fn member_list(
@@ -88,8 +123,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         self.srv.require_admin(&req).await?;
-        Err(Status::failed_precondition(
-            "etcdserver: can only promote a learner member",
-        ))
+        let (_, members) = members_of(self.srv.promote_member(req.into_inner().id).await?)?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: Some(self.header()),
+            members,
+        }))
     }
 }

@@ -107,6 +107,9 @@ impl pb::kv_server::Kv for KvService {
         }
         let mr = convert::range_in(&r)?;
         if !r.serializable {
+            if self.srv.is_learner() {
+                return Err(EtcdError::NotSupportedForLearner.into());
+            }
             self.srv.read_barrier().await?;
         }
         let auth = &self.srv.shared.auth;

@@ -74,7 +74,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             raft_applied_index: st.applied.load(Acquire),
             errors,
             db_size_in_use: in_use,
-            is_learner: false,
+            is_learner: self.srv.is_learner(),
             storage_version: String::new(),
             db_size_quota: self.srv.cfg.quota().map_or(0, |q| q as i64),
             downgrade_info: Some(pb::DowngradeInfo::default()),

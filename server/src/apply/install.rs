@@ -79,7 +79,16 @@ impl Applier {
             .map_err(|e| Error::Internal(format!("rebuilding leases and alarms: {e:#}")))?;
         let members = crate::membership::load(&backend)
             .map_err(|e| Error::Internal(format!("reading the members: {e:#}")))?;
+        let removed = crate::membership::load_removed(&backend.read())
+            .map_err(|e| Error::Internal(format!("reading the removed members: {e:#}")))?;
+        let me = self.shared.member_id;
+        let learner = members.iter().any(|m| m.id == me && m.is_learner);
         self.membership.replace(members);
+        self.membership.set_removed(removed);
+        self.shared.status.learner.store(learner, Ordering::Release);
+        if self.membership.is_removed(me) {
+            self.membership.mark_self_removed();
+        }
         snapdir::remove_up_to(&snap_dir, mark.index);
         tracing::info!(
             index = mark.index,

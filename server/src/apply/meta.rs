@@ -16,6 +16,10 @@ use strata_engine::wal::SnapshotMark;
 
 pub const CONSISTENT_INDEX_KEY: &[u8] = b"consistent_index";
 pub const TERM_KEY: &[u8] = b"term";
+/// Raft's configuration after the last membership change the db holds
+/// (a snapshot mark's encoding: that entry's index and term, and the
+/// configuration).
+pub const CONF_STATE_KEY: &[u8] = b"strata_conf_state";
 /// The last raft snapshot marker whose state this db holds.
 pub const SNAPSHOT_KEY: &[u8] = b"strata_raft_snapshot";
 
@@ -57,12 +61,18 @@ pub fn read_u64(view: &ReadView, key: &[u8]) -> anyhow::Result<u64> {
 
 /// The snapshot mark the db records, if any.
 pub fn read_mark(view: &ReadView) -> anyhow::Result<Option<SnapshotMark>> {
-    match view.get(Bucket::Meta, SNAPSHOT_KEY)? {
+    read_mark_at(view, SNAPSHOT_KEY)
+}
+
+/// The configuration after the last membership change the db holds.
+pub fn read_conf(view: &ReadView) -> anyhow::Result<Option<SnapshotMark>> {
+    read_mark_at(view, CONF_STATE_KEY)
+}
+
+fn read_mark_at(view: &ReadView, key: &[u8]) -> anyhow::Result<Option<SnapshotMark>> {
+    match view.get(Bucket::Meta, key)? {
         Some(b) => Ok(Some(SnapshotMark::decode(&b).ok_or_else(|| {
-            anyhow::anyhow!(
-                "meta {:?} is damaged",
-                String::from_utf8_lossy(SNAPSHOT_KEY)
-            )
+            anyhow::anyhow!("meta {:?} is damaged", String::from_utf8_lossy(key))
         })?)),
         None => Ok(None),
     }

@@ -57,6 +57,7 @@ enum Request {
     LeaseCheckpoint(pb::LeaseCheckpointRequest),
     Alarm(pb::AlarmRequest),
     MemberAttr(pb::MemberAttrRequest),
+    MemberUpdate(pb::MemberUpdateRequest),
     Auth(crate::auth::Change),
     /// A new leader's empty entry, or a request of no kind we know: only
     /// its index is recorded.
@@ -75,6 +76,7 @@ impl From<pb::InternalRaftRequest> for Request {
             lease_checkpoint,
             alarm,
             member_attr,
+            member_update,
             auth_enable,
             auth_disable,
             authenticate,
@@ -112,6 +114,7 @@ impl From<pb::InternalRaftRequest> for Request {
             .or(lease_checkpoint.map(Request::LeaseCheckpoint))
             .or(alarm.map(Request::Alarm))
             .or(member_attr.map(Request::MemberAttr))
+            .or(member_update.map(Request::MemberUpdate))
             .or(auth.map(Request::Auth))
             .unwrap_or(Request::Nothing)
     }
@@ -139,6 +142,11 @@ pub struct Applier {
     /// requests (no permission checks), else the client (its name empty
     /// if it sent no credentials).
     caller: Option<crate::auth::AuthInfo>,
+    /// `--experimental-max-learners`.
+    max_learners: usize,
+    /// The verdict on the conf change being applied (checked before raft
+    /// takes it, recorded after).
+    pending_change: Option<Result<crate::membership::change::Change, EtcdError>>,
 }
 
 /// Sorts an engine error into the request's own failure (its client's
@@ -169,7 +177,15 @@ impl Applier {
             cells,
             results: Vec::new(),
             caller: None,
+            max_learners: 1,
+            pending_change: None,
         }
+    }
+
+    /// Sets `--experimental-max-learners`.
+    pub fn with_max_learners(mut self, n: usize) -> Applier {
+        self.max_learners = n;
+        self
     }
 
     /// Runs a permission check for the entry's caller; the member's own
@@ -226,6 +242,7 @@ impl Applier {
             Request::LeaseCheckpoint(c) => self.lease_checkpoint(c, at),
             Request::Alarm(a) => self.alarm(a, at).map(Ok),
             Request::MemberAttr(m) => self.member_attr(m, at),
+            Request::MemberUpdate(u) => self.member_update(u, at),
             Request::Auth(c) => self.auth(c, at),
             Request::Nothing => {
                 self.begin(at)?.end();
@@ -297,6 +314,20 @@ impl StateMachine for Applier {
             b.put(Bucket::Meta, meta::SNAPSHOT_KEY, &mark.encode())?;
         }
         self.store().backend().force_commit()
+    }
+
+    fn check_conf_change(&mut self, e: &Entry, cc: &raft::eraftpb::ConfChange) -> bool {
+        self.check_member_change(e, cc)
+    }
+
+    fn conf_change_applied(
+        &mut self,
+        e: &Entry,
+        cc: &raft::eraftpb::ConfChange,
+        _accepted: bool,
+        conf: &raft::eraftpb::ConfState,
+    ) -> strata_engine::Result<()> {
+        self.member_change_applied(e, cc, conf)
     }
 
     fn install_snapshot(&mut self, data: &[u8], mark: &SnapshotMark) -> strata_engine::Result<()> {

@@ -210,6 +210,15 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub experimental_lease_checkpoint_interval: Duration,
 
+    /// Refuse membership changes that would leave too few started members
+    /// for a quorum (etcd's strict reconfiguration check).
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub strict_reconfig_check: bool,
+
+    /// The most learners a cluster may have.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_MAX_LEARNERS", default_value_t = 1)]
+    pub experimental_max_learners: usize,
+
     /// Auth token type and its options: `simple`, or
     /// `jwt,pub-key=F,priv-key=F,sign-method=RS256[,ttl=5m]`.
     #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]

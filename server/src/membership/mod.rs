@@ -8,11 +8,19 @@
 //!   the db's `members` bucket before the WAL is created; from then on the
 //!   db is the source and the `--initial-*` flags are ignored, as etcd
 //!   ignores them on restart.
-//! - Changes after bootstrap (a member publishing its client URLs) are raft
-//!   entries applied into the bucket, so every member holds the same list.
+//! - Changes after bootstrap are raft entries applied into the bucket, so
+//!   every member holds the same list: conf changes (add, add as learner,
+//!   remove, promote; see [`change`]), peer URL updates and published
+//!   attributes (name, client URLs).
+//! - A removed member's id goes to `members_removed` and never comes back.
 //! - Stored value: the etcdserverpb `Member` message; key: the id, 8 bytes
-//!   big-endian.
+//!   big-endian. `members_removed`: the id as key, an empty value.
+//! - Every change bumps [`Membership::version`], which the transport and
+//!   the peer listeners follow.
 
+pub mod change;
+pub mod join;
+pub mod ops;
 pub mod publish;
 
 use std::collections::BTreeMap;
@@ -61,6 +69,7 @@ pub struct Member {
     pub name: String,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
+    pub is_learner: bool,
 }
 
 impl Member {
@@ -70,17 +79,23 @@ impl Member {
             name: self.name.clone(),
             peer_ur_ls: self.peer_urls.clone(),
             client_ur_ls: self.client_urls.clone(),
-            is_learner: false,
+            is_learner: self.is_learner,
         }
     }
 
-    fn from_pb(m: pb::Member) -> Member {
+    pub fn from_pb(m: pb::Member) -> Member {
         Member {
             id: m.id,
             name: m.name,
             peer_urls: m.peer_ur_ls,
             client_urls: m.client_ur_ls,
+            is_learner: m.is_learner,
         }
+    }
+
+    /// etcd's IsStarted: the member has published its name.
+    pub fn started(&self) -> bool {
+        !self.name.is_empty()
     }
 }
 
@@ -104,6 +119,7 @@ pub fn from_initial_cluster(initial: &str, token: &str) -> anyhow::Result<Vec<Me
             name,
             peer_urls,
             client_urls: Vec::new(),
+            is_learner: false,
         })
         .collect();
     let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
@@ -121,16 +137,148 @@ pub fn cluster_id_of(members: &[Member]) -> u64 {
 
 /// The members as this member knows them (shared by the transport, the
 /// applier and the Cluster service).
-#[derive(Default)]
 pub struct Membership {
     members: RwLock<BTreeMap<u64, Member>>,
+    removed: RwLock<std::collections::BTreeSet<u64>>,
+    version: tokio::sync::watch::Sender<u64>,
+    /// This member was removed (it applied its own removal, or its peers
+    /// refuse it as removed).
+    self_removed: std::sync::atomic::AtomicBool,
+    /// Since when each peer's raft stream has been up (the transport's).
+    active: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+}
+
+impl Default for Membership {
+    fn default() -> Membership {
+        Membership::new(Vec::new())
+    }
 }
 
 impl Membership {
     pub fn new(members: Vec<Member>) -> Membership {
         Membership {
             members: RwLock::new(members.into_iter().map(|m| (m.id, m)).collect()),
+            removed: RwLock::default(),
+            version: tokio::sync::watch::Sender::new(0),
+            active: std::sync::Mutex::default(),
+            self_removed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// This member learned that it was removed from the cluster.
+    pub fn mark_self_removed(&self) {
+        if !self
+            .self_removed
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::warn!("the member has been permanently removed from the cluster");
+            self.changed();
+        }
+    }
+
+    pub fn self_removed(&self) -> bool {
+        self.self_removed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The transport's word on peer `id`: its stream is up, or down.
+    pub fn set_active(&self, id: u64, up: bool) {
+        let mut a = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if up {
+            a.entry(id).or_insert_with(std::time::Instant::now);
+        } else {
+            a.remove(&id);
+        }
+    }
+
+    /// Whether peer `id`'s stream has been up for at least `d`.
+    pub fn active_for(&self, id: u64, d: std::time::Duration) -> bool {
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .is_some_and(|t| t.elapsed() >= d)
+    }
+
+    /// Bumped by every change.
+    pub fn version(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// The version now.
+    pub fn version_now(&self) -> u64 {
+        *self.version.borrow()
+    }
+
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Member>> {
+        self.members.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a member (a conf change applied).
+    pub fn add(&self, m: Member) {
+        self.write().insert(m.id, m);
+        self.changed();
+    }
+
+    /// Removes a member for good.
+    pub fn remove(&self, id: u64) -> Option<Member> {
+        let m = self.write().remove(&id);
+        self.removed
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        self.changed();
+        m
+    }
+
+    /// Makes a learner a voter.
+    pub fn promote(&self, id: u64) -> Option<Member> {
+        let m = {
+            let mut g = self.write();
+            let m = g.get_mut(&id)?;
+            m.is_learner = false;
+            m.clone()
+        };
+        self.changed();
+        Some(m)
+    }
+
+    /// Sets a member's peer URLs.
+    pub fn set_peer_urls(&self, id: u64, urls: Vec<String>) -> Option<Member> {
+        let m = {
+            let mut g = self.write();
+            let m = g.get_mut(&id)?;
+            m.peer_urls = urls;
+            m.clone()
+        };
+        self.changed();
+        Some(m)
+    }
+
+    /// Whether `id` was removed from the cluster.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
+    pub fn removed(&self) -> Vec<u64> {
+        self.removed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Replaces the removed ids (from the db).
+    pub fn set_removed(&self, ids: Vec<u64>) {
+        *self.removed.write().unwrap_or_else(|e| e.into_inner()) = ids.into_iter().collect();
+        self.changed();
     }
 
     pub fn list(&self) -> Vec<Member> {
@@ -159,8 +307,8 @@ impl Membership {
 
     /// Replaces every member (from a db snapshot the leader sent).
     pub fn replace(&self, members: Vec<Member>) {
-        *self.members.write().unwrap_or_else(|e| e.into_inner()) =
-            members.into_iter().map(|m| (m.id, m)).collect();
+        *self.write() = members.into_iter().map(|m| (m.id, m)).collect();
+        self.changed();
     }
 
     /// How many members the cluster has.
@@ -171,14 +319,31 @@ impl Membership {
     /// Sets a member's client URLs (its published attributes); false if it
     /// is not a member.
     pub fn set_client_urls(&self, id: u64, name: &str, urls: Vec<String>) -> Option<Member> {
-        let mut g = self.members.write().unwrap_or_else(|e| e.into_inner());
-        let m = g.get_mut(&id)?;
-        if !name.is_empty() {
-            m.name = name.to_string();
-        }
-        m.client_urls = urls;
-        Some(m.clone())
+        let m = {
+            let mut g = self.write();
+            let m = g.get_mut(&id)?;
+            if !name.is_empty() {
+                m.name = name.to_string();
+            }
+            m.client_urls = urls;
+            m.clone()
+        };
+        self.changed();
+        Some(m)
     }
+}
+
+/// The ids in the db's `members_removed` bucket.
+pub fn load_removed(view: &strata_engine::backend::ReadView) -> anyhow::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for (k, _) in view.range(Bucket::MembersRemoved, &[], &[], 0)? {
+        let b: [u8; 8] = k
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("members_removed key of {} bytes", k.len()))?;
+        out.push(u64::from_be_bytes(b));
+    }
+    Ok(out)
 }
 
 /// The members stored in the db (empty for a db that has none yet).

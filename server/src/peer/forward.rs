@@ -49,7 +49,7 @@ impl EtcdServer {
     /// Runs `call` on the leader: here if this member leads, else through
     /// the peer channel; a leader change or a missing leader is waited out
     /// (up to the request timeout), as etcd's lease forwarding does.
-    async fn on_leader<T, Here, HereFut, There, ThereFut>(
+    pub(crate) async fn on_leader<T, Here, HereFut, There, ThereFut>(
         &self,
         here: Here,
         there: There,

@@ -2,10 +2,12 @@
 //! other members, checked before they reach raft.
 //!
 //! A batch is refused (and the refusal logged) when its header names
-//! another cluster (etcd: "request cluster ID mismatch"), a sender that is
-//! not a member ("the member has been permanently removed from the
-//! cluster" once removal exists; today, simply unknown), or another
-//! recipient. Messages are decoded by prost (frames are size-limited by
+//! another cluster (etcd: "request cluster ID mismatch"), a removed sender
+//! ("the member has been permanently removed from the cluster": the
+//! sender stops), a sender that is not a member, or another recipient.
+//! `Members` answers anyone (a member joining knows no ids yet), as
+//! etcd's peer `/members` does; `Promote` is a MemberPromote forwarded to
+//! the leader. Messages are decoded by prost (frames are size-limited by
 //! the server) and converted; one raft does not know ends the stream.
 
 use std::sync::Arc;
@@ -35,14 +37,22 @@ impl PeerService {
             );
             return Err(Status::failed_precondition("request cluster ID mismatch"));
         }
+        if self.srv.membership.is_removed(h.from) {
+            tracing::warn!(
+                from = format!("{:x}", h.from),
+                "rejected raft traffic from a removed member"
+            );
+            return Err(Status::permission_denied(super::transport::REMOVED));
+        }
         if !self.srv.membership.contains(h.from) {
             tracing::warn!(
                 from = format!("{:x}", h.from),
                 "raft traffic from a member this cluster does not have"
             );
-            return Err(Status::permission_denied(
-                "the member has been permanently removed from the cluster",
-            ));
+            return Err(Status::failed_precondition(format!(
+                "member {:x} is not in this cluster",
+                h.from
+            )));
         }
         if h.to != me.member_id {
             return Err(Status::failed_precondition(format!(
@@ -70,6 +80,33 @@ pub const NOT_LEADER: &str = "etcdserver: not leader";
 
 #[tonic::async_trait]
 impl p::peer_server::Peer for PeerService {
+    async fn members(
+        &self,
+        _req: Request<p::MembersAsk>,
+    ) -> Result<Response<p::MembersAnswer>, Status> {
+        let ms = &self.srv.membership;
+        Ok(Response::new(p::MembersAnswer {
+            cluster_id: self.srv.shared.cluster_id,
+            members: ms
+                .list()
+                .iter()
+                .map(crate::membership::join::to_info)
+                .collect(),
+            removed: ms.removed(),
+        }))
+    }
+
+    async fn promote(
+        &self,
+        req: Request<p::PromoteAsk>,
+    ) -> Result<Response<p::PromoteAnswer>, Status> {
+        let r = req.into_inner();
+        self.check(r.header.as_ref())?;
+        self.leader_only()?;
+        self.srv.promote_here(r.id).await?;
+        Ok(Response::new(p::PromoteAnswer {}))
+    }
+
     async fn lease_keep_alive(
         &self,
         req: Request<p::LeaseRenew>,

@@ -9,6 +9,11 @@
 //!   stream is down, drops the batch and the peer is reported unreachable
 //!   to raft (which then probes it again, at its own pace).
 //! - Messages to one peer leave in the order raft produced them.
+//! - Every member of the membership has a link, opened when the transport
+//!   first sends and kept in step with the membership (a removed member's
+//!   link closes, a member with new peer URLs gets a new link); each link
+//!   tells the membership whether its peer is up (etcd's ActiveSince),
+//!   and a peer refusing this member as removed marks it removed.
 //! - A database snapshot (`MsgSnapshot`) is not sent on this stream: it
 //!   goes with the db on its own stream ([`super::snapshot`]), one per peer
 //!   at a time.
@@ -41,7 +46,10 @@ pub struct PeerTransport {
     cluster_id: u64,
     membership: Arc<Membership>,
     rt: tokio::runtime::Handle,
-    queues: HashMap<u64, mpsc::Sender<Vec<Message>>>,
+    queues: HashMap<u64, (mpsc::Sender<Vec<Message>>, Vec<String>)>,
+    /// The membership version the links were last matched to (None:
+    /// never).
+    synced: Option<u64>,
     reports: Arc<Mutex<Vec<TransportReport>>>,
     /// What snapshots for followers are copied from.
     backend: Backend,
@@ -65,6 +73,7 @@ impl PeerTransport {
             membership,
             rt,
             queues: HashMap::new(),
+            synced: None,
             reports: Arc::default(),
             backend,
             snapshots: Arc::default(),
@@ -79,27 +88,43 @@ impl PeerTransport {
             .push(r);
     }
 
-    /// The queue of peer `to`, its task started on first use.
+    /// The queue of peer `to`.
     fn queue(&mut self, to: u64) -> Option<mpsc::Sender<Vec<Message>>> {
-        if let Some(q) = self.queues.get(&to) {
-            return Some(q.clone());
+        self.sync_links();
+        self.queues.get(&to).map(|(q, _)| q.clone())
+    }
+
+    /// Matches the links to the membership: one per other member, on its
+    /// current peer URLs.
+    fn sync_links(&mut self) {
+        let version = self.membership.version_now();
+        if self.synced == Some(version) {
+            return;
         }
-        let member = self.membership.get(to)?;
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let link = Link {
-            to,
-            urls: member.peer_urls,
-            header: p::PeerHeader {
-                cluster_id: self.cluster_id,
-                from: self.me,
-                to,
-            },
-            reports: self.reports.clone(),
-            dialer: self.dialer.clone(),
-        };
-        self.rt.spawn(link.run(rx));
-        self.queues.insert(to, tx.clone());
-        Some(tx)
+        self.synced = Some(version);
+        let members = self.membership.list();
+        self.queues
+            .retain(|id, (_, urls)| members.iter().any(|m| m.id == *id && m.peer_urls == *urls));
+        for member in members {
+            if member.id == self.me || self.queues.contains_key(&member.id) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let link = Link {
+                to: member.id,
+                urls: member.peer_urls.clone(),
+                header: p::PeerHeader {
+                    cluster_id: self.cluster_id,
+                    from: self.me,
+                    to: member.id,
+                },
+                reports: self.reports.clone(),
+                dialer: self.dialer.clone(),
+                membership: self.membership.clone(),
+            };
+            self.rt.spawn(link.run(rx));
+            self.queues.insert(member.id, (tx, member.peer_urls));
+        }
     }
 }
 
@@ -206,7 +231,11 @@ struct Link {
     header: p::PeerHeader,
     reports: Arc<Mutex<Vec<TransportReport>>>,
     dialer: Dialer,
+    membership: Arc<Membership>,
 }
+
+/// What a member answers raft traffic from a member it removed.
+pub const REMOVED: &str = "the member has been permanently removed from the cluster";
 
 impl Link {
     fn unreachable(&self) {
@@ -254,6 +283,7 @@ impl Link {
                         "lost the connection to a peer"
                     );
                     was_up = false;
+                    self.membership.set_active(self.to, false);
                 }
                 tokio::time::sleep(RETRY).await;
                 continue;
@@ -261,6 +291,7 @@ impl Link {
             if !was_up {
                 tracing::info!(peer = format!("{:x}", self.to), "connected to a peer");
                 was_up = true;
+                self.membership.set_active(self.to, true);
             }
             let (tx, rx) = mpsc::channel::<p::RaftBatch>(64);
             let mut call = tokio::spawn(async move { client.raft(ReceiverStream::new(rx)).await });
@@ -269,6 +300,7 @@ impl Link {
                     batch = queue.recv() => {
                         let Some(msgs) = batch else {
                             call.abort();
+                            self.membership.set_active(self.to, false);
                             return;
                         };
                         let b = p::RaftBatch {
@@ -281,6 +313,9 @@ impl Link {
                     }
                     ended = &mut call => {
                         if let Ok(Err(status)) = ended {
+                            if status.message() == REMOVED {
+                                self.membership.mark_self_removed();
+                            }
                             tracing::warn!(peer = format!("{:x}", self.to), error = %status.message(), "peer stream ended");
                         }
                         break;

@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType};
+use raft::eraftpb::{ConfChange, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole, Storage};
 use tokio::sync::oneshot;
 
@@ -80,6 +80,19 @@ pub trait StateMachine: Send {
     /// Whether the db file a raft snapshot's `data` names is here, whole
     /// (checked before raft may take the snapshot).
     fn has_snapshot(&self, data: &[u8]) -> bool;
+    /// Whether a committed conf change may apply (etcd's checks, against
+    /// the membership the entries before it made). Nothing changes yet.
+    fn check_conf_change(&mut self, entry: &Entry, cc: &ConfChange) -> bool;
+    /// Records a committed conf change: its effect on the membership (if
+    /// `accepted`, raft having taken it: `conf` is the configuration now),
+    /// with the entry's index, in one transaction; answers its proposer.
+    fn conf_change_applied(
+        &mut self,
+        entry: &Entry,
+        cc: &ConfChange,
+        accepted: bool,
+        conf: &ConfState,
+    ) -> strata_engine::Result<()>;
     /// Replaces the whole state with a snapshot received from the leader:
     /// `data` is the raft snapshot's data (it names the received db file);
     /// `mark`, its index, term and configuration, is already in the WAL.
@@ -100,6 +113,11 @@ pub enum Input {
     ReadIndex(oneshot::Sender<u64>),
     Tick,
     Step(Box<Message>),
+    /// A membership change (its `id` is the request's).
+    ProposeConfChange(ConfChange),
+    /// Whether learner `id` has caught up with the leader (None: this
+    /// member is not the leader).
+    LearnerReady(u64, oneshot::Sender<Option<bool>>),
     /// Hand leadership to this member (raft's leader transfer).
     TransferLeader(u64),
     Stop,
@@ -117,6 +135,11 @@ pub struct NodeStatus {
     /// When the current leader became known (ms since the Unix epoch; 0:
     /// never), for etcd's "possibly due to previous leader failure".
     pub leader_since_ms: AtomicU64,
+    /// This member was removed from the cluster (it applied its own
+    /// removal, or its peers refuse it as removed): it must stop.
+    pub removed: AtomicBool,
+    /// This member is a learner (its own membership says so).
+    pub learner: AtomicBool,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -277,6 +300,15 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                         tracing::debug!(error = %e, "raft step");
                     }
                 }
+                Input::ProposeConfChange(cc) => {
+                    let id = cc.id;
+                    if self.raw.propose_conf_change(Vec::new(), cc).is_err() {
+                        self.sm.dropped(id);
+                    }
+                }
+                Input::LearnerReady(id, tx) => {
+                    let _ = tx.send(self.learner_ready(id));
+                }
                 Input::TransferLeader(to) => self.raw.transfer_leader(to),
                 Input::Stop => stop = true,
             }
@@ -314,6 +346,21 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         }
         self.status.term.store(term, Ordering::Release);
         Ok(stop)
+    }
+
+    /// etcd's isLearnerReady: the learner's log reaches 90% of the
+    /// leader's (None: not the leader; an unknown id is "ready", the apply
+    /// refuses it).
+    fn learner_ready(&self, id: u64) -> Option<bool> {
+        if self.raw.raft.state != StateRole::Leader {
+            return None;
+        }
+        let prs = self.raw.raft.prs();
+        let leader = prs.get(self.raw.raft.id).map_or(0, |p| p.matched);
+        Some(
+            prs.get(id)
+                .is_none_or(|p| p.matched as f64 >= leader as f64 * 0.9),
+        )
     }
 
     /// Whether raft is this member's leader, and its term.
@@ -402,6 +449,28 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         Ok(())
     }
 
+    /// A membership change (v1 entries are the ones members propose):
+    /// the state machine checks it, raft takes it if it passed, and the
+    /// state machine records the outcome.
+    fn apply_member_change(&mut self, e: &Entry) -> Result<()> {
+        let cc = confchange::decode_v1(&e.data).map_err(|reason| NodeError::ConfChangeDecode {
+            index: e.index,
+            reason,
+        })?;
+        let accepted = self.sm.check_conf_change(e, &cc);
+        if accepted {
+            self.conf =
+                self.raw
+                    .apply_conf_change(&cc)
+                    .map_err(|error| NodeError::ConfChangeApply {
+                        index: e.index,
+                        error,
+                    })?;
+        }
+        self.sm.conf_change_applied(e, &cc, accepted, &self.conf)?;
+        Ok(())
+    }
+
     fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -409,7 +478,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         for e in &entries {
             match e.entry_type {
                 EntryType::EntryNormal => self.sm.apply(e)?,
-                EntryType::EntryConfChange => self.apply_conf_change(e, confchange::decode_v1)?,
+                EntryType::EntryConfChange => self.apply_member_change(e)?,
                 EntryType::EntryConfChangeV2 => self.apply_conf_change(e, confchange::decode_v2)?,
             }
             self.applied = e.index;

@@ -79,7 +79,8 @@ pub struct LogStore {
 
 impl LogStore {
     /// Builds the in-memory log from what the WAL held when opened at
-    /// `mark`. `applied` is the state machine's consistent index: entries up
+    /// `mark` (with `newer_conf`, the configuration membership changes
+    /// applied after the marker made, if the db holds any). `applied` is the state machine's consistent index: entries up
     /// to it were committed (they were applied), whatever the saved hard
     /// state says.
     pub fn restore(
@@ -87,9 +88,10 @@ impl LogStore {
         mark: &wal::SnapshotMark,
         rec: wal::Recovered,
         applied: u64,
+        newer_conf: Option<wal::ConfState>,
     ) -> raft::Result<LogStore> {
         let mem = MemStorage::new();
-        let conf = conf_from_wal(&mark.conf_state);
+        let conf = conf_from_wal(newer_conf.as_ref().unwrap_or(&mark.conf_state));
         {
             let mut core = mem.wl();
             if mark.index > 0 {
@@ -99,9 +101,8 @@ impl LogStore {
                 md.term = mark.term;
                 md.set_conf_state(conf_from_wal(&mark.conf_state));
                 core.apply_snapshot(snap)?;
-            } else {
-                core.set_conf_state(conf_from_wal(&mark.conf_state));
             }
+            core.set_conf_state(conf.clone());
             let entries: Vec<Entry> = rec.entries.into_iter().map(entry_from_wal).collect();
             let last = entries.last().map_or(mark.index, |e| e.index);
             core.append(&entries)?;
