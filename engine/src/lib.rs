@@ -16,6 +16,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod backend;
+pub mod bbolt;
 pub mod btree;
 pub mod error;
 #[cfg(feature = "fuzzing")]

@@ -406,3 +406,80 @@ fn health_and_version_over_http_on_the_client_port() {
     // gRPC still answers on the same port.
     s.etcdctl_ok(&["put", "k", "v"]);
 }
+
+/// A Strata backup is etcd's format: `etcdctl snapshot status` reads it,
+/// `etcdctl snapshot restore` turns it into an etcd data dir, and real
+/// etcd serves the same keys, deletions and leases from it.
+#[test]
+fn a_backup_is_read_by_etcdctl_and_served_by_real_etcd() {
+    let s = Server::start(&[]);
+    for i in 0..300 {
+        s.etcdctl_ok(&["put", &format!("k{i:03}"), &format!("v{i}")]);
+    }
+    s.etcdctl_ok(&["del", "k007"]);
+    let lease = s.etcdctl_ok(&["lease", "grant", "600"]);
+    let lease = lease
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string();
+    s.etcdctl_ok(&["put", "leased", "x", &format!("--lease={lease}")]);
+    let snap = s.dir.join("backup.db");
+    let snap = snap.to_str().expect("utf-8 path");
+    s.etcdctl_ok(&["snapshot", "save", snap]);
+    let st = s.etcdctl_ok(&["snapshot", "status", snap, "-w", "json"]);
+    // 300 puts, one delete, one leased put: revision 303.
+    assert!(st.contains("\"revision\":303"), "{st}");
+    let restored = s.dir.join("restored");
+    let out = s.etcdctl(&[
+        "snapshot",
+        "restore",
+        snap,
+        "--data-dir",
+        restored.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let [port, peer] = free_ports(2)[..] else {
+        unreachable!("two ports")
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let mut etcd = Command::new(tool("etcd"))
+        .arg("--data-dir")
+        .arg(&restored)
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd starts");
+    let ep = format!("127.0.0.1:{port}");
+    let got = wait_for(30, || {
+        let o = etcdctl(&ep, &["get", "k299", "--print-value-only"], None);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    });
+    let keys = etcdctl(&ep, &["get", "k", "--prefix", "--keys-only"], None);
+    let deleted = etcdctl(&ep, &["get", "k007"], None);
+    let leases = etcdctl(&ep, &["lease", "list"], None);
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    assert_eq!(got.as_deref(), Some("v299\n"));
+    let listed = String::from_utf8_lossy(&keys.stdout);
+    assert_eq!(
+        listed.lines().filter(|l| !l.is_empty()).count(),
+        299,
+        "{listed}"
+    );
+    assert!(deleted.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&leases.stdout).contains(&lease));
+}

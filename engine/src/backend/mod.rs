@@ -309,6 +309,56 @@ impl Backend {
         Ok((size, hw.h.finalize().into()))
     }
 
+    /// Writes every bucket of one consistent view as a bbolt file (etcd's
+    /// backup format, see [`crate::bbolt`]) to `f`, then returns its size
+    /// and SHA-256. Buckets are read in pieces of 10,000 entries, so memory
+    /// stays bounded by a piece, not the db.
+    pub fn export_bbolt(&self, f: &mut std::fs::File) -> Result<(u64, [u8; 32])> {
+        use sha2::Digest;
+        use std::io::{Read, Seek, SeekFrom};
+        const PIECE: usize = 10_000;
+        let view = self.read();
+        let mut w = crate::bbolt::BoltWriter::new(std::io::BufWriter::new(&mut *f))?;
+        for bucket in Bucket::ALL {
+            let mut next: Vec<u8> = Vec::new();
+            let mut piece = std::collections::VecDeque::new();
+            let mut done = false;
+            let entries = std::iter::from_fn(|| {
+                if piece.is_empty() && !done {
+                    match view.range(bucket, &next, &[], PIECE) {
+                        Ok(got) => {
+                            done = got.len() < PIECE;
+                            if let Some((k, _)) = got.last() {
+                                next = k.clone();
+                                next.push(0);
+                            }
+                            piece.extend(got);
+                        }
+                        Err(e) => {
+                            done = true;
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                piece.pop_front().map(Ok)
+            });
+            w.bucket(bucket.name(), entries)?;
+        }
+        let (out, size) = w.finish()?;
+        drop(out);
+        f.seek(SeekFrom::Start(0))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = (left as usize).min(buf.len());
+            f.read_exact(&mut buf[..n])?;
+            h.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok((size, h.finalize().into()))
+    }
+
     /// Commits what is pending, then writes a copy of the whole database as
     /// of that commit; returns its size.
     fn write_consistent(&self, w: &mut dyn std::io::Write) -> Result<u64> {

@@ -148,12 +148,13 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.srv.require_admin(&req).await?;
         let srv = self.srv.clone();
-        // A consistent copy goes to a temporary file first: the stream
-        // announces the bytes remaining in every chunk.
+        // A consistent copy goes to a temporary file first (the stream
+        // announces the bytes remaining in every chunk), in bbolt's format:
+        // the backup etcd's tools read (`etcdctl snapshot status|restore`).
         let dir = srv.cfg.data_dir().join("member").join("snap");
         let (mut file, size, sum) = tokio::task::spawn_blocking(move || {
             let mut f = tempfile::tempfile_in(&dir)?;
-            let (size, sum) = srv.store().backend().snapshot(&mut f)?;
+            let (size, sum) = srv.store().backend().export_bbolt(&mut f)?;
             f.seek(SeekFrom::Start(0))?;
             Ok::<_, EtcdError>((f, size, sum))
         })
