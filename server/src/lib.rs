@@ -47,6 +47,7 @@ pub mod membership;
 pub mod peer;
 pub mod raftnode;
 mod readindex;
+pub mod restore;
 pub mod serve;
 pub mod server;
 pub mod snapdir;

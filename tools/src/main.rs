@@ -8,12 +8,15 @@
 //! - `bench-wal`: WAL appends beside the disk's own fdatasync rate and
 //!   sequential bandwidth;
 //! - `bench-mvcc`: the MVCC store at scale (puts, ranges, memory);
-//! - `bench-defrag`: online defragmentation and the stall it causes.
+//! - `bench-defrag`: online defragmentation and the stall it causes;
+//! - `snapshot save|status|restore`: backups, as etcdutl makes and reads
+//!   them (bbolt files with a SHA-256 trailer; etcd's own backups too).
 #![forbid(unsafe_code)]
 
 mod bench;
 mod display;
 mod inspect;
+mod snapshot;
 mod waldump;
 
 use strata_tools::{defragbench, mvccbench, walbench};
@@ -55,6 +58,12 @@ enum Command {
     /// Online defragmentation of a large backend, with the longest stall a
     /// concurrent writer and reader see.
     BenchDefrag(defragbench::BenchDefragArgs),
+    /// Backups: save from a live member, status, restore into a new
+    /// member's data dir (like etcdutl snapshot).
+    Snapshot {
+        #[command(subcommand)]
+        verb: snapshot::Verb,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +76,7 @@ fn main() -> ExitCode {
         Command::BenchWal(args) => walbench::run(&args),
         Command::BenchMvcc(args) => mvccbench::run(&args),
         Command::BenchDefrag(args) => defragbench::run(&args),
+        Command::Snapshot { verb } => snapshot::run(verb),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,233 @@
+//! Backups with `strata-util snapshot`: saved from a live member (in this
+//! process), read by `strata-util` and by etcdctl alike, restored into a
+//! new data dir that a member then serves; a damaged backup refused; a
+//! backup made by real etcd restored and served by Strata.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+
+fn util(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata-util"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .output()
+        .expect("etcdctl is installed (.ci/deps)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Runs `f` against a member on `data` (with `extra` flags), then stops it.
+fn with_member<F, Fut>(data: &Path, extra: &[&str], f: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = listener.local_addr().unwrap().to_string();
+        let mut args = vec!["strata", "--data-dir", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let cfg = strata_server::Config::parse_from(args);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let member = tokio::spawn(strata_server::run(cfg, vec![listener], async move {
+            let _ = stopped.await;
+        }));
+        tokio::time::timeout(Duration::from_secs(60), f(endpoint))
+            .await
+            .expect("done in time");
+        let _ = stop.send(());
+        member.await.unwrap().unwrap();
+    });
+}
+
+fn json_field(json: &str, name: &str) -> i64 {
+    let at = json.find(&format!("\"{name}\":")).expect(name) + name.len() + 3;
+    json[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn save_status_restore_and_serve_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup.db");
+    let b = backup.to_str().unwrap().to_string();
+    with_member(&dir.path().join("data"), &[], |ep| {
+        let b = b.clone();
+        async move {
+            let mut c = etcd_client::Client::connect([ep.as_str()], None)
+                .await
+                .unwrap();
+            for i in 0..2000 {
+                c.put(format!("k{i:04}"), vec![b'v'; 200], None)
+                    .await
+                    .unwrap();
+            }
+            c.delete("k0007", None).await.unwrap();
+            let lease = c.lease_grant(600, None).await.unwrap().id();
+            let opts = etcd_client::PutOptions::new().with_lease(lease);
+            c.put("leased", "x", Some(opts)).await.unwrap();
+            let (ok, out) = tokio::task::spawn_blocking(move || {
+                util(&["snapshot", "save", &b, "--endpoints", &ep])
+            })
+            .await
+            .unwrap();
+            assert!(ok, "{out}");
+            assert!(out.contains("Snapshot saved at"), "{out}");
+        }
+    });
+    // strata-util and etcdctl read the same backup the same way.
+    let (ok, ours) = util(&["snapshot", "status", &b, "-w", "json"]);
+    assert!(ok, "{ours}");
+    let (ok, theirs) = etcdctl("127.0.0.1:1", &["snapshot", "status", &b, "-w", "json"]);
+    assert!(ok);
+    assert_eq!(ours.trim(), theirs.trim());
+    assert_eq!(json_field(&ours, "revision"), 2003);
+
+    // Restored into a new member of a new cluster.
+    let restored = dir.path().join("restored");
+    let r = restored.to_str().unwrap();
+    let (ok, out) = util(&[
+        "snapshot",
+        "restore",
+        &b,
+        "--name",
+        "m0",
+        "--initial-cluster",
+        "m0=http://127.0.0.1:1",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:1",
+        "--data-dir",
+        r,
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("added member"), "{out}");
+    // A second restore into the same place is refused.
+    let (ok, out) = util(&["snapshot", "restore", &b, "--data-dir", r]);
+    assert!(!ok && out.contains("exists"), "{out}");
+    let flags = [
+        "--name",
+        "m0",
+        "--initial-cluster",
+        "m0=http://127.0.0.1:1",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:1",
+    ];
+    with_member(&restored, &flags, |ep| async move {
+        let mut c = etcd_client::Client::connect([ep.as_str()], None)
+            .await
+            .unwrap();
+        let r = c.get("k1999", None).await.unwrap();
+        assert_eq!(r.header().unwrap().revision(), 2003);
+        assert_eq!(r.kvs()[0].value(), vec![b'v'; 200].as_slice());
+        assert!(c.get("k0007", None).await.unwrap().kvs().is_empty());
+        let all = etcd_client::GetOptions::new()
+            .with_prefix()
+            .with_count_only();
+        assert_eq!(c.get("k", Some(all)).await.unwrap().count(), 1999);
+        assert_eq!(c.leases().await.unwrap().leases().len(), 1);
+        let m = c.member_list().await.unwrap();
+        assert_eq!(m.members().len(), 1);
+        assert_eq!(m.members()[0].name(), "m0");
+        c.put("after", "restore", None).await.unwrap();
+    });
+
+    // A damaged backup is refused: the digest no longer matches.
+    let mut bytes = std::fs::read(&backup).unwrap();
+    bytes[9000] ^= 0xff;
+    let bad = dir.path().join("bad.db");
+    std::fs::write(&bad, &bytes).unwrap();
+    let (ok, out) = util(&[
+        "snapshot",
+        "restore",
+        bad.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("r2").to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("expected sha256"), "{out}");
+}
+
+#[test]
+fn a_backup_of_real_etcd_is_restored_and_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let peer = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let mut etcd = Command::new("/usr/bin/etcd")
+        .arg("--data-dir")
+        .arg(dir.path().join("etcd"))
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd is installed (.ci/deps)");
+    let ep = format!("127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..300 {
+        if etcdctl(&ep, &["put", "e0", "first"]).0 {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let backup = dir.path().join("etcd.db");
+    let b = backup.to_str().unwrap();
+    let saved = up
+        && (1..50).all(|i| etcdctl(&ep, &["put", &format!("e{i}"), "v"]).0)
+        && etcdctl(&ep, &["snapshot", "save", b]).0;
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    assert!(saved, "real etcd took the writes and saved a backup");
+    let restored = dir.path().join("restored");
+    let (ok, out) = util(&[
+        "snapshot",
+        "restore",
+        b,
+        "--data-dir",
+        restored.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    with_member(&restored, &[], |ep| async move {
+        let mut c = etcd_client::Client::connect([ep.as_str()], None)
+            .await
+            .unwrap();
+        let r = c.get("e0", None).await.unwrap();
+        assert_eq!(r.kvs()[0].value(), b"first");
+        assert_eq!(r.header().unwrap().revision(), 51);
+    });
+}
