@@ -282,7 +282,7 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     if removed.contains(&md.member_id) {
         anyhow::bail!("the member has been permanently removed from the cluster");
     }
-    let is_learner = members.iter().any(|m| m.id == md.member_id && m.is_learner);
+    let mut is_learner = members.iter().any(|m| m.id == md.member_id && m.is_learner);
     let membership = Arc::new(Membership::new(members));
     membership.set_removed(removed);
 
@@ -310,7 +310,18 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     let applied = ci.max(at.index);
     // Membership changes the db holds past the WAL's marker: raft starts
     // with the configuration they made.
-    let conf = db_conf.filter(|c| c.index > at.index).map(|c| c.conf_state);
+    let mut conf = db_conf
+        .filter(|c| c.index >= at.index)
+        .map(|c| c.conf_state);
+    if cfg.force_new_cluster && initialized {
+        conf = Some(force_new_cluster(
+            shared.store.store().backend(),
+            &membership,
+            md.member_id,
+            applied,
+        )?);
+        is_learner = false;
+    }
     let log = LogStore::restore(wal, &at, recovered, applied, conf)?;
     status.learner.store(is_learner, Ordering::Release);
     let (applied_tx, applied_rx) = watch::channel(applied);
@@ -349,6 +360,62 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
         membership,
         initialized,
     })
+}
+
+/// etcd's `--force-new-cluster`: this member's data, as a one-member
+/// cluster. Every other member is removed (for good: it cannot come back
+/// with its old data) and raft's configuration becomes this member alone,
+/// recorded in the db so that later restarts keep it. What this member's
+/// log holds past its commit index is committed in the new term (etcd
+/// discards it; either way no client was told it succeeded).
+fn force_new_cluster(
+    backend: &Backend,
+    membership: &Membership,
+    me: u64,
+    applied: u64,
+) -> anyhow::Result<wal::ConfState> {
+    use strata_engine::backend::Bucket;
+    let conf = wal::ConfState {
+        voters: vec![me],
+        ..Default::default()
+    };
+    {
+        let mut b = backend.batch()?;
+        for m in membership.list() {
+            if m.id == me {
+                let mut m = m.clone();
+                m.is_learner = false;
+                b.put(
+                    Bucket::Members,
+                    &membership::key(m.id),
+                    &prost::Message::encode_to_vec(&m.to_pb()),
+                )?;
+                continue;
+            }
+            b.delete(Bucket::Members, &membership::key(m.id))?;
+            b.put(Bucket::MembersRemoved, &membership::key(m.id), &[])?;
+        }
+        let mark = SnapshotMark {
+            index: applied,
+            term: 0,
+            conf_state: conf.clone(),
+        };
+        b.put(Bucket::Meta, meta::CONF_STATE_KEY, &mark.encode())?;
+    }
+    backend.force_commit()?;
+    for m in membership.list() {
+        if m.id != me {
+            membership.remove(m.id);
+        }
+    }
+    if membership.get(me).is_some_and(|m| m.is_learner) {
+        membership.promote(me);
+    }
+    tracing::warn!(
+        member = format!("{me:x}"),
+        "forcing a new one-member cluster from this data dir (--force-new-cluster)"
+    );
+    Ok(conf)
 }
 
 /// A snapshot install a crash interrupted is finished, and left-over

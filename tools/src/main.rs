@@ -9,11 +9,14 @@
 //!   sequential bandwidth;
 //! - `bench-mvcc`: the MVCC store at scale (puts, ranges, memory);
 //! - `bench-defrag`: online defragmentation and the stall it causes;
+//! - `check --data-dir`, `defrag --data-dir`: a stopped member's WAL and
+//!   db checked together, its db defragmented (like etcdutl);
 //! - `snapshot save|status|restore`: backups, as etcdutl makes and reads
 //!   them (bbolt files with a SHA-256 trailer; etcd's own backups too).
 #![forbid(unsafe_code)]
 
 mod bench;
+mod datadir;
 mod display;
 mod inspect;
 mod snapshot;
@@ -64,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         verb: snapshot::Verb,
     },
+    /// Check a stopped member's data dir: WAL records and chain, db pages,
+    /// and that the two agree.
+    Check(datadir::DataDirArgs),
+    /// Defragment a stopped member's db.
+    Defrag(datadir::DataDirArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +85,8 @@ fn main() -> ExitCode {
         Command::BenchMvcc(args) => mvccbench::run(&args),
         Command::BenchDefrag(args) => defragbench::run(&args),
         Command::Snapshot { verb } => snapshot::run(verb),
+        Command::Check(args) => datadir::check(&args),
+        Command::Defrag(args) => datadir::defrag(&args),
     };
     match result {
         Ok(code) => code,
