@@ -62,6 +62,11 @@ pub async fn run(
     let ready = tokio::select! {
         r = srv.wait_ready() => r,
         () = &mut shutdown => Err(crate::errors::EtcdError::Stopped),
+        () = removed(&srv) => {
+            // Its peers refuse it: a member removed while it was down.
+            stop(&srv, &stop_tx, tasks).await?;
+            anyhow::bail!("the member has been permanently removed from the cluster");
+        }
     };
     if let Err(e) = ready {
         tracing::info!(error = %e, "stopping before the member became ready");
@@ -161,24 +166,23 @@ pub async fn run(
         let s = srv.clone();
         tokio::spawn(async move { s.publish().await });
     }
-    let removed = {
-        let srv = srv.clone();
-        async move {
-            let mut v = srv.membership.version();
-            while !srv.membership.self_removed() {
-                if v.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-    };
     tokio::select! {
         () = &mut shutdown => tracing::info!("received shutdown; stopping"),
-        () = removed => tracing::warn!("the member has been permanently removed from the cluster; stopping"),
+        () = removed(&srv) => tracing::warn!("the member has been permanently removed from the cluster; stopping"),
     }
     stop(&srv, &stop_tx, tasks).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Completes once this member learns it was removed from the cluster.
+async fn removed(srv: &EtcdServer) {
+    let mut v = srv.membership.version();
+    while !srv.membership.self_removed() {
+        if v.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Stops the listeners (`tasks` get up to 5 s each to finish what they
