@@ -16,7 +16,10 @@
 //! - [`leadership`]: MoveLeader (raft's leader transfer);
 //! - [`auth`]: users, roles, permissions, tokens, and who a request
 //!   comes from;
-//! - [`lease`]: the lessor; [`membership`]: the members and their URLs;
+//! - [`lease`]: the lessor; [`membership`]: the members and their URLs,
+//!   membership changes, joining a running cluster;
+//! - [`restore`]: backups (bbolt files) read, checked and restored into a
+//!   new member's data dir;
 //! - [`peer`]: raft traffic between members (transport and service),
 //!   db snapshots to followers; [`snapdir`]: the received snapshot files
 //!   and finishing an install a crash interrupted;
