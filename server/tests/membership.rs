@@ -275,6 +275,65 @@ fn replace_grow_shrink_learners_and_removed_members() {
     );
     m6.etcdctl_ok(&["put", "by-promoted", "1"]);
     assert_eq!(get(&m3, "by-promoted", false).as_deref(), Some("1"));
+
+    // Removing the leader: it leaves once the change commits, the others
+    // elect a new one and go on.
+    let status = m6.etcdctl_ok(&["endpoint", "status", "-w", "json"]);
+    let at = status.find("\"leader\":").unwrap() + 9;
+    let leader: u64 = status[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap();
+    let leader = format!("{leader:x}");
+    let names: Vec<(String, String)> = member_ids(&m6)
+        .into_iter()
+        .map(|(id, name, _)| (id, name))
+        .collect();
+    let leader_name = names
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .map(|(_, n)| n.clone())
+        .expect("the leader is a member");
+    let out = m6.etcdctl_ok(&["member", "remove", &leader]);
+    assert!(out.contains("removed from cluster"), "{out}");
+    let [m0, m1] = &mut ms[..2] else {
+        unreachable!()
+    };
+    let mut by_name: Vec<(&str, &mut Server)> =
+        vec![("m0", m0), ("m1", m1), ("m3", &mut m3), ("m6", &mut m6)];
+    let (_, old) = by_name
+        .iter_mut()
+        .find(|(n, _)| *n == leader_name)
+        .expect("the leader's process");
+    let left = wait_for(10, || {
+        old.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+            .map(|_| ())
+    });
+    assert!(left.is_some(), "the removed leader stops");
+    let rest: Vec<&Server> = by_name
+        .iter()
+        .filter(|(n, _)| *n != leader_name)
+        .map(|(_, m)| &**m)
+        .collect();
+    let wrote = wait_for(15, || {
+        rest[0]
+            .etcdctl(&["--command-timeout=2s", "put", "after-leader-left", "1"])
+            .status
+            .success()
+            .then_some(())
+    });
+    assert!(
+        wrote.is_some(),
+        "the cluster goes on without its old leader"
+    );
+    for m in &rest {
+        assert_eq!(get(m, "after-leader-left", false).as_deref(), Some("1"));
+        assert!(member_ids(m).iter().all(|(id, _, _)| *id != leader));
+    }
 }
 
 #[test]
