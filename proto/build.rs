@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/authpb/auth.proto",
                 "proto/etcdserverpb/rpc.proto",
                 "proto/etcdserverpb/raft_internal.proto",
+                "proto/v3lockpb/v3lock.proto",
+                "proto/v3electionpb/v3election.proto",
             ],
             &["proto"],
         )?;

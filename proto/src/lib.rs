@@ -28,3 +28,15 @@ pub mod mvccpb {
 pub mod peerpb {
     include!(concat!(env!("OUT_DIR"), "/peerpb.rs"));
 }
+
+/// `v3lockpb`: the Lock service (`/v3lockpb.Lock/...`).
+#[allow(clippy::all)]
+pub mod v3lockpb {
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.rs"));
+}
+
+/// `v3electionpb`: the Election service (`/v3electionpb.Election/...`).
+#[allow(clippy::all)]
+pub mod v3electionpb {
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
+}

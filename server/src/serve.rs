@@ -123,6 +123,20 @@ pub async fn run(
             .add_service(InterceptedService::new(
                 pb::auth_server::AuthServer::new(api::auth::AuthService { srv: srv.clone() })
                     .max_decoding_message_size(recv_limit),
+                leader.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                strata_proto::v3lockpb::lock_server::LockServer::new(api::lock::LockService {
+                    srv: srv.clone(),
+                })
+                .max_decoding_message_size(recv_limit),
+                leader.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                strata_proto::v3electionpb::election_server::ElectionServer::new(
+                    api::election::ElectionService { srv: srv.clone() },
+                )
+                .max_decoding_message_size(recv_limit),
                 leader,
             ))
             .clone()

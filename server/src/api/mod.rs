@@ -11,8 +11,11 @@ use crate::state::{Applied, RaftRequest};
 
 pub mod auth;
 pub mod cluster;
+pub mod concurrency;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod watch;
 

@@ -35,7 +35,7 @@ pub struct WatchService {
 /// etcd's id for "no watcher" (progress responses, refused creates).
 const INVALID_WATCH_ID: i64 = -1;
 
-struct Sink(mpsc::Sender<m::WatchResponse>);
+pub(crate) struct Sink(pub(crate) mpsc::Sender<m::WatchResponse>);
 
 impl WatchSink for Sink {
     fn try_send(&self, r: m::WatchResponse) -> Result<(), TrySendError<m::WatchResponse>> {
