@@ -386,6 +386,22 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
             r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string()
         )
     );
+    // /livez passes (local reads work); /readyz fails on the
+    // linearizable read, and says which check failed.
+    let port = c.members[lone].port;
+    assert_eq!(common::http_get(port, "/livez"), (200, "ok\n".to_string()));
+    let (code, body) = common::http_get(port, "/readyz");
+    assert_eq!(code, 503);
+    assert!(
+        body.contains(
+            "[+]data_corruption ok\n[+]serializable_read ok\n[-]linearizable_read failed:"
+        ),
+        "{body}"
+    );
+    assert_eq!(
+        common::http_get(port, "/readyz?exclude=linearizable_read").0,
+        200
+    );
 }
 
 /// Runs a future to completion from a synchronous poll loop (inside the

@@ -396,6 +396,20 @@ fn health_and_version_over_http_on_the_client_port() {
         (200, r#"{"health":"true","reason":""}"#.to_string())
     );
     assert_eq!(http_get(s.port, "/health?serializable=true").0, 200);
+    assert_eq!(http_get(s.port, "/livez"), (200, "ok\n".to_string()));
+    assert_eq!(
+        http_get(s.port, "/readyz?verbose"),
+        (
+            200,
+            "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\nok\n"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        http_get(s.port, "/readyz/linearizable_read?verbose"),
+        (200, "[+]linearizable_read ok\nok\n".to_string())
+    );
+    assert_eq!(http_get(s.port, "/livez/nope").0, 404);
     assert_eq!(
         http_get(s.port, "/version"),
         (

@@ -7,6 +7,13 @@
 //!   repeat), no leader (`RAFT NO LEADER`), or a failed quorum read
 //!   (`QGET ERROR:...`; `?serializable=true` skips the quorum round).
 //! - `GET /version`: the server and cluster versions etcd reports.
+//! - `GET /livez` and `GET /readyz` (etcd 3.5's probes): named checks run
+//!   in order: `/livez` runs `serializable_read`; `/readyz` runs
+//!   `data_corruption` (no CORRUPT alarm), `serializable_read` and
+//!   `linearizable_read`. `/livez/<check>` runs one; `?exclude=<check>`
+//!   skips one (unknown names are ignored); `?verbose` lists each result.
+//!   Success: 200 `ok`; failure: 503 with a `[+]name ok` or `[-]name
+//!   failed: reason` line per check. Other methods get 405.
 //!
 //! Everything else on these paths is gRPC's (tonic routes by path).
 
@@ -27,6 +34,10 @@ pub fn router(srv: Arc<EtcdServer>) -> axum::Router {
     axum::Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
+        .route("/livez", axum::routing::any(livez))
+        .route("/livez/{check}", axum::routing::any(livez_one))
+        .route("/readyz", axum::routing::any(readyz))
+        .route("/readyz/{check}", axum::routing::any(readyz_one))
         .with_state(srv)
 }
 
@@ -97,4 +108,136 @@ async fn unhealthy(srv: &EtcdServer, excluded: &[&str], serializable: bool) -> O
         }
     }
     None
+}
+
+const LIVEZ: &[&str] = &["serializable_read"];
+const READYZ: &[&str] = &["data_corruption", "serializable_read", "linearizable_read"];
+
+/// One named check: None when it passes, else why not.
+async fn run_check(srv: &EtcdServer, name: &str) -> Option<String> {
+    use strata_proto::etcdserverpb::AlarmType;
+    match name {
+        "data_corruption" => srv
+            .shared
+            .alarms()
+            .iter()
+            .any(|&(_, a)| a == AlarmType::Corrupt as i32)
+            .then(|| "alarm activated: CORRUPT".to_string()),
+        "serializable_read" => {
+            let r = strata_engine::mvcc::RangeRequest {
+                key: vec![0],
+                range_end: vec![0],
+                limit: 1,
+                keys_only: true,
+                ..Default::default()
+            };
+            srv.store()
+                .range(&r)
+                .err()
+                .map(|e| crate::errors::EtcdError::from(e).to_string())
+        }
+        "linearizable_read" => {
+            match tokio::time::timeout(srv.request_timeout(), srv.read_barrier()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("context deadline exceeded".into()),
+            }
+        }
+        other => Some(format!("unknown check {other}")),
+    }
+}
+
+/// Runs `checks` (minus `?exclude=`) and answers as etcd's probes do.
+async fn probe(
+    srv: &EtcdServer,
+    method: &axum::http::Method,
+    uri: &Uri,
+    checks: &[&str],
+) -> axum::response::Response {
+    if method != axum::http::Method::GET {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET")],
+            "Method Not Allowed\n",
+        )
+            .into_response();
+    }
+    let excluded: Vec<&str> = query_values(uri, "exclude")
+        .flat_map(|v| v.split(','))
+        .collect();
+    let verbose = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .any(|kv| kv == "verbose" || kv.starts_with("verbose="));
+    let mut lines = String::new();
+    let mut failed = false;
+    for name in checks.iter().filter(|c| !excluded.contains(c)) {
+        match run_check(srv, name).await {
+            None => lines.push_str(&format!("[+]{name} ok\n")),
+            Some(why) => {
+                failed = true;
+                lines.push_str(&format!("[-]{name} failed: {why}\n"));
+            }
+        }
+    }
+    let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if failed {
+        return (StatusCode::SERVICE_UNAVAILABLE, text, format!("{lines}\n")).into_response();
+    }
+    let body = if verbose {
+        format!("{lines}ok\n")
+    } else {
+        "ok\n".to_string()
+    };
+    (StatusCode::OK, text, body).into_response()
+}
+
+async fn livez(
+    State(srv): State<Arc<EtcdServer>>,
+    method: axum::http::Method,
+    uri: Uri,
+) -> axum::response::Response {
+    probe(&srv, &method, &uri, LIVEZ).await
+}
+
+async fn readyz(
+    State(srv): State<Arc<EtcdServer>>,
+    method: axum::http::Method,
+    uri: Uri,
+) -> axum::response::Response {
+    probe(&srv, &method, &uri, READYZ).await
+}
+
+/// `/livez/<check>` or `/readyz/<check>`: that check alone, if the probe
+/// has it.
+async fn one(
+    srv: &EtcdServer,
+    method: &axum::http::Method,
+    uri: &Uri,
+    all: &[&str],
+    check: &str,
+) -> axum::response::Response {
+    match all.iter().find(|c| **c == check) {
+        Some(c) => probe(srv, method, uri, &[c]).await,
+        None => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
+    }
+}
+
+async fn livez_one(
+    State(srv): State<Arc<EtcdServer>>,
+    axum::extract::Path(check): axum::extract::Path<String>,
+    method: axum::http::Method,
+    uri: Uri,
+) -> axum::response::Response {
+    one(&srv, &method, &uri, LIVEZ, &check).await
+}
+
+async fn readyz_one(
+    State(srv): State<Arc<EtcdServer>>,
+    axum::extract::Path(check): axum::extract::Path<String>,
+    method: axum::http::Method,
+    uri: Uri,
+) -> axum::response::Response {
+    one(&srv, &method, &uri, READYZ, &check).await
 }
