@@ -307,6 +307,15 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     cells.index.store(ci, Ordering::Release);
     cells.term.store(ci_term, Ordering::Release);
     apply::install_consistent_index_hook(shared.store.store(), cells.clone());
+    shared
+        .store
+        .store()
+        .backend()
+        .set_commit_observer(Box::new(|d| {
+            crate::metrics::global()
+                .backend_commit
+                .observe(d.as_secs_f64())
+        }));
     let applied = ci.max(at.index);
     // Membership changes the db holds past the WAL's marker: raft starts
     // with the configuration they made.

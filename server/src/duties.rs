@@ -4,6 +4,8 @@
 //!   lease's remaining TTL through raft, so a restart or a new leader
 //!   resumes from it;
 //! - on every member: dropping simple auth tokens past their TTL;
+//! - on every member: timing a round trip to each peer every 5 s (the
+//!   peer round-trip metric);
 //! - also on the leader only: auto compaction (`--auto-compaction-mode`).
 //!   Every member samples its revisions, so a new leader compacts on the
 //!   same schedule, but only the leader proposes (etcd pauses its
@@ -49,9 +51,47 @@ impl EtcdServer {
                 }
             }
         });
+        {
+            // etcd's prober: each peer's round trip, every 5 s.
+            let srv = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    if srv.stopping.load(Ordering::Acquire) {
+                        return;
+                    }
+                    srv.probe_peers().await;
+                }
+            });
+        }
         if let Ok(Some(ac)) = self.cfg.auto_compaction() {
             let srv = self.clone();
             tokio::spawn(async move { srv.auto_compact(ac).await });
+        }
+    }
+
+    /// Times one round trip to each other member.
+    async fn probe_peers(&self) {
+        let me = self.member_id();
+        for m in self.membership.list() {
+            if m.id == me {
+                continue;
+            }
+            let Some(mut c) = self.peers.get(&self.membership, m.id) else {
+                continue;
+            };
+            let started = Instant::now();
+            let ask = strata_proto::peerpb::PingAsk {
+                header: Some(self.peer_header(m.id)),
+            };
+            let answered = tokio::time::timeout(Duration::from_secs(1), c.ping(ask)).await;
+            if let Ok(Ok(_)) = answered {
+                crate::metrics::global()
+                    .peer_rtt
+                    .with_label_values(&[&crate::metrics::peer_label(m.id)])
+                    .observe(started.elapsed().as_secs_f64());
+            }
         }
     }
 

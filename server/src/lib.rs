@@ -47,6 +47,7 @@ pub mod http;
 pub mod leadership;
 pub mod lease;
 pub mod membership;
+pub mod metrics;
 pub mod peer;
 pub mod raftnode;
 mod readindex;

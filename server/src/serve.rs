@@ -148,7 +148,8 @@ pub async fn run(
             .into_axum_router()
             .layer(axum::middleware::from_fn(move |req, next| {
                 learner_gate(status.clone(), req, next)
-            }));
+            }))
+            .layer(axum::middleware::from_fn(crate::metrics::grpc::track));
         let routes = tonic::service::Routes::from(grpc.merge(http::router(srv.clone())));
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -171,6 +172,26 @@ pub async fn run(
         if plain {
             tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
         }
+    }
+    for listen in srv.cfg.metrics_listens()? {
+        let schemes = tls_config::schemes(&listen, client_tls.as_ref())?;
+        let addr = &listen.addr;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;
+        let routes = tonic::service::Routes::from(http::router(srv.clone()));
+        let router = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(routes);
+        let mut stop = stop_tx.subscribe();
+        tracing::info!(address = %addr, "serving metrics");
+        tasks.push(tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming::accept(l, schemes), async move {
+                    let _ = stop.recv().await;
+                })
+                .await
+        }));
     }
     tracing::info!(
         member = format!("{:x}", srv.member_id()),

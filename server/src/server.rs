@@ -265,10 +265,16 @@ impl EtcdServer {
         }
         let started = crate::raftnode::now_ms();
         match tokio::time::timeout(self.request_timeout(), rx).await {
-            Ok(Ok(r)) => r,
+            Ok(Ok(r)) => {
+                if matches!(r, Err(EtcdError::NoLeader)) {
+                    crate::metrics::global().proposals_failed.inc();
+                }
+                r
+            }
             Ok(Err(_)) => Err(EtcdError::Stopped),
             Err(_) => {
                 self.shared.waiters.cancel(id);
+                crate::metrics::global().proposals_failed.inc();
                 Err(self.timeout_error(started))
             }
         }

@@ -144,6 +144,15 @@ impl Waiters {
         rx
     }
 
+    /// Proposals waiting to be applied.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     pub fn cancel(&self, id: u64) {
         self.lock().remove(&id);
     }

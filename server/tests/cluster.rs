@@ -801,3 +801,144 @@ async fn auth_reaches_every_member_and_a_token_from_one_works_on_all() {
     let out = c.members[2].etcdctl_ok(&["--user=root:rootpw", "user", "list"]);
     assert_eq!(out, "alice\nroot\n");
 }
+
+type Samples = Vec<(String, std::collections::HashMap<String, String>, f64)>;
+
+/// A scrape of /metrics, parsed: (name, labels, value) per sample (a
+/// histogram's value is its count, under its base name).
+fn scrape(port: u16) -> Samples {
+    scrape_text(port).0
+}
+
+fn scrape_text(port: u16) -> (Samples, String) {
+    let (code, body) = common::http_get(port, "/metrics");
+    assert_eq!(code, 200);
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let samples = parsed
+        .samples
+        .into_iter()
+        .map(|s| {
+            let v = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
+                prometheus_parse::Value::Summary(_) => 0.0,
+            };
+            (
+                s.metric,
+                s.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                v,
+            )
+        })
+        .collect();
+    (samples, body)
+}
+
+fn value(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+/// Every series etcd's official Grafana dashboard and alert rules read is
+/// there, with etcd's names and labels, and moves as writes happen.
+#[test]
+fn metrics_have_etcd_s_names_and_move_with_writes() {
+    let c = Cluster::start();
+    // Round trips are timed every 5 s.
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+    let port = c.members[0].port;
+    let before = scrape(port);
+    for i in 0..20 {
+        c.members[0].etcdctl_ok(&["put", &format!("m{i}"), "v"]);
+    }
+    let (after, text) = scrape_text(port);
+    // The series the dashboard (etcd/contrib/mixin) and alerts use.
+    for name in [
+        "etcd_server_has_leader",
+        "etcd_server_leader_changes_seen_total",
+        "etcd_server_proposals_committed_total",
+        "etcd_server_proposals_applied_total",
+        "etcd_server_proposals_pending",
+        "etcd_server_proposals_failed_total",
+        "etcd_disk_wal_fsync_duration_seconds_bucket",
+        "etcd_disk_wal_fsync_duration_seconds_sum",
+        "etcd_disk_wal_fsync_duration_seconds_count",
+        "etcd_disk_backend_commit_duration_seconds_bucket",
+        "etcd_mvcc_db_total_size_in_bytes",
+        "etcd_mvcc_db_total_size_in_use_in_bytes",
+        "etcd_network_peer_round_trip_time_seconds_bucket",
+        "etcd_network_peer_sent_bytes_total",
+        "etcd_network_peer_received_bytes_total",
+        "grpc_server_started_total",
+        "grpc_server_handled_total",
+        "etcd_debugging_mvcc_keys_total",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        let line = format!("\n{name}");
+        assert!(
+            text.contains(&format!("{line}{{")) || text.contains(&format!("{line} ")),
+            "no {name} in the scrape"
+        );
+    }
+    assert_eq!(value(&after, "etcd_server_has_leader", &[]), 1.0);
+    assert!(value(&after, "etcd_server_leader_changes_seen_total", &[]) >= 1.0);
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    assert!(moved("etcd_server_proposals_committed_total", &[]) >= 20.0);
+    assert!(moved("etcd_server_proposals_applied_total", &[]) >= 20.0);
+    assert!(moved("etcd_disk_wal_fsync_duration_seconds", &[]) >= 1.0);
+    assert!(moved("etcd_debugging_mvcc_keys_total", &[]) >= 20.0);
+    assert_eq!(
+        moved(
+            "grpc_server_handled_total",
+            &[
+                ("grpc_service", "etcdserverpb.KV"),
+                ("grpc_method", "Put"),
+                ("grpc_code", "OK"),
+                ("grpc_type", "unary")
+            ]
+        ),
+        20.0
+    );
+    // Errors carry their gRPC code.
+    c.members[0].etcdctl_err(&["get", "k", "--rev=999"]);
+    let err = scrape(port);
+    assert!(
+        value(
+            &err,
+            "grpc_server_handled_total",
+            &[("grpc_method", "Range"), ("grpc_code", "OutOfRange")]
+        ) >= 1.0
+    );
+    // Peer traffic, labelled by the peer's id.
+    let peers: Vec<&String> = after
+        .iter()
+        .filter(|(n, _, _)| n == "etcd_network_peer_sent_bytes_total")
+        .filter_map(|(_, l, _)| l.get("To"))
+        .collect();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    assert!(peers.iter().all(|p| p.len() == 16));
+    assert!(value(&after, "etcd_network_peer_round_trip_time_seconds", &[]) >= 1.0);
+    assert!(value(&after, "etcd_mvcc_db_total_size_in_bytes", &[]) > 0.0);
+    // etcd's bucket bounds: 1 ms doubling 14 times for the disk.
+    assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"}"));
+    assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"8.192\"}"));
+}

@@ -390,7 +390,15 @@ fn per_endpoint_commands_take_urls_with_a_scheme() {
 /// etcd's HTTP endpoints on the client port, beside gRPC.
 #[test]
 fn health_and_version_over_http_on_the_client_port() {
-    let s = Server::start(&[]);
+    let metrics_port = free_ports(1)[0];
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}");
+    let s = Server::start(&["--listen-metrics-urls", &metrics_url]);
+    // --listen-metrics-urls serves /metrics and the probes too.
+    let (code, body) = http_get(metrics_port, "/metrics");
+    assert_eq!(code, 200);
+    assert!(body.contains("\netcd_server_has_leader 1\n"), "{body}");
+    assert_eq!(http_get(metrics_port, "/livez"), (200, "ok\n".to_string()));
+    assert_eq!(http_get(metrics_port, "/health").0, 200);
     assert_eq!(
         http_get(s.port, "/health"),
         (200, r#"{"health":"true","reason":""}"#.to_string())

@@ -102,6 +102,9 @@ impl BackendConfig {
 /// Runs inside the batch right before it commits.
 pub type PreCommitHook = Box<dyn FnMut(&mut BatchTxRef<'_>) -> Result<()> + Send>;
 
+/// Told how long each commit of the B+tree took (fsync included).
+pub type CommitObserver = Box<dyn Fn(std::time::Duration) + Send>;
+
 struct Batch {
     tx: Option<WriteTxn>,
     ids: HashMap<Bucket, WriteBucket>,
@@ -110,6 +113,7 @@ struct Batch {
     /// Changes since the last unlock, not yet visible to readers.
     unpublished: Buffer,
     hook: Option<PreCommitHook>,
+    observer: Option<CommitObserver>,
     /// A commit failed: the backend refuses writes.
     failed: bool,
     /// While a defragmentation copies a snapshot: every change since.
@@ -199,6 +203,7 @@ impl Backend {
                 pending: 0,
                 unpublished: Buffer::default(),
                 hook: None,
+                observer: None,
                 failed: false,
                 journal: None,
             }),
@@ -238,6 +243,11 @@ impl Backend {
     /// Sets the hook that runs inside the batch right before each commit.
     pub fn set_pre_commit_hook(&self, hook: PreCommitHook) {
         lock(&self.inner.batch).hook = Some(hook);
+    }
+
+    /// Sets what is told each commit's duration (metrics).
+    pub fn set_commit_observer(&self, observer: CommitObserver) {
+        lock(&self.inner.batch).observer = Some(observer);
     }
 
     /// Locks the batch for writing. Changes become visible to readers when
@@ -648,7 +658,11 @@ fn commit(inner: &Inner, batch: &mut Batch) -> Result<()> {
             publish(inner, batch);
         }
         let tx = batch.tx.take().ok_or(Error::Poisoned)?;
+        let started = std::time::Instant::now();
         tx.commit()?;
+        if let Some(observe) = &batch.observer {
+            observe(started.elapsed());
+        }
         let db = inner.db();
         let (tx, ids) = begin(&db)?;
         batch.tx = Some(tx);

@@ -345,6 +345,9 @@ impl StateMachine for Applier {
             is_leader,
             "raft leader changed"
         );
+        if leader != 0 {
+            crate::metrics::global().leader_changes.inc();
+        }
         if is_leader {
             self.shared.lessor.promote();
         } else {

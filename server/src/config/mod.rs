@@ -210,6 +210,11 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub experimental_lease_checkpoint_interval: Duration,
 
+    /// More URLs serving /metrics and the health probes (http, or https
+    /// with the client certificate).
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
+
     /// Start from this data dir as a one-member cluster: every other member
     /// is removed (disaster recovery after losing quorum).
     #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]

@@ -21,6 +21,14 @@ impl Config {
         listens("listen-client-urls", &self.listen_client_urls)
     }
 
+    /// The listeners of `--listen-metrics-urls` (none by default).
+    pub fn metrics_listens(&self) -> anyhow::Result<Vec<Listen>> {
+        if self.listen_metrics_urls.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        listens("listen-metrics-urls", &self.listen_metrics_urls)
+    }
+
     /// The peer listeners.
     pub fn peer_listens(&self) -> anyhow::Result<Vec<Listen>> {
         listens("listen-peer-urls", &self.listen_peer_urls)

@@ -7,6 +7,7 @@
 //!   repeat), no leader (`RAFT NO LEADER`), or a failed quorum read
 //!   (`QGET ERROR:...`; `?serializable=true` skips the quorum round).
 //! - `GET /version`: the server and cluster versions etcd reports.
+//! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
 //! - `GET /livez` and `GET /readyz` (etcd 3.5's probes): named checks run
 //!   in order: `/livez` runs `serializable_read`; `/readyz` runs
 //!   `data_corruption` (no CORRUPT alarm), `serializable_read` and
@@ -34,6 +35,7 @@ pub fn router(srv: Arc<EtcdServer>) -> axum::Router {
     axum::Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
+        .route("/metrics", get(metrics))
         .route("/livez", axum::routing::any(livez))
         .route("/livez/{check}", axum::routing::any(livez_one))
         .route("/readyz", axum::routing::any(readyz))
@@ -43,6 +45,14 @@ pub fn router(srv: Arc<EtcdServer>) -> axum::Router {
 
 fn json(status: StatusCode, body: String) -> impl IntoResponse {
     (status, [(header::CONTENT_TYPE, "application/json")], body)
+}
+
+async fn metrics(State(srv): State<Arc<EtcdServer>>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::global().render(&srv),
+    )
 }
 
 async fn version() -> impl IntoResponse {

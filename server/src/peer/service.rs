@@ -96,6 +96,11 @@ impl p::peer_server::Peer for PeerService {
         }))
     }
 
+    async fn ping(&self, req: Request<p::PingAsk>) -> Result<Response<p::PingAnswer>, Status> {
+        self.check(req.get_ref().header.as_ref())?;
+        Ok(Response::new(p::PingAnswer {}))
+    }
+
     async fn promote(
         &self,
         req: Request<p::PromoteAsk>,
@@ -187,8 +192,16 @@ impl p::peer_server::Peer for PeerService {
         req: Request<Streaming<p::RaftBatch>>,
     ) -> Result<Response<p::RaftAck>, Status> {
         let mut stream = req.into_inner();
+        let mut received: Option<prometheus::IntCounter> = None;
         while let Some(batch) = stream.message().await? {
             self.check(batch.header.as_ref())?;
+            let counter = received.get_or_insert_with(|| {
+                let from = batch.header.as_ref().map_or(0, |h| h.from);
+                crate::metrics::global()
+                    .peer_received
+                    .with_label_values(&[&crate::metrics::peer_label(from)])
+            });
+            counter.inc_by(prost::Message::encoded_len(&batch) as u64);
             for m in batch.messages {
                 let m = convert::from_pb(m).map_err(Status::invalid_argument)?;
                 if m.msg_type == raft::eraftpb::MessageType::MsgSnapshot {

@@ -266,6 +266,9 @@ impl Link {
     }
 
     async fn run(self, mut queue: mpsc::Receiver<Vec<Message>>) {
+        let sent = crate::metrics::global()
+            .peer_sent
+            .with_label_values(&[&crate::metrics::peer_label(self.to)]);
         let mut attempt = 0usize;
         let mut was_up = false;
         loop {
@@ -307,6 +310,7 @@ impl Link {
                             header: Some(self.header),
                             messages: msgs.iter().map(convert::to_pb).collect(),
                         };
+                        sent.inc_by(prost::Message::encoded_len(&b) as u64);
                         if tx.send(b).await.is_err() {
                             break;
                         }

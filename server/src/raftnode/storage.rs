@@ -137,7 +137,11 @@ impl LogStore {
             self.wal.save(wal_hs.as_ref(), &wal_entries)?;
         }
         if sync {
+            let started = std::time::Instant::now();
             self.wal.sync()?;
+            crate::metrics::global()
+                .wal_fsync
+                .observe(started.elapsed().as_secs_f64());
         }
         let mut core = self.mem.wl();
         if !entries.is_empty() {
