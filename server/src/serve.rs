@@ -76,6 +76,7 @@ pub async fn run(
     // (grpc-go's status and message) is what clients see; the cap still
     // bounds memory.
     let recv_limit = (srv.recv_limit() * 2).max(4 << 20);
+    let health = grpc_health(&srv, &stop_tx);
     for (i, l) in listeners.into_iter().enumerate() {
         let addr = l.local_addr()?;
         let schemes = match client_listens.get(i) {
@@ -139,6 +140,7 @@ pub async fn run(
                 .max_decoding_message_size(recv_limit),
                 leader,
             ))
+            .add_service(health.clone())
             .clone()
             .routes();
         // gRPC and etcd's HTTP endpoints on one listener; HTTP/1.1 is
@@ -208,6 +210,47 @@ pub async fn run(
     stop(&srv, &stop_tx, tasks).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The gRPC health service (`grpc.health.v1.Health`, what load balancers
+/// probe): the whole server (service "") is SERVING while this member
+/// knows a leader and NOT_SERVING while it does not, checked every 200 ms.
+fn grpc_health(
+    srv: &Arc<EtcdServer>,
+    stop_tx: &tokio::sync::broadcast::Sender<()>,
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    use tonic_health::ServingStatus;
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let srv = srv.clone();
+    let mut stop = stop_tx.subscribe();
+    tokio::spawn(async move {
+        let mut last = None;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.recv() => {
+                    reporter.set_service_status("", ServingStatus::NotServing).await;
+                    return;
+                }
+            }
+            let leader = srv
+                .shared
+                .status
+                .leader
+                .load(std::sync::atomic::Ordering::Acquire);
+            let now = if leader != 0 {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if last != Some(now) {
+                reporter.set_service_status("", now).await;
+                last = Some(now);
+            }
+        }
+    });
+    service
 }
 
 /// Completes once this member learns it was removed from the cluster.

@@ -359,3 +359,31 @@ async fn maintenance_and_cluster_rpcs() {
         .unwrap();
     assert!(a.alarms().is_empty());
 }
+
+/// The gRPC health service load balancers probe: SERVING with a leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_health_says_serving() {
+    let s = common::Server::start(&[]);
+    let mut answer = None;
+    for _ in 0..20 {
+        let r: tonic_health::pb::HealthCheckResponse = common::grpc_unary(
+            s.port,
+            "/grpc.health.v1.Health/Check",
+            tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        answer = Some(r.status);
+        if r.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        answer,
+        Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+    );
+}
