@@ -186,7 +186,7 @@ pub struct TransportParts {
 pub fn bootstrap(cfg: &Config, dialer: Dialer) -> anyhow::Result<Bootstrapped> {
     let rt = tokio::runtime::Handle::try_current()
         .map_err(|_| anyhow::anyhow!("a member starts inside a tokio runtime"))?;
-    let wal_dir = cfg.data_dir().join("member").join("wal");
+    let wal_dir = cfg.wal_dir();
     let joined = if cfg.initial_cluster_state == crate::config::ClusterState::Existing
         && !has_wal(&wal_dir)
     {
@@ -234,11 +234,11 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     machine: impl FnOnce(Applier) -> S,
 ) -> anyhow::Result<Bootstrapped<T, S>> {
     let member_dir = cfg.data_dir().join("member");
-    let wal_dir = member_dir.join("wal");
+    let wal_dir = cfg.wal_dir();
     std::fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
     std::fs::create_dir_all(member_dir.join("snap"))?;
     let db_path = member_dir.join("db");
-    finish_interrupted_install(&member_dir, &db_path)?;
+    finish_interrupted_install(&member_dir, &wal_dir, &db_path)?;
     let mut bcfg = BackendConfig::new(db_path.clone());
     bcfg.no_sync = cfg.unsafe_no_fsync;
     bcfg.batch_interval = cfg.backend_batch_interval;
@@ -431,6 +431,7 @@ fn force_new_cluster(
 /// snapshot files removed ([`snapdir::recover`]), before the db opens.
 fn finish_interrupted_install(
     member_dir: &std::path::Path,
+    wal_dir: &std::path::Path,
     db_path: &std::path::Path,
 ) -> anyhow::Result<()> {
     let snap_dir = member_dir.join("snap");
@@ -447,5 +448,5 @@ fn finish_interrupted_install(
     } else {
         0
     };
-    snapdir::recover(member_dir, db_mark)
+    snapdir::recover(member_dir, wal_dir, db_mark)
 }

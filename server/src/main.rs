@@ -25,12 +25,51 @@ fn run() -> anyhow::Result<()> {
     let cfg = Config::parse();
     // raft-rs's own records come under the target `raft` at the same level
     // (raftnode/log.rs); colours only on a terminal.
-    let filter = tracing_subscriber::EnvFilter::try_new(cfg.log_level.directive())?;
+    let level = if cfg.debug {
+        strata_server::config::LogLevel::Debug
+    } else {
+        cfg.log_level
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level.directive())?;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let output = cfg
+        .log_outputs
+        .split(',')
+        .next()
+        .unwrap_or("default")
+        .trim();
+    let (writer, terminal) = match output {
+        "" | "default" | "stderr" | "systemd/journal" => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+        "stdout" => (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        ),
+        path => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("opening log output {path}: {e}"))?;
+            (BoxMakeWriter::new(std::sync::Mutex::new(f)), false)
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer)
+        .with_ansi(terminal)
         .init();
+    for w in cfg.compat.warnings() {
+        tracing::warn!("{w}");
+    }
+    if cfg.logger == "capnslog" {
+        tracing::warn!("--logger=capnslog is accepted; logs keep Strata's structured format");
+    }
+    if output == "systemd/journal" {
+        tracing::warn!("--log-outputs=systemd/journal: logging to stderr, which systemd collects");
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     // Responses of one applied batch leave a connection in one write

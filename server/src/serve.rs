@@ -156,6 +156,9 @@ pub async fn run(
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .accept_http1(true)
+            .max_concurrent_streams(srv.cfg.max_concurrent_streams)
+            .http2_keepalive_interval(Some(srv.cfg.grpc_keepalive_interval))
+            .http2_keepalive_timeout(Some(srv.cfg.grpc_keepalive_timeout))
             .add_routes(routes);
         let mut stop = stop_tx.subscribe();
         tasks.push(tokio::spawn(async move {

@@ -128,7 +128,7 @@ pub fn finish(part: &Path, mark: &SnapshotMark) -> anyhow::Result<(PathBuf, u64)
 /// Start-up: finishes an install a crash interrupted (see the module
 /// docs) and removes every other file. `db_mark` is the index of the mark
 /// `member/db` records.
-pub fn recover(member_dir: &Path, db_mark: u64) -> anyhow::Result<()> {
+pub fn recover(member_dir: &Path, wal_dir: &Path, db_mark: u64) -> anyhow::Result<()> {
     let snap_dir = member_dir.join("snap");
     let newest = std::fs::read_dir(&snap_dir)
         .map(|rd| {
@@ -146,7 +146,7 @@ pub fn recover(member_dir: &Path, db_mark: u64) -> anyhow::Result<()> {
             term,
             ..Default::default()
         };
-        match Wal::open(member_dir.join("wal"), &at, WalOptions::default()) {
+        match Wal::open(wal_dir, &at, WalOptions::default()) {
             Ok(_) => {
                 std::fs::rename(&path, member_dir.join("db"))?;
                 sync_dir(member_dir)?;
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn a_crash_after_the_wal_took_the_mark_finishes_the_install_at_start() {
         let dir = member_dir(10, 10);
-        recover(dir.path(), 0).unwrap();
+        recover(dir.path(), &dir.path().join("wal"), 0).unwrap();
         assert_eq!(which(dir.path()), b"new");
         let db = Backend::open(BackendConfig::new(dir.path().join("db"))).unwrap();
         let mark = meta::read_mark(&db.read()).unwrap().unwrap();
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn a_snapshot_the_wal_never_took_is_dropped_at_start() {
         let dir = member_dir(10, 20);
-        recover(dir.path(), 0).unwrap();
+        recover(dir.path(), &dir.path().join("wal"), 0).unwrap();
         assert_eq!(which(dir.path()), b"old");
         assert_eq!(
             std::fs::read_dir(dir.path().join("snap")).unwrap().count(),
@@ -274,7 +274,7 @@ mod tests {
         );
         // One the db already has (its mark at or past it) is dropped too.
         let dir = member_dir(10, 10);
-        recover(dir.path(), 10).unwrap();
+        recover(dir.path(), &dir.path().join("wal"), 10).unwrap();
         assert_eq!(which(dir.path()), b"old");
     }
 

@@ -102,3 +102,45 @@ fn bad_urls_are_refused_with_etcds_words() {
         "{e}"
     );
 }
+
+/// Every flag of `etcd --help` starts strata: the ones that cannot apply
+/// here are named once at start-up with why; discovery is refused.
+#[test]
+fn etcd_flags_that_cannot_apply_are_accepted_with_a_warning() {
+    let s = Server::start(&[
+        "--enable-v2",
+        "--enable-pprof=true",
+        "--max-wals",
+        "5",
+        "--max-snapshots=5",
+        "--proxy=off",
+        "--cors=*",
+        "--logger=zap",
+        "--experimental-backend-bbolt-freelist-type=map",
+        "--grpc-keepalive-min-time=5s",
+        "--max-concurrent-streams=100",
+        "--grpc-keepalive-interval=1h",
+        "--grpc-keepalive-timeout=10s",
+    ]);
+    let log = s.startup.join("\n");
+    for flag in [
+        "--enable-v2=true",
+        "--enable-pprof=true",
+        "--max-wals=5",
+        "--cors=*",
+        "--proxy=off",
+    ] {
+        let line = format!("{flag} is accepted and ignored");
+        assert_eq!(log.matches(&line).count(), 1, "{line} once in:\n{log}");
+    }
+    assert!(
+        !log.contains("--max-concurrent-streams"),
+        "implemented flags are not warned about"
+    );
+    assert_eq!(s.etcdctl_ok(&["put", "k", "v"]), "OK\n");
+    let e = refused(&["--discovery=https://discovery.etcd.io/x"]);
+    assert!(
+        e.contains("discovery (--discovery, --discovery-srv) is not supported"),
+        "{e}"
+    );
+}

@@ -42,6 +42,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+pub mod compat;
 pub mod tls;
 pub mod urls;
 
@@ -183,6 +184,56 @@ pub struct Config {
     /// log errors only, as etcd's do).
     #[arg(long, env = "ETCD_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+
+    /// Log at debug level (etcd's older switch; same as --log-level debug).
+    #[arg(long, env = "ETCD_DEBUG", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub debug: bool,
+
+    /// etcd's logger: zap (structured lines, Strata's only kind); capnslog
+    /// is accepted with a warning.
+    #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
+    pub logger: String,
+
+    /// Where logs go: stderr (default), stdout, or a file path (the first
+    /// of a comma-separated list).
+    #[arg(
+        long,
+        env = "ETCD_LOG_OUTPUTS",
+        default_value = "default",
+        alias = "log-output"
+    )]
+    pub log_outputs: String,
+
+    /// The WAL's directory (default: <data-dir>/member/wal), e.g. on a
+    /// faster disk.
+    #[arg(long, env = "ETCD_WAL_DIR")]
+    pub wal_dir: Option<std::path::PathBuf>,
+
+    /// The most concurrent streams one client connection may open
+    /// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; default: no limit).
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+
+    /// How often the server pings an idle client connection.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h", value_parser = parse_duration)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// How long it waits for the ping's answer before closing.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub grpc_keepalive_timeout: Duration,
+
+    /// etcd's discovery bootstrap: not supported; a non-empty value is
+    /// refused (bootstrapping without it would form a different cluster).
+    #[arg(long, env = "ETCD_DISCOVERY", default_value = "")]
+    pub discovery: String,
+
+    /// DNS SRV discovery: not supported; refused when set, as --discovery.
+    #[arg(long, env = "ETCD_DISCOVERY_SRV", default_value = "")]
+    pub discovery_srv: String,
+
+    /// Flags accepted for compatibility and ignored ([`compat`]).
+    #[command(flatten)]
+    pub compat: compat::Compat,
 
     /// Whether raft runs its pre-vote phase before an election (etcd 3.5's
     /// default: on).
@@ -373,6 +424,13 @@ impl Config {
             .unwrap_or_else(|| format!("{}.strata", self.name).into())
     }
 
+    /// The WAL's directory: `--wal-dir`, else `<data-dir>/member/wal`.
+    pub fn wal_dir(&self) -> std::path::PathBuf {
+        self.wal_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("member").join("wal"))
+    }
+
     /// The quota in bytes, or None for no quota.
     pub fn quota(&self) -> Option<u64> {
         match self.quota_backend_bytes {
@@ -444,6 +502,15 @@ impl Config {
                 "--election-timeout[{}ms] should be at least 5 times as --heartbeat-interval[{}ms]",
                 self.election_timeout,
                 self.heartbeat_interval
+            );
+        }
+        if !self.discovery.is_empty() || !self.discovery_srv.is_empty() {
+            anyhow::bail!("discovery (--discovery, --discovery-srv) is not supported: list the members with --initial-cluster");
+        }
+        if !matches!(self.logger.as_str(), "zap" | "capnslog") {
+            anyhow::bail!(
+                "unknown logger option {:?} (want zap or capnslog)",
+                self.logger
             );
         }
         self.check_urls()?;
