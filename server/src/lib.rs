@@ -46,6 +46,7 @@ pub mod errors;
 pub mod http;
 pub mod leadership;
 pub mod lease;
+pub mod logging;
 pub mod membership;
 pub mod metrics;
 pub mod peer;

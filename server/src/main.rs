@@ -56,11 +56,20 @@ fn run() -> anyhow::Result<()> {
             (BoxMakeWriter::new(std::sync::Mutex::new(f)), false)
         }
     };
-    tracing_subscriber::fmt()
+    let json = match cfg.log_format.as_deref() {
+        Some("json") => true,
+        Some(_) => false,
+        None => !terminal,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_ansi(terminal)
-        .init();
+        .with_ansi(terminal && !json);
+    if json {
+        builder.event_format(strata_server::logging::ZapJson).init();
+    } else {
+        builder.init();
+    }
     for w in cfg.compat.warnings() {
         tracing::warn!("{w}");
     }

@@ -13,7 +13,22 @@ use common::Server;
 #[test]
 fn raft_elections_are_logged() {
     let s = Server::start(&[]);
-    let raft: Vec<&String> = s.startup.iter().filter(|l| l.contains(" raft: ")).collect();
+    // Not a terminal: every line is etcd's zap JSON (level, ts, caller,
+    // msg, then fields).
+    for l in &s.startup {
+        assert!(
+            l.starts_with("{\"level\":\"")
+                && l.contains("\"ts\":\"")
+                && l.contains("\"caller\":\"")
+                && l.contains("\"msg\":\""),
+            "not a zap line: {l}"
+        );
+    }
+    let raft: Vec<&String> = s
+        .startup
+        .iter()
+        .filter(|l| l.contains("\"caller\":\"raft\""))
+        .collect();
     // The bootstrap state is term 1 (as etcd's), so the first election is
     // term 2.
     for line in ["became candidate at term 2", "became leader at term 2"] {

@@ -204,6 +204,11 @@ pub struct Config {
     )]
     pub log_outputs: String,
 
+    /// Log line format: json (etcd's zap lines) or console; default: json
+    /// unless the output is a terminal.
+    #[arg(long, env = "ETCD_LOG_FORMAT", value_parser = ["json", "console"])]
+    pub log_format: Option<String>,
+
     /// The WAL's directory (default: <data-dir>/member/wal), e.g. on a
     /// faster disk.
     #[arg(long, env = "ETCD_WAL_DIR")]

@@ -222,11 +222,17 @@ impl Server {
     }
 }
 
-/// The port in a log line's `address=host:port` field.
+/// The port in a log line's `address` field (console `address=h:p`, or
+/// JSON `"address":"h:p"`).
 fn bound_port(line: &str) -> Option<u16> {
     let addr = line
         .split_whitespace()
-        .find_map(|w| w.strip_prefix("address="))?;
+        .find_map(|w| w.strip_prefix("address="))
+        .map(str::to_string)
+        .or_else(|| {
+            let at = line.find("\"address\":\"")? + 11;
+            Some(line[at..].split('"').next()?.to_string())
+        })?;
     addr.rsplit_once(':')?.1.parse().ok()
 }
 
