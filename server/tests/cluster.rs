@@ -577,11 +577,13 @@ async fn clients_with_every_endpoint_survive_the_death_of_one_member() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "etcdctl");
     // So does the etcd-client crate. It does not retry by itself: a request
     // its balancer still sends to the dead member fails at once (the
-    // connection is refused), and the caller retries, as with etcd.
+    // connection is refused), and the caller retries, as with etcd. About a
+    // third of requests go to the dead member, so five tries in a row
+    // fail for one put in 250: allow twenty.
     let mut ok = 0;
     let mut refused = 0;
     for i in 0..100 {
-        for _attempt in 0..5 {
+        for _attempt in 0..20 {
             let r = tokio::time::timeout(
                 Duration::from_secs(5),
                 client.put(format!("after/{i}"), "v", None),
@@ -597,7 +599,7 @@ async fn clients_with_every_endpoint_survive_the_death_of_one_member() {
     eprintln!("etcd-client: 100 puts after the kill, {refused} attempts refused on the way");
     assert_eq!(
         ok, 100,
-        "puts failed five times in a row after a member died"
+        "puts failed twenty times in a row after a member died"
     );
     let mut count = None;
     for _attempt in 0..5 {
