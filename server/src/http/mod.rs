@@ -48,10 +48,23 @@ fn json(status: StatusCode, body: String) -> impl IntoResponse {
 }
 
 async fn metrics(State(srv): State<Arc<EtcdServer>>) -> impl IntoResponse {
+    use std::sync::atomic::Ordering::Acquire;
+    let st = &srv.shared.status;
+    let (db_size, db_in_use) = srv.db_size();
+    let state = crate::metrics::State {
+        leader: st.leader.load(Acquire),
+        member: srv.member_id(),
+        committed: st.commit.load(Acquire),
+        applied: st.applied.load(Acquire),
+        pending: srv.shared.waiters.len(),
+        db_size,
+        db_in_use,
+        keys: srv.store().index_len(),
+    };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::global().render(&srv),
+        crate::metrics::global().render(state),
     )
 }
 

@@ -11,7 +11,6 @@
 pub mod grpc;
 pub mod process;
 
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 use prometheus::{
@@ -19,7 +18,19 @@ use prometheus::{
     IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::server::EtcdServer;
+/// What the state gauges show at a scrape (read by the caller from the
+/// member: this module sits below the server).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct State {
+    pub leader: u64,
+    pub member: u64,
+    pub committed: u64,
+    pub applied: u64,
+    pub pending: usize,
+    pub db_size: i64,
+    pub db_in_use: i64,
+    pub keys: usize,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -177,22 +188,17 @@ impl Metrics {
         }
     }
 
-    /// Reads the state gauges from `srv`, then renders every metric.
-    pub fn render(&self, srv: &EtcdServer) -> String {
-        let st = &srv.shared.status;
-        let leader = st.leader.load(Ordering::Acquire);
-        self.has_leader.set(i64::from(leader != 0));
+    /// Sets the state gauges from `st`, then renders every metric.
+    pub fn render(&self, st: State) -> String {
+        self.has_leader.set(i64::from(st.leader != 0));
         self.is_leader
-            .set(i64::from(leader != 0 && leader == srv.member_id()));
-        self.proposals_committed
-            .set(st.commit.load(Ordering::Acquire) as i64);
-        self.proposals_applied
-            .set(st.applied.load(Ordering::Acquire) as i64);
-        self.proposals_pending.set(srv.shared.waiters.len() as i64);
-        let (size, in_use) = srv.db_size();
-        self.db_total_size.set(size);
-        self.db_in_use.set(in_use);
-        self.keys_total.set(srv.store().index_len() as i64);
+            .set(i64::from(st.leader != 0 && st.leader == st.member));
+        self.proposals_committed.set(st.committed as i64);
+        self.proposals_applied.set(st.applied as i64);
+        self.proposals_pending.set(st.pending as i64);
+        self.db_total_size.set(st.db_size);
+        self.db_in_use.set(st.db_in_use);
+        self.keys_total.set(st.keys as i64);
         self.process.update();
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
