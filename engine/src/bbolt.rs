@@ -353,20 +353,22 @@ impl Reader<'_> {
 impl BoltFile {
     /// Reads every top-level bucket of a bbolt file held in memory.
     pub fn read(file: &[u8]) -> Result<BoltFile, BoltError> {
+        // A valid meta's (txid, root, pages, page size).
         let meta = |slot: usize, page_size: usize| -> Option<(u64, u64, u64, usize)> {
             let m = slot * page_size + HEADER;
             let body = file.get(m..m + 64)?;
-            let ok = u32_at(body, 0)? == MAGIC
+            let valid = u32_at(body, 0)? == MAGIC
                 && u32_at(body, 4)? == VERSION
                 && u64_at(body, 56)? == fnv64a(&body[..56]);
-            ok.then(|| {
-                Some((
-                    u64_at(body, 48)?,
-                    u64_at(body, 16)?,
-                    u64_at(body, 40)?,
-                    u32_at(body, 8)? as usize,
-                ))
-            })?
+            if !valid {
+                return None;
+            }
+            Some((
+                u64_at(body, 48)?,
+                u64_at(body, 16)?,
+                u64_at(body, 40)?,
+                u32_at(body, 8)? as usize,
+            ))
         };
         let first = meta(0, 0).or_else(|| meta(1, PAGE_SIZE));
         let page_size = first

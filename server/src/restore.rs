@@ -82,7 +82,11 @@ fn hex(b: &[u8]) -> String {
 
 /// etcdctl's `snapshot status` of a db.
 pub fn status(db: &[u8]) -> anyhow::Result<Status> {
-    let f = BoltFile::read(db)?;
+    status_of(&BoltFile::read(db)?, db.len())
+}
+
+/// [`status`] of a db already read (`len`: its size in bytes).
+pub fn status_of(f: &BoltFile, len: usize) -> anyhow::Result<Status> {
     let mut crc = 0u32;
     let mut total_key = 0u64;
     let mut revision = 0i64;
@@ -107,7 +111,7 @@ pub fn status(db: &[u8]) -> anyhow::Result<Status> {
         hash: crc,
         revision,
         total_key,
-        total_size: db.len() as u64,
+        total_size: len as u64,
     })
 }
 
@@ -129,11 +133,11 @@ const RAFT_META: [&[u8]; 4] = [
     meta::CONF_STATE_KEY,
 ];
 
-/// Builds a new member's data dir from a backup's db; returns the new
-/// members (id, name, peer URLs). `progress` is told of every entry
-/// copied.
+/// Builds a new member's data dir from a backup's db (read with
+/// [`BoltFile::read`]); returns the new members (id, name, peer URLs).
+/// `progress` is told of every entry copied.
 pub fn restore(
-    db: &[u8],
+    f: &BoltFile,
     p: &RestoreParams,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Vec<membership::Member>> {
@@ -157,7 +161,6 @@ pub fn restore(
             p.initial_advertise_peer_urls
         );
     }
-    let f = BoltFile::read(db)?;
     let tmp = p.data_dir.with_extension("restoring");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;

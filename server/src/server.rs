@@ -200,6 +200,11 @@ impl EtcdServer {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// A lease id the server picks: positive, never 0, unique per member.
+    pub fn new_lease_id(&self) -> i64 {
+        ((self.next_id() & (i64::MAX as u64)) as i64).max(1)
+    }
+
     pub(crate) fn request_timeout(&self) -> Duration {
         request_timeout(&self.cfg)
     }

@@ -410,7 +410,8 @@ fn a_backup_restored_into_three_new_members() {
             initial_advertise_peer_urls: vec![url.clone()],
             data_dir: d.join("data"),
         };
-        strata_server::restore::restore(&backup.db, &params, |_| {}).unwrap();
+        let file = strata_engine::bbolt::BoltFile::read(&backup.db).unwrap();
+        strata_server::restore::restore(&file, &params, |_| {}).unwrap();
         restored.push(launch(
             dir,
             &name,

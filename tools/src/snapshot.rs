@@ -178,13 +178,15 @@ fn restore_cmd(a: &RestoreArgs) -> Result<ExitCode> {
         initial_advertise_peer_urls: a.initial_advertise_peer_urls.clone(),
         data_dir: data_dir.clone(),
     };
-    let st = restore::status(&b.db)?;
+    let file = strata_engine::bbolt::BoltFile::read(&b.db)
+        .with_context(|| format!("reading {}", a.file.display()))?;
+    let st = restore::status_of(&file, b.db.len())?;
     let bar = indicatif::ProgressBar::new(st.total_key);
     bar.set_style(
         indicatif::ProgressStyle::with_template("restoring {bar:40} {pos}/{len} entries")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let members = restore::restore(&b.db, &params, |n| bar.inc(n))?;
+    let members = restore::restore(&file, &params, |n| bar.inc(n))?;
     bar.finish_and_clear();
     for m in &members {
         println!(

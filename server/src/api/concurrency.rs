@@ -22,7 +22,6 @@ use crate::auth::AuthInfo;
 use crate::convert;
 use crate::errors::{EtcdError, Grpc};
 use crate::server::EtcdServer;
-use crate::state::Applied;
 
 /// The end of the range of keys under `prefix` (etcd's prefix end).
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -83,12 +82,7 @@ pub async fn txn(
     who: Option<&AuthInfo>,
     t: pb::TxnRequest,
 ) -> Result<pb::TxnResponse, Status> {
-    match srv.propose_for(t, who).await? {
-        Applied::Txn(r) => Ok(r),
-        other => Err(Status::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    super::propose_raw(srv, who, t).await
 }
 
 /// "Compare the create revision of `key` with `rev`; if equal, `then`."

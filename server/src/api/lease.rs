@@ -34,7 +34,7 @@ impl pb::lease_server::Lease for LeaseService {
         self.srv.shared.lessor.effective_ttl(g.ttl)?;
         if g.id == 0 {
             // Server-picked: positive, never 0.
-            g.id = ((self.srv.next_id() & (i64::MAX as u64)) as i64).max(1);
+            g.id = self.srv.new_lease_id();
         }
         propose(&self.srv, who.as_ref(), g).await
     }

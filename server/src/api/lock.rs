@@ -10,7 +10,6 @@ use tonic::{Request, Response, Status};
 
 use super::concurrency;
 use crate::server::EtcdServer;
-use crate::state::Applied;
 
 pub struct LockService {
     pub srv: Arc<EtcdServer>,
@@ -28,17 +27,12 @@ pub(super) async fn lease_or_new(
     if lease != 0 {
         return Ok(lease);
     }
-    let id = ((srv.next_id() & (i64::MAX as u64)) as i64).max(1);
     let g = pb::LeaseGrantRequest {
         ttl: SESSION_TTL,
-        id,
+        id: srv.new_lease_id(),
     };
-    match srv.propose_for(g, who).await? {
-        Applied::LeaseGrant(r) => Ok(r.id),
-        other => Err(Status::internal(format!(
-            "unexpected apply result {other:?}"
-        ))),
-    }
+    let r: pb::LeaseGrantResponse = super::propose_raw(srv, who, g).await?;
+    Ok(r.id)
 }
 
 #[tonic::async_trait]
@@ -69,11 +63,7 @@ impl lp::lock_server::Lock for LockService {
             key: req.into_inner().key,
             ..Default::default()
         };
-        match self.srv.propose_for(d, who.as_ref()).await? {
-            Applied::DeleteRange(r) => Ok(Response::new(lp::UnlockResponse { header: r.header })),
-            other => Err(Status::internal(format!(
-                "unexpected apply result {other:?}"
-            ))),
-        }
+        let r: pb::DeleteRangeResponse = super::propose_raw(&self.srv, who.as_ref(), d).await?;
+        Ok(Response::new(lp::UnlockResponse { header: r.header }))
     }
 }

@@ -30,7 +30,19 @@ pub(crate) async fn propose<T>(
 where
     T: TryFrom<Applied, Error = Applied>,
 {
+    propose_raw(srv, who, r).await.map(Response::new)
+}
+
+/// [`propose`] without the gRPC response wrapper (for services that build
+/// on several proposals).
+pub(crate) async fn propose_raw<T>(
+    srv: &EtcdServer,
+    who: Option<&AuthInfo>,
+    r: impl RaftRequest,
+) -> Result<T, Status>
+where
+    T: TryFrom<Applied, Error = Applied>,
+{
     T::try_from(srv.propose_for(r, who).await?)
-        .map(Response::new)
         .map_err(|other| Status::internal(format!("unexpected apply result {other:?}")))
 }

@@ -313,10 +313,9 @@ impl AuthStore {
     // ---- reads (served locally, after the read barrier) ----
 
     pub fn user_get(&self, who: Option<&AuthInfo>, name: &str) -> Result<Vec<String>, EtcdError> {
-        if self.check_admin(who).is_err() {
-            let own = who.is_some_and(|w| w.username == name);
-            if !own {
-                self.check_admin(who)?;
+        if let Err(e) = self.check_admin(who) {
+            if who.is_none_or(|w| w.username != name) {
+                return Err(e);
             }
         }
         let st = self.read();
@@ -421,6 +420,8 @@ impl AuthStore {
                     return Err(EtcdError::AuthFailed);
                 }
                 self.tokens.record(&letters, index, &name);
+                // Nobody's permissions changed.
+                return Ok(w);
             }
             Change::UserAdd(r) => {
                 if r.name.is_empty() {
