@@ -44,7 +44,7 @@ pub struct Bootstrapped<T: Transport = PeerTransport, S: StateMachine = Applier>
 fn wal_options(cfg: &Config) -> WalOptions {
     WalOptions {
         no_sync: cfg.unsafe_no_fsync,
-        ..WalOptions::default()
+        segment_size: cfg.wal_segment_size,
     }
 }
 
@@ -238,7 +238,7 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     std::fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
     std::fs::create_dir_all(member_dir.join("snap"))?;
     let db_path = member_dir.join("db");
-    finish_interrupted_install(&member_dir, &wal_dir, &db_path)?;
+    finish_interrupted_install(&member_dir, &wal_dir, &wal_options(cfg), &db_path)?;
     let mut bcfg = BackendConfig::new(db_path.clone());
     bcfg.no_sync = cfg.unsafe_no_fsync;
     bcfg.batch_interval = cfg.backend_batch_interval;
@@ -432,6 +432,7 @@ fn force_new_cluster(
 fn finish_interrupted_install(
     member_dir: &std::path::Path,
     wal_dir: &std::path::Path,
+    wal: &WalOptions,
     db_path: &std::path::Path,
 ) -> anyhow::Result<()> {
     let snap_dir = member_dir.join("snap");
@@ -448,5 +449,5 @@ fn finish_interrupted_install(
     } else {
         0
     };
-    snapdir::recover(member_dir, wal_dir, db_mark)
+    snapdir::recover(member_dir, wal_dir, wal, db_mark)
 }

@@ -127,8 +127,14 @@ pub fn finish(part: &Path, mark: &SnapshotMark) -> anyhow::Result<(PathBuf, u64)
 
 /// Start-up: finishes an install a crash interrupted (see the module
 /// docs) and removes every other file. `db_mark` is the index of the mark
-/// `member/db` records.
-pub fn recover(member_dir: &Path, wal_dir: &Path, db_mark: u64) -> anyhow::Result<()> {
+/// `member/db` records; `wal` are the options the member opens its WAL
+/// with (opening it may repair its tail).
+pub fn recover(
+    member_dir: &Path,
+    wal_dir: &Path,
+    wal: &WalOptions,
+    db_mark: u64,
+) -> anyhow::Result<()> {
     let snap_dir = member_dir.join("snap");
     let newest = std::fs::read_dir(&snap_dir)
         .map(|rd| {
@@ -146,7 +152,7 @@ pub fn recover(member_dir: &Path, wal_dir: &Path, db_mark: u64) -> anyhow::Resul
             term,
             ..Default::default()
         };
-        match Wal::open(wal_dir, &at, WalOptions::default()) {
+        match Wal::open(wal_dir, &at, wal.clone()) {
             Ok(_) => {
                 std::fs::rename(&path, member_dir.join("db"))?;
                 sync_dir(member_dir)?;
@@ -180,6 +186,13 @@ mod tests {
         assert_eq!(resolve(dir, b""), None);
     }
 
+    fn small_segments() -> WalOptions {
+        WalOptions {
+            segment_size: 1 << 20,
+            ..WalOptions::default()
+        }
+    }
+
     /// A member dir whose WAL holds marks at 0 and `wal_mark`, whose db
     /// holds `old`, and whose snap dir holds a sealed snapshot at
     /// (2, `snap_index`) holding `new`.
@@ -195,7 +208,7 @@ mod tests {
                 member_id: 1,
                 cluster_id: 2,
             },
-            WalOptions::default(),
+            small_segments(),
         )
         .unwrap();
         wal.save_snapshot(&SnapshotMark::default()).unwrap();
@@ -251,7 +264,7 @@ mod tests {
     #[test]
     fn a_crash_after_the_wal_took_the_mark_finishes_the_install_at_start() {
         let dir = member_dir(10, 10);
-        recover(dir.path(), &dir.path().join("wal"), 0).unwrap();
+        recover(dir.path(), &dir.path().join("wal"), &small_segments(), 0).unwrap();
         assert_eq!(which(dir.path()), b"new");
         let db = Backend::open(BackendConfig::new(dir.path().join("db"))).unwrap();
         let mark = meta::read_mark(&db.read()).unwrap().unwrap();
@@ -266,7 +279,7 @@ mod tests {
     #[test]
     fn a_snapshot_the_wal_never_took_is_dropped_at_start() {
         let dir = member_dir(10, 20);
-        recover(dir.path(), &dir.path().join("wal"), 0).unwrap();
+        recover(dir.path(), &dir.path().join("wal"), &small_segments(), 0).unwrap();
         assert_eq!(which(dir.path()), b"old");
         assert_eq!(
             std::fs::read_dir(dir.path().join("snap")).unwrap().count(),
@@ -274,7 +287,7 @@ mod tests {
         );
         // One the db already has (its mark at or past it) is dropped too.
         let dir = member_dir(10, 10);
-        recover(dir.path(), &dir.path().join("wal"), 10).unwrap();
+        recover(dir.path(), &dir.path().join("wal"), &small_segments(), 10).unwrap();
         assert_eq!(which(dir.path()), b"old");
     }
 

@@ -180,6 +180,7 @@ fn replace_grow_shrink_learners_and_removed_members() {
         .arg(dir.join("m2").join("data"))
         .args(["--listen-client-urls", "http://127.0.0.1:0"])
         .args(ms[2].args.iter())
+        .env("STRATA_WAL_SEGMENT_SIZE", common::TEST_WAL_SEGMENT_SIZE)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -287,6 +287,8 @@ fn member_args(dir: &Path, name: &str, initial: &str) -> Vec<String> {
         "--initial-cluster-token",
         "sim",
         "--unsafe-no-fsync",
+        "--wal-segment-size",
+        "4194304",
         "--snapshot-count",
         "60",
         "--snapshot-catchup-entries",

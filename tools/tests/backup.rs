@@ -45,7 +45,12 @@ where
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = listener.local_addr().unwrap().to_string();
-        let mut args = vec!["strata", "--data-dir", data.to_str().unwrap()];
+        let mut args = vec![
+            "strata",
+            "--wal-segment-size=4194304",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let cfg = strata_server::Config::parse_from(args);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

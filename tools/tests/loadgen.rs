@@ -22,6 +22,7 @@ where
         let endpoint = listener.local_addr().unwrap().to_string();
         let cfg = strata_server::Config::parse_from([
             "strata",
+            "--wal-segment-size=4194304",
             "--data-dir",
             dir.path().join("data").to_str().unwrap(),
         ]);

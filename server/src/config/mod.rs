@@ -214,6 +214,14 @@ pub struct Config {
     #[arg(long, env = "ETCD_WAL_DIR")]
     pub wal_dir: Option<std::path::PathBuf>,
 
+    /// Strata's own: the size WAL segment files are preallocated to
+    /// (etcd's fixed 64,000,000 bytes by default). Each member keeps the
+    /// current segment and one spare, so small disks and test clusters
+    /// can pick less; at least 1 MiB.
+    #[arg(long, env = "STRATA_WAL_SEGMENT_SIZE", default_value_t = strata_engine::wal::DEFAULT_SEGMENT_SIZE,
+          value_parser = clap::value_parser!(u64).range(1 << 20..))]
+    pub wal_segment_size: u64,
+
     /// The most concurrent streams one client connection may open
     /// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; default: no limit).
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]

@@ -10,6 +10,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// WAL segment size for members under test: etcd's 64 MB segment plus
+/// its preallocated spare, in every member of every cluster two test
+/// threads run at once, fills a small CI disk.
+pub const TEST_WAL_SEGMENT_SIZE: &str = "4194304";
+
 /// `n` different free loopback ports (all held open while they are picked,
 /// so the kernel cannot hand the same one out twice).
 pub fn free_ports(n: usize) -> Vec<u16> {
@@ -102,6 +107,7 @@ impl Server {
             .args(default_urls)
             .args(&self.args)
             .env_remove("ETCD_NAME")
+            .env("STRATA_WAL_SEGMENT_SIZE", TEST_WAL_SEGMENT_SIZE)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
