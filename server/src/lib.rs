@@ -43,6 +43,7 @@ pub mod convert;
 pub mod corrupt;
 pub mod duties;
 pub mod errors;
+pub mod gateway;
 pub mod http;
 pub mod leadership;
 pub mod lease;

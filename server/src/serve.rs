@@ -1,7 +1,7 @@
 //! Serving a member: its gRPC services registered on each client
 //! listener, and the order of start and stop. TLS (plain, TLS, or both on
-//! one address: [`crate::tls::incoming`]) and the HTTP endpoints plug in
-//! here, at the one place listeners become servers.
+//! one address: [`crate::tls::incoming`]), the HTTP endpoints and the JSON
+//! gateway plug in here, at the one place listeners become servers.
 //!
 //! `run`'s listeners are the client listeners in the order of
 //! `--listen-client-urls` addresses ([`Config::client_listens`]); each
@@ -152,7 +152,11 @@ pub async fn run(
                 learner_gate(status.clone(), req, next)
             }))
             .layer(axum::middleware::from_fn(crate::metrics::grpc::track));
-        let routes = tonic::service::Routes::from(grpc.merge(http::router(srv.clone())));
+        // The JSON gateway calls into the same gRPC router.
+        let gateway =
+            crate::gateway::router(grpc.clone(), srv.cfg.max_concurrent_streams, recv_limit);
+        let routes =
+            tonic::service::Routes::from(grpc.merge(http::router(srv.clone())).merge(gateway));
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .accept_http1(true)

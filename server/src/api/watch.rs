@@ -231,8 +231,14 @@ impl StreamState {
                 self.by_engine.remove(&w.engine_id);
             }
         }
+        // etcd's compaction cancel carries no revision in its header.
+        let revision = if r.compact_revision != 0 {
+            0
+        } else {
+            r.revision
+        };
         let mut resp = pb::WatchResponse {
-            header: Some(self.header(r.revision)),
+            header: Some(self.header(revision)),
             watch_id: id,
             compact_revision: r.compact_revision,
             canceled,
@@ -349,9 +355,17 @@ impl pb::watch_server::Watch for WatchService {
             let mut notify = tokio::time::interval(notify_every.max(Duration::from_millis(100)));
             notify.tick().await;
             let mut pending_check = tokio::time::interval(Duration::from_millis(100));
+            // A client that half-closes its side still gets its events (as
+            // etcd: its receive loop ends, the stream does not); the stream
+            // ends when the client goes away or the input fails.
+            let mut input_open = true;
             loop {
                 let ok = tokio::select! {
-                    msg = input.next() => match msg {
+                    msg = input.next(), if input_open => match msg {
+                        None => {
+                            input_open = false;
+                            true
+                        }
                         Some(Ok(w)) => {
                             use pb::watch_request::RequestUnion as U;
                             match w.request_union {
@@ -363,6 +377,7 @@ impl pb::watch_server::Watch for WatchService {
                         }
                         _ => false,
                     },
+                    () = st.out.closed() => false,
                     Some(r) = ev_rx.recv() => st.deliver(r).await,
                     _ = notify.tick() => st.periodic_progress().await,
                     _ = pending_check.tick(), if st.progress_pending => st.progress_request().await,

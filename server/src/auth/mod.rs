@@ -177,7 +177,9 @@ impl AuthStore {
                     .try_into()
                     .context("authRevision is not 8 bytes")?,
             ),
-            None => 0,
+            // A store that never changed is at revision 1, as etcd's
+            // starts (`etcdctl auth status` on a new cluster shows 1).
+            None => 1,
         };
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = st;
         self.revision.store(revision, Ordering::Release);

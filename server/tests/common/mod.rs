@@ -15,15 +15,46 @@ use std::time::{Duration, Instant};
 /// threads run at once, fills a small CI disk.
 pub const TEST_WAL_SEGMENT_SIZE: &str = "4194304";
 
-/// `n` different free loopback ports (all held open while they are picked,
-/// so the kernel cannot hand the same one out twice).
+/// `n` different free loopback ports, for URLs a test must name before
+/// the member starts (peer URLs in `--initial-cluster`). They come from
+/// below the kernel's ephemeral range, which `bind(0)` and outgoing
+/// connections draw from, so no other test's member or client can take
+/// one between this pick and the member's bind; never from 20000-20100
+/// (etcd's e2e harness), and never the same port twice in one test binary.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("a bound address").port())
-        .collect()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (21000u16, ephemeral_low.max(22000));
+    let span = u32::from(high - low);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    // Start where this process's id points, so that test binaries running
+    // side by side start apart.
+    let mut at = std::process::id() % span;
+    let mut out = Vec::new();
+    for _ in 0..span {
+        if out.len() == n {
+            break;
+        }
+        at = (at + 7919) % span;
+        let port = low + at as u16;
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.insert(port);
+        out.push(port);
+    }
+    assert_eq!(
+        out.len(),
+        n,
+        "free loopback ports below the ephemeral range"
+    );
+    out
 }
 
 /// The path of a tool CI installs; the test fails (it does not skip) when
