@@ -152,11 +152,21 @@ pub async fn run(
                 learner_gate(status.clone(), req, next)
             }))
             .layer(axum::middleware::from_fn(crate::metrics::grpc::track));
-        // The JSON gateway calls into the same gRPC router.
-        let gateway =
-            crate::gateway::router(grpc.clone(), srv.cfg.max_concurrent_streams, recv_limit);
-        let routes =
-            tonic::service::Routes::from(grpc.merge(http::router(srv.clone())).merge(gateway));
+        // The JSON gateway calls into the same gRPC router; the HTTP side
+        // passes etcd's access controller (Host, CORS).
+        let mut web = http::router(srv.clone());
+        if srv.cfg.enable_grpc_gateway {
+            web = web.merge(crate::gateway::router(
+                grpc.clone(),
+                srv.cfg.max_concurrent_streams,
+                recv_limit,
+            ));
+        }
+        let access = srv.clone();
+        let web = web.layer(axum::middleware::from_fn(move |req, next| {
+            http::access::control(access.clone(), req, next)
+        }));
+        let routes = tonic::service::Routes::from(grpc.merge(web));
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .accept_http1(true)

@@ -360,3 +360,64 @@ fn streams_are_json_lines_and_calls_in_flight_are_capped() {
     let last = events.last().expect("an event");
     assert_eq!(last["kv"]["key"], "dw==");
 }
+
+/// `curl -si` with `method` and headers: the status and the
+/// Access-Control-Allow-Origin header, if any.
+fn head(port: u16, method: &str, path: &str, headers: &[&str]) -> (u16, Option<String>) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-si", "-m", "5", "-X", method])
+        .arg(format!("http://127.0.0.1:{port}{path}"));
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let out = String::from_utf8_lossy(&cmd.output().expect("curl runs").stdout).into_owned();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let origin = out.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("access-control-allow-origin")
+            .then(|| v.trim().to_string())
+    });
+    (status, origin)
+}
+
+#[test]
+fn host_whitelist_and_cors_as_etcd_3_5() {
+    let flags = [
+        "--cors",
+        "http://a.example:80",
+        "--host-whitelist",
+        "good.example",
+    ];
+    let strata = Server::start(&flags);
+    let etcd = Etcd::start_35_with(&flags);
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("GET", "/version", &[]),
+        ("GET", "/version", &["Host: good.example:2379"]),
+        (
+            "GET",
+            "/version",
+            &["Host: good.example", "Origin: http://a.example:80"],
+        ),
+        (
+            "GET",
+            "/version",
+            &["Host: good.example", "Origin: http://b.example:80"],
+        ),
+        (
+            "OPTIONS",
+            "/v3/kv/range",
+            &["Host: good.example", "Origin: http://a.example:80"],
+        ),
+        ("POST", "/v3/kv/range", &["Host: evil.example"]),
+    ];
+    for (method, path, headers) in cases {
+        let ours = head(strata.port, method, path, headers);
+        let theirs = head(etcd.port, method, path, headers);
+        assert_eq!(ours, theirs, "{method} {path} {headers:?}");
+    }
+    assert_eq!(head(strata.port, "GET", "/version", &[]).0, 421);
+}

@@ -1,7 +1,6 @@
 //! etcd flags that Strata accepts so that existing unit files and
 //! manifests start it unchanged, but that cannot apply here (etcd's v2
-//! API, its proxy, pprof, bbolt's own knobs, CORS for a gateway not
-//! served yet). Each given one is named once at start-up with why it is
+//! API, its proxy, pprof, bbolt's own knobs). Each given one is named once at start-up with why it is
 //! ignored. Flags Strata implements live in [`super::Config`]; this file
 //! holds only the ones it does not.
 //!
@@ -76,9 +75,6 @@ ignored_flags! {
     experimental_stop_grpc_service_on_defrag, "experimental-stop-grpc-service-on-defrag", "ETCD_EXPERIMENTAL_STOP_GRPC_SERVICE_ON_DEFRAG", "defragmentation does not stop the gRPC service here";
     max_snapshots, "max-snapshots", "ETCD_MAX_SNAPSHOTS", "snapshot files are removed once installed or superseded";
     max_wals, "max-wals", "ETCD_MAX_WALS", "WAL segments are released at each snapshot marker";
-    cors, "cors", "ETCD_CORS", "CORS applies to the JSON gateway, not served yet";
-    host_whitelist, "host-whitelist", "ETCD_HOST_WHITELIST", "applies to the JSON gateway, not served yet";
-    enable_grpc_gateway, "enable-grpc-gateway", "ETCD_ENABLE_GRPC_GATEWAY", "the JSON gateway is not served yet";
     log_package_levels, "log-package-levels", "ETCD_LOG_PACKAGE_LEVELS", "capnslog package levels; use --log-level";
     initial_election_tick_advance, "initial-election-tick-advance", "ETCD_INITIAL_ELECTION_TICK_ADVANCE", "a member waits a randomized election timeout before its first campaign";
     client_cert_allowed_hostname, "client-cert-allowed-hostname", "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", "client certificates are checked against the trusted CA only";

@@ -6,6 +6,11 @@ use std::time::Duration;
 use clap::Parser;
 
 /// Parses a Go-style duration ("100ms", "10s", "5m", "1h", "1h30m").
+/// The non-empty items of a comma-separated flag value.
+fn list(v: &str) -> impl Iterator<Item = &str> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s == "0" {
@@ -221,6 +226,21 @@ pub struct Config {
     #[arg(long, env = "STRATA_WAL_SEGMENT_SIZE", default_value_t = strata_engine::wal::DEFAULT_SEGMENT_SIZE,
           value_parser = clap::value_parser!(u64).range(1 << 20..))]
     pub wal_segment_size: u64,
+
+    /// Serve the JSON gateway (`/v3/...`) on the client listeners.
+    #[arg(long, env = "ETCD_ENABLE_GRPC_GATEWAY", default_value_t = true,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub enable_grpc_gateway: bool,
+
+    /// Comma-separated origins (URLs) whose browsers may call the HTTP
+    /// endpoints and the gateway (CORS); `*` for any.
+    #[arg(long, env = "ETCD_CORS", default_value = "*")]
+    pub cors: String,
+
+    /// Comma-separated host names plain-HTTP requests may name in their
+    /// Host header (against DNS rebinding); `*` for any.
+    #[arg(long, env = "ETCD_HOST_WHITELIST", default_value = "*")]
+    pub host_whitelist: String,
 
     /// The most concurrent streams one client connection may open
     /// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; default: no limit).
@@ -506,7 +526,22 @@ impl Config {
                 urls::parse_urls("initial-cluster", url)?;
             }
         }
+        for origin in list(&self.cors) {
+            if origin != "*" {
+                urls::parse_urls("cors", origin)?;
+            }
+        }
         Ok(())
+    }
+
+    /// The origins `--cors` allows (`*`: any).
+    pub fn cors_origins(&self) -> Vec<String> {
+        list(&self.cors).map(str::to_string).collect()
+    }
+
+    /// The hosts `--host-whitelist` allows (`*` or none: any).
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        list(&self.host_whitelist).map(str::to_string).collect()
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

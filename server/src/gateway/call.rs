@@ -14,6 +14,8 @@ use axum::http;
 use http_body::Body as _;
 use tonic::{Code, Status};
 
+use crate::tls::incoming::ConnInfo;
+
 /// The gRPC frame holding `msg`.
 pub fn frame(msg: &impl prost::Message) -> Bytes {
     let len = msg.encoded_len();
@@ -26,8 +28,8 @@ pub fn frame(msg: &impl prost::Message) -> Bytes {
 }
 
 /// The request the gRPC router sees for a gateway call to `path` (e.g.
-/// `/etcdserverpb.KV/Range`): the HTTP request's connection facts (client
-/// address, TLS identity) travel along, its `Authorization` header becomes
+/// `/etcdserverpb.KV/Range`): the HTTP request's connection facts travel
+/// along, but for the certificate's name, its `Authorization` header becomes
 /// the `authorization` metadata etcd reads a token from, and every
 /// `Grpc-Metadata-<key>` header becomes metadata `<key>`, as grpc-gateway
 /// forwards them.
@@ -41,6 +43,11 @@ pub fn request(
     *req.uri_mut() = http::Uri::from_static(path);
     *req.version_mut() = http::Version::HTTP_2;
     *req.extensions_mut() = parts.extensions.clone();
+    // etcd's gateway is its own client: a client certificate's name never
+    // becomes the caller's identity through it.
+    if let Some(conn) = req.extensions_mut().get_mut::<ConnInfo>() {
+        conn.cn = None;
+    }
     let h = req.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,

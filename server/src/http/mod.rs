@@ -18,6 +18,8 @@
 //!
 //! Everything else on these paths is gRPC's (tonic routes by path).
 
+pub mod access;
+
 use std::sync::Arc;
 use std::time::Duration;
 

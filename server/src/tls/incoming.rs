@@ -46,6 +46,8 @@ pub struct ConnInfo {
     /// The common name of the client's certificate, when the handshake
     /// verified one (etcd's identity for `--client-cert-auth`).
     pub cn: Option<String>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
 }
 
 /// The subject common name of a DER certificate.
@@ -59,6 +61,7 @@ impl tonic::transport::server::Connected for Conn {
     type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> ConnInfo {
+        let tls = matches!(self, Conn::Tls(_));
         let (tcp, cn) = match self {
             Conn::Plain(s) => (s, None),
             Conn::Tls(s) => {
@@ -73,6 +76,7 @@ impl tonic::transport::server::Connected for Conn {
         ConnInfo {
             remote: tcp.peer_addr().ok(),
             cn,
+            tls,
         }
     }
 }

@@ -321,15 +321,20 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start() -> Etcd {
-        Etcd::start_bin("etcd")
+        Etcd::start_bin("etcd", &[])
     }
 
     /// etcd 3.5.
     pub fn start_35() -> Etcd {
-        Etcd::start_bin("etcd-3.5")
+        Etcd::start_bin("etcd-3.5", &[])
     }
 
-    fn start_bin(name: &str) -> Etcd {
+    /// etcd 3.5 with extra flags.
+    pub fn start_35_with(args: &[&str]) -> Etcd {
+        Etcd::start_bin("etcd-3.5", args)
+    }
+
+    fn start_bin(name: &str, args: &[&str]) -> Etcd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let [port, peer] = free_ports(2)[..] else {
             unreachable!("two ports")
@@ -349,6 +354,7 @@ impl Etcd {
             .arg(&peer_url)
             .arg("--initial-cluster")
             .arg(format!("default={peer_url}"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
