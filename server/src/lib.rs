@@ -59,6 +59,7 @@ pub mod server;
 pub mod snapdir;
 pub mod state;
 pub mod tls;
+pub mod version;
 
 pub use config::Config;
 pub use serve::run;

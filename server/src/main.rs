@@ -22,7 +22,18 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let cfg = Config::parse();
+    let mut cfg = Config::parse();
+    let mut notes = Vec::new();
+    if let Some(path) = cfg.config_file.clone() {
+        (cfg, notes) = strata_server::config::file::load(&path)?;
+        notes.insert(
+            0,
+            format!(
+                "loaded --config-file {}; other flags and ETCD_* variables are ignored",
+                path.display()
+            ),
+        );
+    }
     // raft-rs's own records come under the target `raft` at the same level
     // (raftnode/log.rs); colours only on a terminal.
     let level = if cfg.debug {
@@ -69,6 +80,9 @@ fn run() -> anyhow::Result<()> {
         builder.event_format(strata_server::logging::ZapJson).init();
     } else {
         builder.init();
+    }
+    for n in notes {
+        tracing::info!("{n}");
     }
     for w in cfg.compat.warnings() {
         tracing::warn!("{w}");

@@ -32,9 +32,7 @@ use crate::tls::dial::Dialer;
 /// unapplied entries, proposals are refused ("too many requests").
 const MAX_APPLY_GAP: u64 = 5000;
 
-/// The version Status reports: the etcd API level strata serves (clients,
-/// Kubernetes among them, parse it as semver to pick features).
-pub const ETCD_VERSION: &str = "3.5.17";
+pub use crate::version::ETCD_VERSION;
 
 /// etcd's request timeout: 5 s plus two election timeouts.
 fn request_timeout(cfg: &Config) -> Duration {

@@ -159,3 +159,47 @@ fn etcd_flags_that_cannot_apply_are_accepted_with_a_warning() {
         "{e}"
     );
 }
+
+/// etcd's YAML file: its settings apply, and flags given beside it are
+/// ignored, as etcd does.
+#[test]
+fn a_config_file_is_used_and_overrides_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("etcd.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name: from-file\n\
+             data-dir: {}\n\
+             listen-client-urls: http://127.0.0.1:0\n\
+             snapshot-count: 1000\n\
+             log-outputs: [stderr]\n\
+             client-transport-security:\n  client-cert-auth: false\n\
+             no-such-setting: 1\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    // The harness's own --data-dir and this --name are ignored.
+    let s = common::Server::start_in(
+        dir.path(),
+        &[
+            "--config-file",
+            cfg.to_str().unwrap(),
+            "--name",
+            "from-flag",
+            "--listen-client-urls",
+            "http://127.0.0.1:0",
+        ],
+    );
+    let members = s.etcdctl_ok(&["member", "list"]);
+    assert!(members.contains("from-file"), "{members}");
+    assert!(
+        s.startup
+            .iter()
+            .any(|l| l.contains("no-such-setting names no flag")),
+        "{:?}",
+        s.startup
+    );
+    assert!(dir.path().join("data").join("member").exists());
+}

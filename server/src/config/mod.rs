@@ -48,6 +48,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub mod compat;
+pub mod file;
 pub mod tls;
 pub mod urls;
 
@@ -61,6 +62,11 @@ pub mod urls;
     args_override_self = true
 )]
 pub struct Config {
+    /// etcd's YAML configuration file; when given, every other flag and
+    /// ETCD_* variable is ignored, as etcd does ([`file`]).
+    #[arg(long, env = "ETCD_CONFIG_FILE")]
+    pub config_file: Option<std::path::PathBuf>,
+
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
     pub name: String,

@@ -28,10 +28,8 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::server::{EtcdServer, ETCD_VERSION};
-
-/// The cluster version etcd 3.5 members report.
-const CLUSTER_VERSION: &str = "3.5.0";
+use crate::server::EtcdServer;
+use crate::version::{CLUSTER_VERSION, ETCD_VERSION};
 
 pub fn router(srv: Arc<EtcdServer>) -> axum::Router {
     axum::Router::new()

@@ -97,6 +97,25 @@ impl Metrics {
         let _ = r.register(Box::new(peer_rtt.clone()));
         let process = process::ProcessMetrics::new();
         process.register(&r);
+        for (name, help, label, v) in [
+            (
+                "etcd_server_version",
+                "Which version is running. 1 for 'server_version' label with current version.",
+                "server_version",
+                crate::version::ETCD_VERSION,
+            ),
+            (
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster version",
+                "cluster_version",
+                crate::version::CLUSTER_VERSION,
+            ),
+        ] {
+            let g = IntGauge::with_opts(Opts::new(name, help).const_label(label, v))
+                .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+            g.set(1);
+            let _ = r.register(Box::new(g));
+        }
         Metrics {
             has_leader: gauge(
                 &r,
