@@ -3,13 +3,25 @@
 //! each peer's at its own current revision before it serves, as etcd's
 //! CheckInitialHashKV does.
 //!
-//! Rules (etcd's): a peer whose hash differs at the same compact revision
+//! The periodic check (`--experimental-corrupt-check-time`, etcd's
+//! checkHashKV) runs on the leader only: it hashes its store, asks every
+//! follower for its hash at the same revision, hashes again, and raises
+//! the CORRUPT alarm (through raft) for a follower whose compact revision
+//! is past the leader's, or whose hash differs at the leader's compact
+//! revision, and for itself when its two hashes of one revision differ.
+//! While CORRUPT is raised every member refuses writes ("etcdserver:
+//! corrupt cluster"); reads go on, as in etcd.
+//!
+//! Rules of the initial check (etcd's): a peer whose hash differs at the same compact revision
 //! is a mismatch; a different compact revision, a peer that has not yet
 //! reached the revision, a revision the peer has compacted, or a peer that
 //! cannot be reached is logged and skipped. Any mismatch stops the member
 //! with "<id> found data inconsistency with peers". A new member (a fresh
 //! data dir) has nothing to compare and skips the check.
 
+use std::sync::Arc;
+
+use strata_proto::etcdserverpb as pb;
 use strata_proto::peerpb;
 
 use crate::server::EtcdServer;
@@ -80,6 +92,91 @@ impl EtcdServer {
         tracing::info!(
             member = format!("{me:x}"),
             "initial corruption checking passed; no corruption"
+        );
+        Ok(())
+    }
+
+    /// One round of the leader's periodic check (module docs).
+    pub async fn periodic_corrupt_check(self: &Arc<Self>) -> anyhow::Result<()> {
+        let me = self.member_id();
+        let srv = self.clone();
+        let (hash, rev, compact) =
+            tokio::task::spawn_blocking(move || srv.store().hash_kv(0)).await??;
+        let mut answers = Vec::new();
+        for peer in self.membership.list() {
+            if peer.id == me || peer.is_learner {
+                continue;
+            }
+            let Some(mut client) = self.peers.get(&self.membership, peer.id) else {
+                continue;
+            };
+            let asked = client
+                .hash_kv(peerpb::HashAsk {
+                    header: Some(self.peer_header(peer.id)),
+                    revision: rev,
+                })
+                .await;
+            match asked.map(|r| r.into_inner()) {
+                // Answered at the revision asked (a peer behind it, or past
+                // it by compaction, is not compared).
+                Ok(a) if a.refused == 0 => answers.push((peer.id, a)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    remote = format!("{:x}", peer.id),
+                    error = %e.message(),
+                    "cannot fetch hash from remote peer"
+                ),
+            }
+        }
+        let srv = self.clone();
+        let (hash2, rev2, compact2) =
+            tokio::task::spawn_blocking(move || srv.store().hash_kv(0)).await??;
+        let mut corrupt = Vec::new();
+        if hash2 != hash && rev2 == rev && compact2 == compact {
+            tracing::warn!(
+                member = format!("{me:x}"),
+                hash,
+                hash2,
+                revision = rev,
+                "found hash mismatch of the leader's own store"
+            );
+            corrupt.push(me);
+        }
+        for (id, a) in &answers {
+            let remote = format!("{id:x}");
+            if a.compact_revision > compact2 {
+                tracing::warn!(
+                    remote,
+                    leader_compact_revision = compact2,
+                    follower_compact_revision = a.compact_revision,
+                    "compact revision from follower must be less than or equal to leader's"
+                );
+                corrupt.push(*id);
+            } else if a.compact_revision == compact && a.hash != hash {
+                tracing::warn!(
+                    remote,
+                    leader_hash = hash,
+                    follower_hash = a.hash,
+                    revision = rev,
+                    compact_revision = compact,
+                    "same compact revision then hashes must match"
+                );
+                corrupt.push(*id);
+            }
+        }
+        for id in corrupt {
+            let req = pb::AlarmRequest {
+                action: pb::alarm_request::AlarmAction::Activate as i32,
+                member_id: id,
+                alarm: pb::AlarmType::Corrupt as i32,
+            };
+            if let Err(e) = self.propose(req).await {
+                tracing::warn!(member = format!("{id:x}"), error = %e, "raising the CORRUPT alarm");
+            }
+        }
+        tracing::info!(
+            number_of_peers_checked = answers.len(),
+            "finished peer corruption check"
         );
         Ok(())
     }

@@ -51,6 +51,28 @@ impl EtcdServer {
                 }
             }
         });
+        let every = self.cfg.experimental_corrupt_check_time;
+        if !every.is_zero() {
+            // etcd's monitorKVHash: the leader compares hashes with its
+            // followers (corrupt.rs).
+            let srv = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if srv.stopping.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if !srv.is_leader() {
+                        continue;
+                    }
+                    if let Err(e) = srv.periodic_corrupt_check().await {
+                        tracing::warn!(error = %e, "failed to check hashes with peers");
+                    }
+                }
+            });
+        }
         {
             // etcd's prober: each peer's round trip, every 5 s.
             let srv = self.clone();

@@ -222,6 +222,14 @@ impl Shared {
         Ok(())
     }
 
+    /// A member's data differs from the leader's (etcd's CORRUPT alarm):
+    /// writes are refused everywhere until it is disarmed.
+    pub fn corrupt(&self) -> bool {
+        self.alarms()
+            .iter()
+            .any(|&(_, a)| a == pb::AlarmType::Corrupt as i32)
+    }
+
     pub fn nospace(&self) -> bool {
         self.alarms()
             .iter()

@@ -944,3 +944,58 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
     assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"}"));
     assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"8.192\"}"));
 }
+
+/// Changes the value of the newest revision in a stopped member's db, as a
+/// disk that returned wrong bytes would (revision and key stay).
+fn corrupt_newest_value(db: &std::path::Path) {
+    use prost::Message;
+    use strata_engine::backend::{Backend, BackendConfig, Bucket};
+    let b = Backend::open(BackendConfig::new(db)).expect("open the member's db");
+    {
+        let mut tx = b.batch().unwrap();
+        let all = tx.range(Bucket::Key, &[], &[], 0).unwrap();
+        let (k, v) = all.last().expect("a revision").clone();
+        let mut kv = strata_proto::mvccpb::KeyValue::decode(v.as_slice()).unwrap();
+        kv.value = b"not what was written".to_vec();
+        tx.put(Bucket::Key, &k, &kv.encode_to_vec()).unwrap();
+    }
+    b.force_commit().unwrap();
+    b.close().unwrap();
+}
+
+#[test]
+fn the_leader_raises_corrupt_for_a_follower_whose_data_differs() {
+    let mut c = Cluster::start_with(&["--experimental-corrupt-check-time=1s"]);
+    for i in 0..5 {
+        c.members[0].etcdctl_ok(&["put", &format!("k{i}"), "v"]);
+    }
+    let leader = c.leader();
+    let f = (leader + 1) % 3;
+    // The follower has applied every write before it stops (a clean stop
+    // commits its db).
+    let applied = wait_for(10, || {
+        let out = c.members[f].etcdctl_ok(&["get", "k4", "--consistency=s"]);
+        out.contains("k4").then_some(())
+    });
+    assert!(applied.is_some(), "the follower did not apply the writes");
+    // No alarm while the data agree.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.members[leader].etcdctl_ok(&["alarm", "list"]), "");
+    c.members[f].terminate();
+    corrupt_newest_value(&c.members[f].dir.join("data").join("member").join("db"));
+    c.members[f].restart();
+    let alarm = wait_for(30, || {
+        let out = c.members[leader].etcdctl_ok(&["alarm", "list"]);
+        out.contains("CORRUPT").then_some(out)
+    });
+    let alarm = alarm.expect("the CORRUPT alarm within 30 s");
+    let id = c.members[f].etcdctl_ok(&["endpoint", "status", "-w", "json"]);
+    let id = field(&id, "member_id").expect("the follower's id");
+    assert!(alarm.contains(&format!("memberID:{id} ")), "{alarm}");
+    // Writes are refused on every member; reads go on.
+    for m in &c.members {
+        let err = m.etcdctl_err(&["put", "after", "x"]);
+        assert!(err.contains("etcdserver: corrupt cluster"), "{err}");
+    }
+    assert!(c.members[leader].etcdctl_ok(&["get", "k0"]).contains("k0"));
+}

@@ -10,6 +10,9 @@ use crate::state::Applied;
 
 impl Applier {
     pub(super) fn put(&mut self, p: pb::PutRequest, at: At) -> Outcome {
+        if self.shared.corrupt() {
+            return Ok(Err(EtcdError::Corrupt));
+        }
         let sh = self.shared.clone();
         let checked = self.permitted(|a, who| {
             a.check_write(who, &p.key, &[])?;
@@ -45,6 +48,9 @@ impl Applier {
     }
 
     pub(super) fn delete_range(&mut self, d: pb::DeleteRangeRequest, at: At) -> Outcome {
+        if self.shared.corrupt() {
+            return Ok(Err(EtcdError::Corrupt));
+        }
         let sh = self.shared.clone();
         let checked = self.permitted(|a, who| {
             a.check_write(who, &d.key, &d.range_end)?;
@@ -74,6 +80,9 @@ impl Applier {
     }
 
     pub(super) fn txn(&mut self, t: pb::TxnRequest, at: At) -> Outcome {
+        if self.shared.corrupt() {
+            return Ok(Err(EtcdError::Corrupt));
+        }
         let sh = self.shared.clone();
         if let Err(e) = self.permitted(|a, who| a.check_txn(who, &t)) {
             return Ok(Err(e));
@@ -103,6 +112,9 @@ impl Applier {
     /// thread while writes go on (etcd's physical option waits for that,
     /// and its client is answered from that thread).
     pub(super) fn compaction(&mut self, c: pb::CompactionRequest, at: At) -> Outcome {
+        if self.shared.corrupt() {
+            return Ok(Err(EtcdError::Corrupt));
+        }
         let sh = self.shared.clone();
         let res = self.store().begin_compaction(c.revision);
         let rev = self.begin(at)?.end();

@@ -17,6 +17,9 @@ pub fn lease_key(id: i64) -> [u8; 8] {
 
 impl Applier {
     pub(super) fn lease_grant(&mut self, g: pb::LeaseGrantRequest, at: At) -> Outcome {
+        if self.shared.corrupt() {
+            return Ok(Err(EtcdError::Corrupt));
+        }
         let sh = self.shared.clone();
         if sh.nospace() {
             return Ok(Err(EtcdError::NoSpace));
@@ -43,6 +46,9 @@ impl Applier {
 
     /// Deletes every key attached to the lease, in one revision.
     pub(super) fn lease_revoke(&mut self, r: pb::LeaseRevokeRequest, at: At) -> Outcome {
+        if self.shared.corrupt() {
+            return Ok(Err(EtcdError::Corrupt));
+        }
         let sh = self.shared.clone();
         if let Err(e) = self.permitted(|a, who| a.check_lease_keys(who, &sh.lessor.keys(r.id))) {
             return Ok(Err(e));

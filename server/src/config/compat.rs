@@ -71,7 +71,6 @@ ignored_flags! {
     experimental_distributed_tracing_sampling_rate, "experimental-distributed-tracing-sampling-rate", "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_SAMPLING_RATE", "OpenTelemetry tracing is not exported";
     experimental_compact_hash_check_enabled, "experimental-compact-hash-check-enabled", "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_ENABLED", "hashes are compared at start (--experimental-initial-corrupt-check) only";
     experimental_compact_hash_check_time, "experimental-compact-hash-check-time", "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_TIME", "hashes are compared at start (--experimental-initial-corrupt-check) only";
-    experimental_corrupt_check_time, "experimental-corrupt-check-time", "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", "hashes are compared at start (--experimental-initial-corrupt-check) only";
     experimental_stop_grpc_service_on_defrag, "experimental-stop-grpc-service-on-defrag", "ETCD_EXPERIMENTAL_STOP_GRPC_SERVICE_ON_DEFRAG", "defragmentation does not stop the gRPC service here";
     max_snapshots, "max-snapshots", "ETCD_MAX_SNAPSHOTS", "snapshot files are removed once installed or superseded";
     max_wals, "max-wals", "ETCD_MAX_WALS", "WAL segments are released at each snapshot marker";

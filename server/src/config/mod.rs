@@ -286,6 +286,11 @@ pub struct Config {
           num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub experimental_initial_corrupt_check: bool,
 
+    /// How often the leader compares its HashKV with every follower's and
+    /// raises the CORRUPT alarm on a mismatch (0: never).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = parse_duration)]
+    pub experimental_corrupt_check_time: Duration,
+
     /// Entries the leader keeps in memory behind a snapshot for slow
     /// followers.
     #[arg(long, env = "ETCD_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
