@@ -29,9 +29,7 @@ use crate::server::EtcdServer;
 impl EtcdServer {
     pub async fn initial_corrupt_check(self: &std::sync::Arc<Self>) -> anyhow::Result<()> {
         let me = self.member_id();
-        let srv = self.clone();
-        let (hash, rev, compact) =
-            tokio::task::spawn_blocking(move || srv.store().hash_kv(0)).await??;
+        let (hash, rev, compact) = self.local_hash().await?;
         tracing::info!(
             member = format!("{me:x}"),
             revision = rev,
@@ -39,21 +37,9 @@ impl EtcdServer {
             "starting initial corruption check"
         );
         let mut mismatch = 0;
-        for peer in self.membership.list() {
-            if peer.id == me {
-                continue;
-            }
-            let Some(mut client) = self.peers.get(&self.membership, peer.id) else {
-                continue;
-            };
-            let asked = client
-                .hash_kv(peerpb::HashAsk {
-                    header: Some(self.peer_header(peer.id)),
-                    revision: rev,
-                })
-                .await;
+        for (peer, asked) in self.peer_hashes(rev, true).await {
             let remote = format!("{:x}", peer.id);
-            match asked.map(|r| r.into_inner()) {
+            match asked {
                 Ok(a) if a.refused == 2 => {
                     tracing::warn!(remote, "cannot fetch hash from slow remote peer")
                 }
@@ -99,24 +85,10 @@ impl EtcdServer {
     /// One round of the leader's periodic check (module docs).
     pub async fn periodic_corrupt_check(self: &Arc<Self>) -> anyhow::Result<()> {
         let me = self.member_id();
-        let srv = self.clone();
-        let (hash, rev, compact) =
-            tokio::task::spawn_blocking(move || srv.store().hash_kv(0)).await??;
+        let (hash, rev, compact) = self.local_hash().await?;
         let mut answers = Vec::new();
-        for peer in self.membership.list() {
-            if peer.id == me || peer.is_learner {
-                continue;
-            }
-            let Some(mut client) = self.peers.get(&self.membership, peer.id) else {
-                continue;
-            };
-            let asked = client
-                .hash_kv(peerpb::HashAsk {
-                    header: Some(self.peer_header(peer.id)),
-                    revision: rev,
-                })
-                .await;
-            match asked.map(|r| r.into_inner()) {
+        for (peer, asked) in self.peer_hashes(rev, false).await {
+            match asked {
                 // Answered at the revision asked (a peer behind it, or past
                 // it by compaction, is not compared).
                 Ok(a) if a.refused == 0 => answers.push((peer.id, a)),
@@ -128,9 +100,7 @@ impl EtcdServer {
                 ),
             }
         }
-        let srv = self.clone();
-        let (hash2, rev2, compact2) =
-            tokio::task::spawn_blocking(move || srv.store().hash_kv(0)).await??;
+        let (hash2, rev2, compact2) = self.local_hash().await?;
         let mut corrupt = Vec::new();
         if hash2 != hash && rev2 == rev && compact2 == compact {
             tracing::warn!(
@@ -179,5 +149,43 @@ impl EtcdServer {
             "finished peer corruption check"
         );
         Ok(())
+    }
+
+    /// This member's HashKV at its current revision: (hash, revision,
+    /// compact revision).
+    async fn local_hash(self: &Arc<Self>) -> anyhow::Result<(u32, i64, i64)> {
+        let srv = self.clone();
+        Ok(tokio::task::spawn_blocking(move || srv.store().hash_kv(0)).await??)
+    }
+
+    /// Each other member's answer to "your HashKV at `rev`" (learners
+    /// only when `learners`); members without a connection are left out.
+    async fn peer_hashes(
+        &self,
+        rev: i64,
+        learners: bool,
+    ) -> Vec<(
+        crate::membership::Member,
+        Result<peerpb::HashAnswer, tonic::Status>,
+    )> {
+        let me = self.member_id();
+        let mut out = Vec::new();
+        for peer in self.membership.list() {
+            if peer.id == me || (peer.is_learner && !learners) {
+                continue;
+            }
+            let Some(mut client) = self.peers.get(&self.membership, peer.id) else {
+                continue;
+            };
+            let asked = client
+                .hash_kv(peerpb::HashAsk {
+                    header: Some(self.peer_header(peer.id)),
+                    revision: rev,
+                })
+                .await
+                .map(|r| r.into_inner());
+            out.push((peer, asked));
+        }
+        out
     }
 }

@@ -162,7 +162,7 @@ pub async fn run(
                 recv_limit,
             ));
         }
-        let access = srv.clone();
+        let access = Arc::new(http::access::Access::new(srv.clone()));
         let web = web.layer(axum::middleware::from_fn(move |req, next| {
             http::access::control(access.clone(), req, next)
         }));

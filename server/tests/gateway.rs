@@ -17,17 +17,32 @@ use serde_json::Value;
 /// `curl -X POST` of `body` to `path`, with extra headers; at most `secs`
 /// seconds. Returns the HTTP status and the body.
 fn curl(port: u16, path: &str, body: &str, headers: &[&str], secs: u32) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-m", &secs.to_string(), "-X", "POST"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .args(["-d", body, "-w", "\n%{http_code}"]);
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    let out = cmd.output().expect("curl runs");
+    let out = curl_cmd("-s", "POST", port, path, headers, secs)
+        .args(["-d", body, "-w", "\n%{http_code}"])
+        .output()
+        .expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// A curl command: `flags`, `method` on `path`, extra headers, at most
+/// `secs` seconds.
+fn curl_cmd(
+    flags: &str,
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[&str],
+    secs: u32,
+) -> Command {
+    let mut cmd = Command::new("curl");
+    cmd.args([flags, "-m", &secs.to_string(), "-X", method])
+        .arg(format!("http://127.0.0.1:{port}{path}"));
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    cmd
 }
 
 /// How a step's answers are compared.
@@ -71,8 +86,10 @@ fn lines(body: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The script both servers get: (path, body, timeout, comparison). The
-/// token placeholder `TOKEN` is the one the server gave.
+/// The script both servers get: (path, body, timeout, comparison). A path
+/// ending in ` TOKEN` is sent with the token that server's last
+/// authenticate answered; `REV` in a body is the revision of the leader
+/// key its last campaign answered.
 const SCRIPT: &[(&str, &str, u32, Cmp)] = &[
     (
         "/v3/kv/put",
@@ -442,13 +459,10 @@ fn streams_are_json_lines_and_calls_in_flight_are_capped() {
 /// `curl -si` with `method` and headers: the status and the
 /// Access-Control-Allow-Origin header, if any.
 fn head(port: u16, method: &str, path: &str, headers: &[&str]) -> (u16, Option<String>) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-si", "-m", "5", "-X", method])
-        .arg(format!("http://127.0.0.1:{port}{path}"));
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    let out = String::from_utf8_lossy(&cmd.output().expect("curl runs").stdout).into_owned();
+    let out = curl_cmd("-si", method, port, path, headers, 5)
+        .output()
+        .expect("curl runs");
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
     let status = out
         .split_whitespace()
         .nth(1)

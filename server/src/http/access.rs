@@ -26,15 +26,33 @@ use crate::tls::incoming::ConnInfo;
 const CN_IGNORED: &str =
     "CommonName of client sending a request against gateway will be ignored and not used as expected";
 
+/// What the checks need, read from the flags once per listener.
+pub struct Access {
+    srv: Arc<EtcdServer>,
+    hosts: Vec<String>,
+    origins: Vec<String>,
+}
+
+impl Access {
+    pub fn new(srv: Arc<EtcdServer>) -> Access {
+        Access {
+            hosts: srv.cfg.allowed_hosts(),
+            origins: srv.cfg.cors_origins(),
+            srv,
+        }
+    }
+}
+
 /// The checks, in etcd's order, then the CORS headers.
-pub async fn control(srv: Arc<EtcdServer>, req: Request, next: Next) -> Response {
+pub async fn control(access: Arc<Access>, req: Request, next: Next) -> Response {
+    let srv = &access.srv;
     let conn = req.extensions().get::<ConnInfo>();
     let tls = conn.is_some_and(|c| c.tls);
     let path = req.uri().path();
     let gateway_path = path.starts_with("/v3/") || path.starts_with("/v3beta/");
     if !tls {
         let host = host_name(&req);
-        if !host_allowed(&srv.cfg.allowed_hosts(), host) {
+        if !host_allowed(&access.hosts, host) {
             tracing::warn!(
                 host,
                 "refusing an HTTP request whose Host is not in --host-whitelist (DNS rebinding)"
@@ -49,7 +67,7 @@ pub async fn control(srv: Arc<EtcdServer>, req: Request, next: Next) -> Response
     {
         return (StatusCode::BAD_REQUEST, format!("{CN_IGNORED}\n")).into_response();
     }
-    let origins = srv.cfg.cors_origins();
+    let origins = &access.origins;
     let allow = if origins.iter().any(|o| o == "*") {
         Some(HeaderValue::from_static("*"))
     } else {
