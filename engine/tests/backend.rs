@@ -67,6 +67,44 @@ fn applied_writes_are_visible_before_commit_and_views_are_stable() {
     assert_eq!(after.get(Bucket::Key, b"a").unwrap(), Some(b"1".to_vec()));
 }
 
+#[test]
+fn changes_published_while_no_reader_holds_the_view_are_all_seen() {
+    // With no reader holding the view, an unlock adds its changes in place;
+    // a view taken later must still not change under its reader.
+    let dir = tempfile::tempdir().unwrap();
+    let be = Backend::open(config(dir.path(), HOUR, 1_000_000)).unwrap();
+    for i in 0..50u8 {
+        let mut tx = be.batch().unwrap();
+        tx.put(Bucket::Key, &[i], &[i]).unwrap();
+    }
+    let held = be.read();
+    {
+        let mut tx = be.batch().unwrap();
+        tx.put(Bucket::Key, &[7], b"changed").unwrap();
+        tx.delete(Bucket::Key, &[8]).unwrap();
+    }
+    for i in 50..60u8 {
+        let mut tx = be.batch().unwrap();
+        tx.put(Bucket::Key, &[i], &[i]).unwrap();
+    }
+    let now = be.read();
+    for i in 0..60u8 {
+        let want = match i {
+            7 => Some(b"changed".to_vec()),
+            8 => None,
+            _ => Some(vec![i]),
+        };
+        assert_eq!(now.get(Bucket::Key, &[i]).unwrap(), want, "key {i}");
+        let was = (i < 50).then(|| vec![i]);
+        assert_eq!(
+            held.get(Bucket::Key, &[i]).unwrap(),
+            was,
+            "held view, key {i}"
+        );
+    }
+    assert_eq!(now.range(Bucket::Key, &[], &[], 0).unwrap().len(), 59);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Put(u8, u8),

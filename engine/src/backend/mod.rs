@@ -644,7 +644,13 @@ fn publish(inner: &Inner, batch: &mut Batch) {
     }
     let changes = std::mem::take(&mut batch.unpublished);
     let mut slot = inner.view.write().unwrap_or_else(|e| e.into_inner());
-    *slot = Arc::new(slot.with_changes(changes));
+    // No reader holds the current view: it takes the changes in place (a
+    // persistent map shared with nobody is changed without copying its
+    // nodes). Otherwise readers keep theirs and a new view is made.
+    match Arc::get_mut(&mut slot) {
+        Some(view) => view.add_changes(changes),
+        None => *slot = Arc::new(slot.with_changes(changes)),
+    }
 }
 
 /// Runs the hook, commits the batch, begins the next one and swaps the

@@ -35,16 +35,22 @@ impl ReadView {
 
     /// The same snapshot with more changes on top.
     pub(super) fn with_changes(&self, changes: Buffer) -> ReadView {
-        let mut buf = self.buf.clone();
-        for (k, v) in changes {
-            buf.insert(k, v);
-        }
         // ReadTxn is not Clone (it registers itself); pin the snapshot again
         // through its database handle.
-        ReadView {
+        let mut view = ReadView {
             tx: self.tx.pin_again(),
             buckets: self.buckets.clone(),
-            buf,
+            buf: self.buf.clone(),
+        };
+        view.add_changes(changes);
+        view
+    }
+
+    /// Puts more changes on top of this view (only while no reader holds
+    /// it: a view never changes under a reader).
+    pub(super) fn add_changes(&mut self, changes: Buffer) {
+        for (k, v) in changes {
+            self.buf.insert(k, v);
         }
     }
 
