@@ -18,6 +18,7 @@
 pub mod backend;
 pub mod bbolt;
 pub mod btree;
+pub mod crashpoint;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

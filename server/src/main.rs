@@ -93,6 +93,7 @@ fn run() -> anyhow::Result<()> {
     if output == "systemd/journal" {
         tracing::warn!("--log-outputs=systemd/journal: logging to stderr, which systemd collects");
     }
+    arm_crash_points()?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     // Responses of one applied batch leave a connection in one write
@@ -128,4 +129,34 @@ async fn shutdown_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// Arms the crash points FAILPOINTS names (the fail crate's syntax,
+/// `name=action;name=action`; see strata_engine::crashpoint). A build
+/// without them says so instead of pretending.
+fn arm_crash_points() -> anyhow::Result<()> {
+    let Ok(spec) = std::env::var("FAILPOINTS") else {
+        return Ok(());
+    };
+    let fail = &strata_engine::crashpoint::fail::has_failpoints;
+    if !fail() {
+        tracing::warn!(
+            failpoints = %spec,
+            "FAILPOINTS is set but this build has no fail points (build with --features failpoints)"
+        );
+        return Ok(());
+    }
+    for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, actions) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("FAILPOINTS: {part:?} is not name=action"))?;
+        strata_engine::crashpoint::fail::cfg(name.trim(), actions.trim())
+            .map_err(|e| anyhow::anyhow!("FAILPOINTS: {name}: {e}"))?;
+        tracing::warn!(
+            failpoint = name.trim(),
+            action = actions.trim(),
+            "fail point armed"
+        );
+    }
+    Ok(())
 }

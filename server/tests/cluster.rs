@@ -4,8 +4,7 @@
 //! catching up after a restart.
 
 mod common;
-#[path = "common/linearizable.rs"]
-mod linearizable;
+use strata_fault::linearizable;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -25,8 +25,7 @@
 //! is fixed per member start (raft-rs draws it from an unseeded
 //! generator otherwise); time is the simulation's, in ms.
 
-#[path = "common/linearizable.rs"]
-mod linearizable;
+use strata_fault::linearizable;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};

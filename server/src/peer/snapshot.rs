@@ -63,6 +63,7 @@ impl Pieces {
         if self.buf.is_empty() {
             return Ok(());
         }
+        strata_engine::crash_point!("snapshotSendMidway");
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
         self.tx
             .blocking_send(p::SnapshotChunk {
@@ -249,6 +250,9 @@ async fn write_part(
             ));
         };
         if !chunk.data.is_empty() {
+            if size > 0 {
+                strata_engine::crash_point!("snapshotReceiveMidway");
+            }
             hash.update(&chunk.data);
             size += chunk.data.len() as u64;
             file.write_all(&chunk.data).await.map_err(io)?;

@@ -1,0 +1,248 @@
+//! N real `strata` processes on loopback, each behind its peer proxy
+//! ([`crate::proxy`]): member i listens for peers on its own port and
+//! advertises its proxy's, so every message between members crosses the
+//! harness's network. Each member's stdout and stderr go to `mI.log` in
+//! the run's directory, appended across restarts with a marker line, and
+//! its data dir is `mI/` there: a restart reuses it, as after a crash.
+//!
+//! Ports come from the caller (never 20000-20100, where etcd's e2e suite
+//! listens). Dropping the cluster kills every process it started.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use etcd_client::{Client, ConnectOptions};
+
+use crate::proxy::{self, Net};
+
+#[derive(Debug)]
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub proxy_port: u16,
+    child: Option<Child>,
+    /// Set while the process is stopped with SIGSTOP.
+    pub paused: bool,
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+    pub token: String,
+    pub members: Vec<Member>,
+    pub net: Arc<Net>,
+}
+
+impl Cluster {
+    /// Starts `n` members under `dir`; `ports` holds 3n free ports.
+    /// Must run inside a tokio runtime (the proxies are its tasks).
+    pub async fn start(
+        bin: &Path,
+        dir: &Path,
+        n: usize,
+        ports: &[u16],
+        token: &str,
+    ) -> Result<Cluster> {
+        assert_eq!(ports.len(), 3 * n);
+        let net = Net::new(n);
+        let mut members = Vec::new();
+        for i in 0..n {
+            let (client_port, peer_port, proxy_port) =
+                (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]);
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", proxy_port))
+                .await
+                .with_context(|| format!("proxy port {proxy_port}"))?;
+            proxy::spawn(net.clone(), i, listener, ([127, 0, 0, 1], peer_port).into());
+            members.push(Member {
+                name: format!("m{i}"),
+                client_port,
+                peer_port,
+                proxy_port,
+                child: None,
+                paused: false,
+            });
+        }
+        let mut c = Cluster {
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            token: token.to_string(),
+            members,
+            net,
+        };
+        for i in 0..n {
+            c.spawn(i, None)?;
+        }
+        Ok(c)
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}.log", self.members[i].name))
+    }
+
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.members[i].child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Starts member `i` on its data dir; `failpoints` (the fail crate's
+    /// FAILPOINTS syntax) arms fail points in that process.
+    pub fn spawn(&mut self, i: usize, failpoints: Option<&str>) -> Result<()> {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.proxy_port))
+            .collect();
+        let m = &self.members[i];
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .context("member log")?;
+        writeln!(
+            log,
+            "=== harness: starting {} (failpoints: {})",
+            m.name,
+            failpoints.unwrap_or("none")
+        )?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(self.dir.join(&m.name))
+            .arg("--listen-client-urls")
+            .arg(format!("http://127.0.0.1:{}", m.client_port))
+            .arg("--advertise-client-urls")
+            .arg(format!("http://127.0.0.1:{}", m.client_port))
+            .arg("--listen-peer-urls")
+            .arg(format!("http://127.0.0.1:{}", m.peer_port))
+            .arg("--initial-advertise-peer-urls")
+            .arg(format!("http://127.0.0.1:{}", m.proxy_port))
+            .arg("--initial-cluster")
+            .arg(initial.join(","))
+            .arg("--initial-cluster-token")
+            .arg(&self.token)
+            .env_remove("FAILPOINTS")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(f) = failpoints {
+            cmd.env("FAILPOINTS", f);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.net.set_pid(i, Some(child.id()));
+        let m = &mut self.members[i];
+        m.child = Some(child);
+        m.paused = false;
+        Ok(())
+    }
+
+    /// kill -9, and waits for the process to be gone.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.members[i].paused = false;
+        self.net.set_pid(i, None);
+    }
+
+    /// Waits up to `limit` for member `i`'s process to end by itself; its
+    /// exit status, or None if it still runs.
+    pub fn wait_exit(&mut self, i: usize, limit: Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            let status = self.members[i].child.as_mut()?.try_wait().ok().flatten();
+            if let Some(s) = status {
+                self.members[i].child = None;
+                self.net.set_pid(i, None);
+                return Some(s);
+            }
+            if std::time::Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGSTOP (true) or SIGCONT (false).
+    pub fn pause(&mut self, i: usize, stop: bool) -> Result<()> {
+        let Some(c) = self.members[i].child.as_ref() else {
+            return Ok(());
+        };
+        let sig = if stop { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(c.id().to_string())
+            .status()?
+            .success();
+        if !ok {
+            bail!("kill {sig} {} failed", c.id());
+        }
+        self.members[i].paused = stop;
+        Ok(())
+    }
+
+    /// A client of member `i` alone, with short timeouts.
+    pub async fn client(&self, i: usize) -> Result<Client> {
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(2));
+        Ok(Client::connect([self.endpoint(i)], Some(opts)).await?)
+    }
+
+    /// The index of the member that says it leads, asking each running one.
+    pub async fn leader(&mut self) -> Option<usize> {
+        for i in 0..self.members.len() {
+            if !self.is_running(i) || self.members[i].paused {
+                continue;
+            }
+            let Ok(mut c) = self.client(i).await else {
+                continue;
+            };
+            let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(2), c.status()).await else {
+                continue;
+            };
+            let id = s.header().map(|h| h.member_id()).unwrap_or(0);
+            if id != 0 && s.leader() == id {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// The exit statuses of members that died by themselves, as text.
+    pub fn crashed(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..self.members.len() {
+            if let Some(c) = self.members[i].child.as_mut() {
+                if let Ok(Some(s)) = c.try_wait() {
+                    out.push(format!("{} exited on its own: {s}", self.members[i].name));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}

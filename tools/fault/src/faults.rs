@@ -1,0 +1,157 @@
+//! The faults a run injects, one at a time, each chosen from the seed:
+//! inject, hold, heal, pause. Every fault is healed before the next one,
+//! so that at most one member is down or cut off at once (a three-member
+//! cluster keeps its quorum between faults and usually during them).
+//!
+//! - `kill`, `kill-leader`: kill -9, restart on the same data dir after
+//!   the hold;
+//! - `pause`: SIGSTOP, SIGCONT after the hold (a long GC pause, a frozen
+//!   VM);
+//! - `isolate`, `isolate-leader`: the member cut off from every other, both
+//!   ways (a minority partition; for the leader, the old leader keeps
+//!   believing it leads until check-quorum);
+//! - `one-way`: what one member sends to the others is lost, what they
+//!   send it arrives;
+//! - `delay`: every link slowed by 50-400 ms;
+//! - `crash-point`: the member restarted with one of the crash points that
+//!   normal traffic reaches armed ([`CRASH_POINTS`]); it must die there
+//!   (or the fault says it was not reached), and is restarted plain.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::RngExt;
+
+use crate::cluster::Cluster;
+
+pub const ALL: &[&str] = &[
+    "kill",
+    "kill-leader",
+    "pause",
+    "isolate",
+    "isolate-leader",
+    "one-way",
+    "delay",
+    "crash-point",
+];
+
+/// Crash points that a member under write load reaches by itself.
+pub const CRASH_POINTS: &[&str] = &[
+    "raftBeforeLeaderSend",
+    "raftBeforeSave",
+    "raftAfterSave",
+    "raftBeforeFollowerSend",
+    "beforeApplyOneEntryNormal",
+    "afterApplyOneEntryNormal",
+    "beforeCommit",
+    "afterCommit",
+];
+
+/// What was done, for the report; `restart` says what healing must do.
+#[derive(Debug)]
+pub struct Injected {
+    pub what: String,
+    heal: Heal,
+}
+
+#[derive(Debug)]
+enum Heal {
+    Restart(usize),
+    Resume(usize),
+    Network,
+    /// The member was started with a crash point armed.
+    CrashPoint(usize, String),
+}
+
+/// Injects one fault of `kind`.
+pub async fn inject(c: &mut Cluster, kind: &str, rng: &mut StdRng) -> anyhow::Result<Injected> {
+    let n = c.members.len();
+    let any = rng.random_range(0..n);
+    let pick = |leader: Option<usize>| leader.unwrap_or(any);
+    let i = match kind {
+        "kill-leader" | "isolate-leader" => pick(c.leader().await),
+        _ => any,
+    };
+    let name = c.members[i].name.clone();
+    Ok(match kind {
+        "kill" | "kill-leader" => {
+            c.kill(i);
+            Injected {
+                what: format!("{kind} {name}"),
+                heal: Heal::Restart(i),
+            }
+        }
+        "pause" => {
+            c.pause(i, true)?;
+            Injected {
+                what: format!("pause {name}"),
+                heal: Heal::Resume(i),
+            }
+        }
+        "isolate" | "isolate-leader" => {
+            let others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+            c.net.partition(&[i], &others);
+            Injected {
+                what: format!("{kind} {name}"),
+                heal: Heal::Network,
+            }
+        }
+        "one-way" => {
+            for j in (0..n).filter(|&j| j != i) {
+                c.net.block(i, j);
+            }
+            Injected {
+                what: format!("one-way: {name} unheard"),
+                heal: Heal::Network,
+            }
+        }
+        "delay" => {
+            let ms = rng.random_range(50..400);
+            c.net.delay_all(ms);
+            Injected {
+                what: format!("delay {ms} ms"),
+                heal: Heal::Network,
+            }
+        }
+        "crash-point" => {
+            let point = CRASH_POINTS[rng.random_range(0..CRASH_POINTS.len())];
+            c.kill(i);
+            c.spawn(i, Some(&format!("{point}=return")))?;
+            Injected {
+                what: format!("crash-point {point} on {name}"),
+                heal: Heal::CrashPoint(i, point.to_string()),
+            }
+        }
+        other => anyhow::bail!("unknown fault {other:?} (known: {})", ALL.join(", ")),
+    })
+}
+
+/// Undoes `f`; returns a note to add to its description.
+pub async fn heal(c: &mut Cluster, f: &Injected) -> anyhow::Result<String> {
+    Ok(match &f.heal {
+        Heal::Restart(i) => {
+            c.spawn(*i, None)?;
+            String::new()
+        }
+        Heal::Resume(i) => {
+            c.pause(*i, false)?;
+            String::new()
+        }
+        Heal::Network => {
+            c.net.heal();
+            String::new()
+        }
+        Heal::CrashPoint(i, point) => {
+            let i = *i;
+            let note = match c.wait_exit(i, Duration::ZERO) {
+                Some(status) => format!(" (reached: {status})"),
+                None => {
+                    c.kill(i);
+                    format!(" (not reached; {point} killed with -9)")
+                }
+            };
+            c.spawn(i, None)?;
+            note
+        }
+    })
+}

@@ -1,0 +1,20 @@
+//! The fault harness: N real `strata` processes on loopback, every peer
+//! link through a proxy the harness controls ([`proxy`]), clients that
+//! record every operation ([`workload`]), faults drawn from a seed
+//! ([`faults`]: kill -9, SIGSTOP, partitions, one-way loss, delay, crash
+//! points), and the checks of each history ([`check`], [`linearizable`]).
+//! [`run::run_seed`] is one run; the `strata-fault` binary runs many and
+//! prints the table; `server/tests/faults.rs` runs a short budget in CI.
+//!
+//! A real cluster is not deterministic: a seed fixes the faults' kinds,
+//! order, members and durations and the clients' operations, not the
+//! interleaving. The deterministic simulation
+//! (server/tests/simulation.rs) covers what needs exact replay.
+
+pub mod check;
+pub mod cluster;
+pub mod faults;
+pub mod linearizable;
+pub mod proxy;
+pub mod run;
+pub mod workload;

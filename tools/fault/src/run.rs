@@ -1,0 +1,355 @@
+//! One seeded run: start the cluster, drive the workload while faults come
+//! and go, heal everything, let the members converge, read the cluster's
+//! log back, and check ([`crate::check`]). The run's directory (data dirs,
+//! member logs, `history.txt`) is removed when every check passed and kept
+//! otherwise.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etcd_client::{EventType, WatchOptions};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::check::{self, Log};
+use crate::cluster::Cluster;
+use crate::faults;
+use crate::workload::{self, History, Kind, Record, KEYS};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub strata: PathBuf,
+    /// Runs go in `dir/seed-N`.
+    pub dir: PathBuf,
+    pub members: usize,
+    pub clients: usize,
+    /// How long the workload runs under faults.
+    pub duration: Duration,
+    /// Fault kinds to draw from ([`faults::ALL`] names).
+    pub faults: Vec<String>,
+    /// Keep the run's directory even when it passed.
+    pub keep: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub ops: usize,
+    pub acknowledged: usize,
+    pub unknown: usize,
+    pub faults: Vec<String>,
+    pub violations: Vec<String>,
+    /// Set when the run was kept.
+    pub kept: Option<PathBuf>,
+    pub took: Duration,
+}
+
+/// Free loopback ports below the ephemeral range (outgoing connections
+/// never take them) and away from 20000-20100 (etcd's e2e harness).
+pub fn free_ports(n: usize, salt: u64) -> Vec<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (22000u32, u32::from(ephemeral_low.max(23000)));
+    let span = high - low;
+    let mut at = ((u64::from(std::process::id()) * 7919 + salt * 104_729) % u64::from(span)) as u32;
+    let mut out = Vec::new();
+    for _ in 0..span {
+        if out.len() == n {
+            break;
+        }
+        at = (at + 7919) % span;
+        let port = (low + at) as u16;
+        if !out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            out.push(port);
+        }
+    }
+    out
+}
+
+pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
+    let started = Instant::now();
+    let dir = cfg.dir.join(format!("seed-{seed}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ports = free_ports(3 * cfg.members, seed);
+    if ports.len() != 3 * cfg.members {
+        bail!("not enough free loopback ports");
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut report = Report {
+        seed,
+        ..Report::default()
+    };
+    let mut cluster = Cluster::start(
+        &cfg.strata,
+        &dir,
+        cfg.members,
+        &ports,
+        &format!("fault-{seed}"),
+    )
+    .await?;
+    if !has_leader(&mut cluster, Duration::from_secs(20)).await {
+        report
+            .violations
+            .push("no leader within 20 s of the start".into());
+    }
+
+    let history = Arc::new(History::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let endpoints: Vec<String> = (0..cfg.members).map(|i| cluster.endpoint(i)).collect();
+    let load = tokio::spawn(workload::run(
+        endpoints,
+        cfg.clients,
+        seed,
+        t0,
+        history.clone(),
+        stop.clone(),
+    ));
+
+    let end = t0 + cfg.duration;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+    while Instant::now() + Duration::from_secs(1) < end && !cfg.faults.is_empty() {
+        let kind = cfg.faults[rng.random_range(0..cfg.faults.len())].clone();
+        let f = faults::inject(&mut cluster, &kind, &mut rng).await?;
+        let hold = Duration::from_millis(rng.random_range(500..3000));
+        tokio::time::sleep(hold.min(end.saturating_duration_since(Instant::now()))).await;
+        let note = faults::heal(&mut cluster, &f).await?;
+        report.faults.push(format!(
+            "{:>6.1}s {}{note} for {} ms",
+            (Instant::now() - t0).as_secs_f64(),
+            f.what,
+            hold.as_millis()
+        ));
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..2000))).await;
+    }
+    tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = load.await;
+
+    // Heal whatever is left and converge.
+    cluster.net.heal();
+    for i in 0..cfg.members {
+        if cluster.members[i].paused {
+            cluster.pause(i, false)?;
+        }
+    }
+    for c in cluster.crashed() {
+        report.violations.push(c);
+    }
+    for i in 0..cfg.members {
+        if !cluster.is_running(i) {
+            cluster.spawn(i, None)?;
+        }
+    }
+    let mut records = history.take();
+    let revision = converge(&mut cluster, &mut report).await;
+    final_reads(&cluster, &mut records, t0).await;
+    if let Some(rev) = revision {
+        match read_log(&cluster, rev).await {
+            Ok(log) => report
+                .violations
+                .extend(check::acknowledged_in_log(&records, &log)),
+            Err(e) => report
+                .violations
+                .push(format!("reading the log back: {e:#}")),
+        }
+    }
+    report.violations.extend(check::linearizability(&records));
+    report
+        .violations
+        .extend(check::serializable_reads(&records));
+    drop(cluster);
+    let logs: Vec<(String, String)> = (0..cfg.members)
+        .map(|i| {
+            let name = format!("m{i}");
+            let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+            (name, text)
+        })
+        .collect();
+    report.violations.extend(check::panics(&logs));
+
+    report.ops = records.len();
+    report.acknowledged = records.iter().filter(|r| r.ret.is_some()).count();
+    report.unknown = report.ops - report.acknowledged;
+    write_history(&dir, &records, &report)?;
+    if report.violations.is_empty() && !cfg.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        report.kept = Some(dir);
+    }
+    report.took = started.elapsed();
+    Ok(report)
+}
+
+async fn has_leader(c: &mut Cluster, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if c.leader().await.is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Waits until every member answers Status with the same revision and
+/// raft applied index, then compares their HashKV at that revision.
+/// Returns the revision.
+async fn converge(c: &mut Cluster, report: &mut Report) -> Option<i64> {
+    let n = c.members.len();
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < end {
+        // A linearizable write-free read first: it needs a leader.
+        let mut revs = Vec::new();
+        for i in 0..n {
+            let Ok(mut cl) = c.client(i).await else { break };
+            let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(2), cl.status()).await else {
+                break;
+            };
+            let rev = s.header().map(|h| h.revision()).unwrap_or(0);
+            revs.push((rev, s.raft_applied_index(), s.leader()));
+        }
+        last = format!("{revs:?}");
+        let same = revs.len() == n
+            && revs
+                .iter()
+                .all(|r| r.0 == revs[0].0 && r.1 == revs[0].1 && r.2 != 0 && r.2 == revs[0].2);
+        if same {
+            let rev = revs[0].0;
+            let mut hashes = Vec::new();
+            for i in 0..n {
+                let h = match c.client(i).await {
+                    Ok(mut cl) => cl
+                        .hash_kv(rev)
+                        .await
+                        .map(|h| h.hash())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                hashes.push(h);
+            }
+            if hashes.iter().all(|h| h.is_ok() && *h == hashes[0]) {
+                return Some(rev);
+            }
+            report.violations.push(format!(
+                "members' HashKV differ at revision {rev}: {hashes:?}"
+            ));
+            return Some(rev);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    report.violations.push(format!(
+        "the members did not converge within 30 s of healing: (revision, applied index, leader) {last}"
+    ));
+    None
+}
+
+/// A linearizable read of every key on every member, appended to the
+/// history (after everything else, from a client of its own).
+async fn final_reads(c: &Cluster, records: &mut Vec<Record>, t0: Instant) {
+    for i in 0..c.members.len() {
+        let Ok(mut cl) = c.client(i).await else {
+            continue;
+        };
+        for k in 0..KEYS {
+            let key = format!("k{k}");
+            let invoke = t0.elapsed().as_micros() as u64;
+            let Ok(resp) = cl.get(key.as_str(), None).await else {
+                continue;
+            };
+            let kv = resp.kvs().first();
+            records.push(Record {
+                client: 1000 + i,
+                member: i,
+                key,
+                kind: Kind::Get {
+                    serializable: false,
+                    value: kv.map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                },
+                invoke,
+                ret: Some(t0.elapsed().as_micros() as u64),
+                revision: resp.header().map(|h| h.revision()),
+                mod_revision: kv.map(|kv| kv.mod_revision()),
+            });
+        }
+    }
+}
+
+/// Every event from revision 1 to `upto`, from member 0's watch.
+async fn read_log(c: &Cluster, upto: i64) -> Result<Log> {
+    let mut log = Log::new();
+    if upto < 2 {
+        return Ok(log);
+    }
+    let mut cl = c.client(0).await?;
+    let opts = WatchOptions::new().with_prefix().with_start_revision(1);
+    let mut stream = cl.watch("k", Some(opts)).await?;
+    let mut seen = 0i64;
+    let end = Instant::now() + Duration::from_secs(30);
+    while seen < upto {
+        let left = end.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, stream.message())
+            .await
+            .context("the log was not read back within 30 s")??;
+        let Some(resp) = msg else {
+            bail!("the watch ended at revision {seen}")
+        };
+        if resp.canceled() {
+            bail!("the watch was canceled: {}", resp.cancel_reason());
+        }
+        for e in resp.events() {
+            let Some(kv) = e.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let value = match e.event_type() {
+                EventType::Put => Some(String::from_utf8_lossy(kv.value()).into_owned()),
+                EventType::Delete => None,
+            };
+            log.entry(kv.mod_revision()).or_default().push((key, value));
+            seen = seen.max(kv.mod_revision());
+        }
+        // A progress notification past `upto` (not the creation answer,
+        // which is empty too): nothing more below it.
+        if let Some(h) = resp.header() {
+            if !resp.created() && resp.events().is_empty() && h.revision() >= upto {
+                break;
+            }
+        }
+    }
+    Ok(log)
+}
+
+fn write_history(dir: &Path, records: &[Record], report: &Report) -> Result<()> {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for f in &report.faults {
+        let _ = writeln!(s, "fault {f}");
+    }
+    for v in &report.violations {
+        let _ = writeln!(s, "VIOLATION {v}");
+    }
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    sorted.sort_by_key(|r| r.invoke);
+    for r in sorted {
+        let _ = writeln!(
+            s,
+            "{:>10} {:>10} c{} m{} {} {:?} rev={:?} mod={:?}",
+            r.invoke,
+            r.ret.map_or("?".to_string(), |t| t.to_string()),
+            r.client,
+            r.member,
+            r.key,
+            r.kind,
+            r.revision,
+            r.mod_revision
+        );
+    }
+    std::fs::write(dir.join("history.txt"), s)?;
+    Ok(())
+}

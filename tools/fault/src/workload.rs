@@ -1,0 +1,262 @@
+//! Clients that drive the cluster and record every operation with its
+//! invoke and return time (µs since the run began, one clock for all).
+//!
+//! Client c talks to member c mod N alone, so that followers serve as
+//! much as the leader. Operations, on a few keys (`k0`..): put,
+//! linearizable and serializable get, delete, and compare-and-set (a txn:
+//! if the key holds what this client last saw, put a new value, else get
+//! it). Every value written is unique (`cC-N`). An operation that fails or
+//! times out is recorded with no return when it may have changed the key
+//! (its outcome is unknown), and left out when it is a read; the client
+//! then reconnects after a short pause.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+pub const KEYS: usize = 5;
+const OP_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Put {
+        value: String,
+    },
+    Get {
+        serializable: bool,
+        value: Option<String>,
+    },
+    /// `deleted`: how many keys the delete removed (unknown without return).
+    Delete {
+        deleted: Option<i64>,
+    },
+    /// `succeeded` None: outcome unknown; `seen`: what the else branch read.
+    Cas {
+        expect: Option<String>,
+        new: String,
+        succeeded: Option<bool>,
+        seen: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub client: usize,
+    pub member: usize,
+    pub key: String,
+    pub kind: Kind,
+    pub invoke: u64,
+    /// None: no answer (outcome unknown).
+    pub ret: Option<u64>,
+    /// The response header's revision.
+    pub revision: Option<i64>,
+    /// For a get that found the key: its mod_revision.
+    pub mod_revision: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct History {
+    pub records: Mutex<Vec<Record>>,
+}
+
+impl History {
+    fn push(&self, r: Record) {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(r);
+    }
+
+    pub fn take(&self) -> Vec<Record> {
+        std::mem::take(&mut *self.records.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Runs `clients` clients until `stop` is set; each one's choices come
+/// from `seed` and its index.
+pub async fn run(
+    endpoints: Vec<String>,
+    clients: usize,
+    seed: u64,
+    start: Instant,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let member = c % endpoints.len();
+        let ep = endpoints[member].clone();
+        let history = history.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            client_loop(c, member, ep, seed, start, history, stop).await
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn connect(ep: &str) -> Option<Client> {
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(OP_TIMEOUT);
+    Client::connect([ep], Some(opts)).await.ok()
+}
+
+async fn client_loop(
+    c: usize,
+    member: usize,
+    ep: String,
+    seed: u64,
+    start: Instant,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng =
+        StdRng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(c as u64 + 1)));
+    let mut client: Option<Client> = None;
+    let mut last_seen: Vec<Option<String>> = vec![None; KEYS];
+    let mut n = 0u64;
+    let now = || start.elapsed().as_micros() as u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(cl) = client.as_mut() else {
+            client = connect(&ep).await;
+            if client.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            continue;
+        };
+        let k = rng.random_range(0..KEYS);
+        let key = format!("k{k}");
+        n += 1;
+        let value = format!("c{c}-{n}");
+        let roll = rng.random_range(0..100);
+        let invoke = now();
+        let mut rec = Record {
+            client: c,
+            member,
+            key: key.clone(),
+            kind: Kind::Put {
+                value: value.clone(),
+            },
+            invoke,
+            ret: None,
+            revision: None,
+            mod_revision: None,
+        };
+        let ok = match roll {
+            0..35 => {
+                let r =
+                    tokio::time::timeout(OP_TIMEOUT, cl.put(key.as_str(), value.as_str(), None))
+                        .await;
+                match r {
+                    Ok(Ok(resp)) => {
+                        rec.revision = resp.header().map(|h| h.revision());
+                        last_seen[k] = Some(value);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            35..70 => {
+                let serializable = roll >= 60;
+                let opts = serializable.then(|| GetOptions::new().with_serializable());
+                match tokio::time::timeout(OP_TIMEOUT, cl.get(key.as_str(), opts)).await {
+                    Ok(Ok(resp)) => {
+                        let kv = resp.kvs().first();
+                        let got = kv.map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+                        rec.mod_revision = kv.map(|kv| kv.mod_revision());
+                        rec.revision = resp.header().map(|h| h.revision());
+                        last_seen[k] = got.clone();
+                        rec.kind = Kind::Get {
+                            serializable,
+                            value: got,
+                        };
+                        true
+                    }
+                    _ => {
+                        // A read without an answer tells nothing.
+                        client = None;
+                        tokio::time::sleep(Duration::from_millis(rng.random_range(20..200))).await;
+                        continue;
+                    }
+                }
+            }
+            70..80 => {
+                rec.kind = Kind::Delete { deleted: None };
+                match tokio::time::timeout(OP_TIMEOUT, cl.delete(key.as_str(), None)).await {
+                    Ok(Ok(resp)) => {
+                        rec.revision = resp.header().map(|h| h.revision());
+                        rec.kind = Kind::Delete {
+                            deleted: Some(resp.deleted()),
+                        };
+                        last_seen[k] = None;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => {
+                let expect = last_seen[k].clone();
+                let cmp = match &expect {
+                    Some(v) => Compare::value(key.as_str(), CompareOp::Equal, v.as_str()),
+                    None => Compare::version(key.as_str(), CompareOp::Equal, 0),
+                };
+                let txn = Txn::new()
+                    .when([cmp])
+                    .and_then([TxnOp::put(key.as_str(), value.as_str(), None)])
+                    .or_else([TxnOp::get(key.as_str(), None)]);
+                rec.kind = Kind::Cas {
+                    expect: expect.clone(),
+                    new: value.clone(),
+                    succeeded: None,
+                    seen: None,
+                };
+                match tokio::time::timeout(OP_TIMEOUT, cl.txn(txn)).await {
+                    Ok(Ok(resp)) => {
+                        rec.revision = resp.header().map(|h| h.revision());
+                        let seen = if resp.succeeded() {
+                            None
+                        } else {
+                            resp.op_responses()
+                                .into_iter()
+                                .find_map(|r| match r {
+                                    TxnOpResponse::Get(g) => Some(g.kvs().first().map(|kv| {
+                                        String::from_utf8_lossy(kv.value()).into_owned()
+                                    })),
+                                    _ => None,
+                                })
+                                .flatten()
+                        };
+                        last_seen[k] = if resp.succeeded() {
+                            Some(value.clone())
+                        } else {
+                            seen.clone()
+                        };
+                        rec.kind = Kind::Cas {
+                            expect,
+                            new: value,
+                            succeeded: Some(resp.succeeded()),
+                            seen,
+                        };
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        };
+        if ok {
+            rec.ret = Some(now());
+        }
+        history.push(rec);
+        if !ok {
+            client = None;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(20..200))).await;
+        }
+    }
+}
