@@ -250,12 +250,10 @@ async fn write_part(
             ));
         };
         if !chunk.data.is_empty() {
-            if size > 0 {
-                strata_engine::crash_point!("snapshotReceiveMidway");
-            }
             hash.update(&chunk.data);
             size += chunk.data.len() as u64;
             file.write_all(&chunk.data).await.map_err(io)?;
+            strata_engine::crash_point!("snapshotReceiveMidway");
         }
         if !chunk.sha256.is_empty() {
             let got: [u8; 32] = hash.finalize().into();

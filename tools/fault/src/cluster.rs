@@ -38,6 +38,8 @@ pub struct Cluster {
     pub token: String,
     pub members: Vec<Member>,
     pub net: Arc<Net>,
+    /// More flags for every member.
+    pub extra: Vec<String>,
 }
 
 impl Cluster {
@@ -49,6 +51,18 @@ impl Cluster {
         n: usize,
         ports: &[u16],
         token: &str,
+    ) -> Result<Cluster> {
+        Cluster::start_with(bin, dir, n, ports, token, &[]).await
+    }
+
+    /// As [`Cluster::start`], with more flags for every member.
+    pub async fn start_with(
+        bin: &Path,
+        dir: &Path,
+        n: usize,
+        ports: &[u16],
+        token: &str,
+        extra: &[&str],
     ) -> Result<Cluster> {
         assert_eq!(ports.len(), 3 * n);
         let net = Net::new(n);
@@ -75,6 +89,7 @@ impl Cluster {
             token: token.to_string(),
             members,
             net,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n {
             c.spawn(i, None)?;
@@ -134,6 +149,7 @@ impl Cluster {
             .arg(initial.join(","))
             .arg("--initial-cluster-token")
             .arg(&self.token)
+            .args(&self.extra)
             .env_remove("FAILPOINTS")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -163,7 +179,11 @@ impl Cluster {
 
     /// Waits up to `limit` for member `i`'s process to end by itself; its
     /// exit status, or None if it still runs.
-    pub fn wait_exit(&mut self, i: usize, limit: Duration) -> Option<std::process::ExitStatus> {
+    pub async fn wait_exit(
+        &mut self,
+        i: usize,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
         let end = std::time::Instant::now() + limit;
         loop {
             let status = self.members[i].child.as_mut()?.try_wait().ok().flatten();
@@ -175,7 +195,7 @@ impl Cluster {
             if std::time::Instant::now() >= end {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -203,6 +223,16 @@ impl Cluster {
             .with_connect_timeout(Duration::from_secs(1))
             .with_timeout(Duration::from_secs(2));
         Ok(Client::connect([self.endpoint(i)], Some(opts)).await?)
+    }
+
+    /// Member `i`'s id, from its Status.
+    pub async fn member_id(&self, i: usize) -> Option<u64> {
+        let mut c = self.client(i).await.ok()?;
+        let s = tokio::time::timeout(Duration::from_secs(2), c.status())
+            .await
+            .ok()?
+            .ok()?;
+        s.header().map(|h| h.member_id())
     }
 
     /// The index of the member that says it leads, asking each running one.

@@ -143,7 +143,7 @@ pub async fn heal(c: &mut Cluster, f: &Injected) -> anyhow::Result<String> {
         }
         Heal::CrashPoint(i, point) => {
             let i = *i;
-            let note = match c.wait_exit(i, Duration::ZERO) {
+            let note = match c.wait_exit(i, Duration::ZERO).await {
                 Some(status) => format!(" (reached: {status})"),
                 None => {
                     c.kill(i);

@@ -4,7 +4,8 @@
 //! ([`faults`]: kill -9, SIGSTOP, partitions, one-way loss, delay, crash
 //! points), and the checks of each history ([`check`], [`linearizable`]).
 //! [`run::run_seed`] is one run; the `strata-fault` binary runs many and
-//! prints the table; `server/tests/faults.rs` runs a short budget in CI.
+//! prints the table; [`sweep`] crashes a member at each crash point in
+//! turn; `server/tests/faults.rs` runs both, on a short budget, in CI.
 //!
 //! A real cluster is not deterministic: a seed fixes the faults' kinds,
 //! order, members and durations and the clients' operations, not the
@@ -17,4 +18,5 @@ pub mod faults;
 pub mod linearizable;
 pub mod proxy;
 pub mod run;
+pub mod sweep;
 pub mod workload;

@@ -44,6 +44,10 @@ pub struct Report {
     pub violations: Vec<String>,
     /// Set when the run was kept.
     pub kept: Option<PathBuf>,
+    /// How long the closing phases took.
+    pub phases: Vec<(&'static str, Duration)>,
+    /// The history itself.
+    pub records: Vec<Record>,
     pub took: Duration,
 }
 
@@ -148,7 +152,15 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
         }
     }
     let mut records = history.take();
-    let revision = converge(&mut cluster, &mut report).await;
+    let phase = Instant::now();
+    let revision = match converge(&mut cluster).await {
+        Ok(rev) => Some(rev),
+        Err(e) => {
+            report.violations.push(e);
+            None
+        }
+    };
+    report.phases.push(("converge", phase.elapsed()));
     final_reads(&cluster, &mut records, t0).await;
     if let Some(rev) = revision {
         match read_log(&cluster, rev).await {
@@ -160,7 +172,9 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
                 .push(format!("reading the log back: {e:#}")),
         }
     }
+    let phase = Instant::now();
     report.violations.extend(check::linearizability(&records));
+    report.phases.push(("linearizability", phase.elapsed()));
     report
         .violations
         .extend(check::serializable_reads(&records));
@@ -184,6 +198,7 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
         report.kept = Some(dir);
     }
     report.took = started.elapsed();
+    report.records = records;
     Ok(report)
 }
 
@@ -198,15 +213,15 @@ async fn has_leader(c: &mut Cluster, limit: Duration) -> bool {
     false
 }
 
-/// Waits until every member answers Status with the same revision and
-/// raft applied index, then compares their HashKV at that revision.
-/// Returns the revision.
-async fn converge(c: &mut Cluster, report: &mut Report) -> Option<i64> {
+/// Waits (30 s at most) until every member answers Status with the same
+/// revision, raft applied index and leader, then compares their HashKV at
+/// that (current) revision, with their compact revisions. Returns the
+/// revision, or what was wrong.
+pub async fn converge(c: &mut Cluster) -> Result<i64, String> {
     let n = c.members.len();
     let end = Instant::now() + Duration::from_secs(30);
     let mut last = String::new();
     while Instant::now() < end {
-        // A linearizable write-free read first: it needs a leader.
         let mut revs = Vec::new();
         for i in 0..n {
             let Ok(mut cl) = c.client(i).await else { break };
@@ -225,30 +240,33 @@ async fn converge(c: &mut Cluster, report: &mut Report) -> Option<i64> {
             let rev = revs[0].0;
             let mut hashes = Vec::new();
             for i in 0..n {
+                // 0: the current revision (a revision at the compact
+                // revision is refused as compacted, as etcd 3.5 does).
                 let h = match c.client(i).await {
                     Ok(mut cl) => cl
-                        .hash_kv(rev)
+                        .hash_kv(0)
                         .await
-                        .map(|h| h.hash())
+                        .map(|h| {
+                            let at = h.header().map(|h| h.revision());
+                            (h.hash(), h.compact_version(), at)
+                        })
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
                 hashes.push(h);
             }
             if hashes.iter().all(|h| h.is_ok() && *h == hashes[0]) {
-                return Some(rev);
+                return Ok(rev);
             }
-            report.violations.push(format!(
+            return Err(format!(
                 "members' HashKV differ at revision {rev}: {hashes:?}"
             ));
-            return Some(rev);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    report.violations.push(format!(
+    Err(format!(
         "the members did not converge within 30 s of healing: (revision, applied index, leader) {last}"
-    ));
-    None
+    ))
 }
 
 /// A linearizable read of every key on every member, appended to the

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use comfy_table::Table;
-use strata_fault::{faults, run};
+use strata_fault::{faults, run, sweep};
 
 #[derive(Parser, Debug)]
 #[command(about = "Seeded fault runs against a real strata cluster")]
@@ -46,6 +46,12 @@ struct Args {
     /// Print each run's faults.
     #[arg(long, short)]
     verbose: bool,
+    /// Instead of seeded runs: crash a member at each crash point in turn
+    /// (all of them, or those named with --points).
+    #[arg(long)]
+    sweep: bool,
+    #[arg(long, value_delimiter = ',')]
+    points: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +84,45 @@ fn main() -> anyhow::Result<()> {
         cfg.faults.join(",")
     );
     let rt = tokio::runtime::Runtime::new()?;
+    if a.sweep {
+        let points: Vec<&str> = if a.points.is_empty() {
+            sweep::POINTS.to_vec()
+        } else {
+            a.points.iter().map(String::as_str).collect()
+        };
+        let dir = a.dir.join("sweep");
+        let out = rt.block_on(sweep::sweep(&cfg.strata, &dir, &points))?;
+        let mut table = Table::new();
+        table.set_header([
+            "crash point",
+            "member",
+            "reached",
+            "writes",
+            "violations",
+            "took",
+        ]);
+        let mut bad = 0;
+        for o in &out {
+            for v in &o.violations {
+                println!("{}: VIOLATION {v}", o.point);
+            }
+            bad += o.violations.len();
+            table.add_row([
+                o.point.clone(),
+                o.member.clone(),
+                o.reached.to_string(),
+                o.writes.to_string(),
+                o.violations.len().to_string(),
+                format!("{:.1} s", o.took.as_secs_f64()),
+            ]);
+        }
+        println!("{table}");
+        if bad > 0 {
+            println!("files in {}", dir.display());
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let mut table = Table::new();
     table.set_header([
         "seed",
@@ -95,6 +140,9 @@ fn main() -> anyhow::Result<()> {
         if a.verbose || !r.violations.is_empty() {
             for f in &r.faults {
                 println!("seed {seed}: {f}");
+            }
+            for (what, took) in &r.phases {
+                println!("seed {seed}: {what} took {:.1} s", took.as_secs_f64());
             }
         }
         for v in &r.violations {
