@@ -149,9 +149,8 @@ pub async fn run(
         let grpc = grpc
             .into_axum_router()
             .layer(axum::middleware::from_fn(move |req, next| {
-                learner_gate(status.clone(), req, next)
-            }))
-            .layer(axum::middleware::from_fn(crate::metrics::grpc::track));
+                client_rpc(status.clone(), req, next)
+            }));
         // The JSON gateway calls into the same gRPC router; the HTTP side
         // passes etcd's access controller (Host, CORS).
         let mut web = http::router(srv.clone());
@@ -315,10 +314,12 @@ fn require_leader(
     }
 }
 
-/// etcd's learners serve serializable reads, Status and MemberList only;
-/// any other RPC gets "rpc not supported for learner" (a linearizable
-/// Range is refused by the KV service itself).
-async fn learner_gate(
+/// Every client RPC, in one layer (each layer clones and boxes the
+/// service behind it per request): counted in the gRPC metrics, and
+/// gated on a learner: etcd's learners serve serializable reads, Status
+/// and MemberList only; any other RPC gets "rpc not supported for
+/// learner" (a linearizable Range is refused by the KV service itself).
+async fn client_rpc(
     status: Arc<crate::raftnode::NodeStatus>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -328,14 +329,18 @@ async fn learner_gate(
         "/etcdserverpb.Maintenance/Status",
         "/etcdserverpb.Cluster/MemberList",
     ];
-    let path = req.uri().path();
-    if status.learner.load(std::sync::atomic::Ordering::Acquire)
-        && path.starts_with("/etcdserverpb.")
-        && !ALLOWED.contains(&path)
-    {
-        return tonic::Status::from(crate::errors::EtcdError::NotSupportedForLearner).into_http();
-    }
-    next.run(req).await
+    crate::metrics::grpc::track(req, |req| async move {
+        let path = req.uri().path();
+        if status.learner.load(std::sync::atomic::Ordering::Acquire)
+            && path.starts_with("/etcdserverpb.")
+            && !ALLOWED.contains(&path)
+        {
+            return tonic::Status::from(crate::errors::EtcdError::NotSupportedForLearner)
+                .into_http();
+        }
+        next.run(req).await
+    })
+    .await
 }
 
 /// A lone member binds its peer listeners once a member is added (until

@@ -192,6 +192,14 @@ impl EtcdServer {
         self.send(Input::Step(Box::new(m)))
     }
 
+    /// Hands a peer's batch of messages to raft, in one piece.
+    pub fn step_all(&self, ms: Vec<raft::eraftpb::Message>) -> Result<(), EtcdError> {
+        if ms.is_empty() {
+            return Ok(());
+        }
+        self.send(Input::Steps(ms))
+    }
+
     /// A fresh request id (unique per member: member bits, start time, a
     /// counter).
     pub fn next_id(&self) -> u64 {

@@ -6,42 +6,60 @@
 //! trailers when the response body ends (streams included); a response
 //! dropped before its trailers (the client went away) counts as
 //! `Canceled`.
+//!
+//! The counters of each method are looked up once and kept (a lookup by
+//! label values hashes every label; this runs on every request): at most
+//! [`CACHED_METHODS`] methods, past which (paths are the client's to
+//! choose) a request's counters are looked up by label as before.
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Frame;
 
-/// grpc-go's names of the status codes.
-fn code_name(code: &[u8]) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "Canceled",
-        "Unknown",
-        "InvalidArgument",
-        "DeadlineExceeded",
-        "NotFound",
-        "AlreadyExists",
-        "PermissionDenied",
-        "ResourceExhausted",
-        "FailedPrecondition",
-        "Aborted",
-        "OutOfRange",
-        "Unimplemented",
-        "Internal",
-        "Unavailable",
-        "DataLoss",
-        "Unauthenticated",
-    ];
+/// grpc-go's names of the status codes, by code.
+const NAMES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+/// The code's index in [`NAMES`] (a code grpc-go does not name is
+/// `Unknown`).
+fn code_index(code: &[u8]) -> usize {
+    const UNKNOWN: usize = 2;
     std::str::from_utf8(code)
         .ok()
         .and_then(|s| s.parse::<usize>().ok())
-        .and_then(|i| NAMES.get(i).copied())
-        .unwrap_or("Unknown")
+        .filter(|&i| i < NAMES.len())
+        .unwrap_or(UNKNOWN)
 }
+
+#[cfg(test)]
+fn code_name(code: &[u8]) -> &'static str {
+    NAMES[code_index(code)]
+}
+
+const OK: usize = 0;
+const CANCELED: usize = 1;
 
 /// go-grpc-prometheus's grpc_type of each streaming method; the rest are
 /// unary.
@@ -55,25 +73,67 @@ fn grpc_type(service: &str, method: &str) -> &'static str {
     }
 }
 
+/// One method's counters: started, and handled by code (made on first
+/// use).
 struct Labels {
+    started: prometheus::IntCounter,
     typ: &'static str,
     service: String,
     method: String,
+    handled: [OnceLock<prometheus::IntCounter>; 17],
 }
 
 impl Labels {
-    fn handled(&self, code: &str) {
-        super::global()
-            .grpc_handled
-            .with_label_values(&[self.typ, &self.service, &self.method, code])
+    fn new(service: &str, method: &str) -> Labels {
+        let typ = grpc_type(service, method);
+        Labels {
+            started: super::global()
+                .grpc_started
+                .with_label_values(&[typ, service, method]),
+            typ,
+            service: service.to_string(),
+            method: method.to_string(),
+            handled: Default::default(),
+        }
+    }
+
+    fn handled(&self, code: usize) {
+        self.handled[code]
+            .get_or_init(|| {
+                super::global().grpc_handled.with_label_values(&[
+                    self.typ,
+                    &self.service,
+                    &self.method,
+                    NAMES[code],
+                ])
+            })
             .inc();
     }
+}
+
+/// How many methods' counters are kept.
+pub const CACHED_METHODS: usize = 256;
+
+/// The counters of the method at `path` (`/service/method`).
+fn labels(path: &str) -> Option<Arc<Labels>> {
+    static CACHE: OnceLock<RwLock<HashMap<String, Arc<Labels>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(l) = cache.read().unwrap_or_else(|e| e.into_inner()).get(path) {
+        return Some(l.clone());
+    }
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let l = Arc::new(Labels::new(service, method));
+    let mut w = cache.write().unwrap_or_else(|e| e.into_inner());
+    if w.len() < CACHED_METHODS {
+        w.insert(path.to_string(), l.clone());
+    }
+    Some(l)
 }
 
 /// A response body that counts its RPC as handled when it ends.
 struct Counted {
     inner: Body,
-    labels: Option<Labels>,
+    labels: Option<Arc<Labels>>,
 }
 
 impl http_body::Body for Counted {
@@ -89,13 +149,13 @@ impl http_body::Body for Counted {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
                     if let Some(l) = self.labels.take() {
-                        l.handled(code_name(code.as_bytes()));
+                        l.handled(code_index(code.as_bytes()));
                     }
                 }
             }
             Poll::Ready(None) => {
                 if let Some(l) = self.labels.take() {
-                    l.handled("OK");
+                    l.handled(OK);
                 }
             }
             _ => {}
@@ -115,33 +175,26 @@ impl http_body::Body for Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(l) = self.labels.take() {
-            l.handled("Canceled");
+            l.handled(CANCELED);
         }
     }
 }
 
 /// The middleware.
-pub async fn track(req: axum::extract::Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let Some((service, method)) = path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once('/'))
-        .map(|(s, m)| (s.to_string(), m.to_string()))
-    else {
-        return next.run(req).await;
+/// Counts the RPC `run` answers (the middleware's body, for a caller that
+/// has more to do in the same layer).
+pub async fn track<F, Fut>(req: axum::extract::Request, run: F) -> Response
+where
+    F: FnOnce(axum::extract::Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let Some(labels) = labels(req.uri().path()) else {
+        return run(req).await;
     };
-    let labels = Labels {
-        typ: grpc_type(&service, &method),
-        service,
-        method,
-    };
-    super::global()
-        .grpc_started
-        .with_label_values(&[labels.typ, &labels.service, &labels.method])
-        .inc();
-    let resp = next.run(req).await;
+    labels.started.inc();
+    let resp = run(req).await;
     if let Some(code) = resp.headers().get("grpc-status") {
-        labels.handled(code_name(code.as_bytes()));
+        labels.handled(code_index(code.as_bytes()));
         return resp;
     }
     let (parts, body) = resp.into_parts();

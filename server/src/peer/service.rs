@@ -202,6 +202,7 @@ impl p::peer_server::Peer for PeerService {
                     .with_label_values(&[&crate::metrics::peer_label(from)])
             });
             counter.inc_by(prost::Message::encoded_len(&batch) as u64);
+            let mut ms = Vec::with_capacity(batch.messages.len());
             for m in batch.messages {
                 let m = convert::from_pb(m).map_err(Status::invalid_argument)?;
                 if m.msg_type == raft::eraftpb::MessageType::MsgSnapshot {
@@ -210,8 +211,9 @@ impl p::peer_server::Peer for PeerService {
                         "a raft snapshot outside the snapshot stream",
                     ));
                 }
-                self.srv.step(m)?;
+                ms.push(m);
             }
+            self.srv.step_all(ms)?;
         }
         Ok(Response::new(p::RaftAck {}))
     }

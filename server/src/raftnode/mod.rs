@@ -114,6 +114,8 @@ pub enum Input {
     ReadIndex(oneshot::Sender<u64>),
     Tick,
     Step(Box<Message>),
+    /// A peer's batch of messages, in order (one wake of the loop).
+    Steps(Vec<Message>),
     /// A membership change (its `id` is the request's).
     ProposeConfChange(ConfChange),
     /// Whether learner `id` has caught up with the leader (None: this
@@ -285,22 +287,8 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                         self.raw.read_index(ctx);
                     }
                 }
-                Input::Step(msg) => {
-                    if msg.msg_type == MessageType::MsgSnapshot
-                        && !self.sm.has_snapshot(&msg.get_snapshot().data)
-                    {
-                        // Its file is gone (a restart cleaned it up, or a
-                        // newer install): raft must not take it.
-                        tracing::warn!(
-                            from = format!("{:x}", msg.from),
-                            "a raft snapshot whose db file is missing was dropped"
-                        );
-                        continue;
-                    }
-                    if let Err(e) = self.raw.step(*msg) {
-                        tracing::debug!(error = %e, "raft step");
-                    }
-                }
+                Input::Step(msg) => self.step(*msg),
+                Input::Steps(msgs) => msgs.into_iter().for_each(|m| self.step(m)),
                 Input::ProposeConfChange(cc) => {
                     let id = cc.id;
                     if self.raw.propose_conf_change(Vec::new(), cc).is_err() {
@@ -347,6 +335,23 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         }
         self.status.term.store(term, Ordering::Release);
         Ok(stop)
+    }
+
+    fn step(&mut self, msg: Message) {
+        if msg.msg_type == MessageType::MsgSnapshot
+            && !self.sm.has_snapshot(&msg.get_snapshot().data)
+        {
+            // Its file is gone (a restart cleaned it up, or a newer
+            // install): raft must not take it.
+            tracing::warn!(
+                from = format!("{:x}", msg.from),
+                "a raft snapshot whose db file is missing was dropped"
+            );
+            return;
+        }
+        if let Err(e) = self.raw.step(msg) {
+            tracing::debug!(error = %e, "raft step");
+        }
     }
 
     /// etcd's isLearnerReady: the learner's log reaches 90% of the
