@@ -716,10 +716,10 @@ impl WriteTxn {
             .io
             .write_at(&meta.encode(), (meta.txid % 2) * ps as u64)?;
         if !shared.no_sync {
-            fail::fail_point!("btree::commit::sync", |_| Err(std::io::Error::other(
-                "injected fsync failure"
-            )
-            .into()));
+            // A failed fsync: EIO, as fdatasync(2) reports it.
+            fail::fail_point!("btree::commit::sync", |_| Err(
+                std::io::Error::from_raw_os_error(5).into()
+            ));
             shared.io.sync_data()?;
         }
 

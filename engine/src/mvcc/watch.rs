@@ -396,6 +396,18 @@ impl WatchableStore {
             .then_some(st.current)
     }
 
+    /// The store's revision if every watcher in `ids` is synced, read
+    /// under one lock: every event at or below it for those watchers is
+    /// then already in their channels (a write sends to synced watchers
+    /// while it holds the store's state).
+    pub fn progress_all(&self, ids: impl IntoIterator<Item = i64>) -> Option<i64> {
+        let st = self.store.read_state();
+        let sets = self.hub.sets();
+        ids.into_iter()
+            .all(|id| sets.synced.contains_key(&id))
+            .then_some(st.current)
+    }
+
     /// Catches unsynced watchers up and retries victims now.
     pub fn sync(&self) -> Result<()> {
         sync(&self.store, &self.hub)

@@ -288,9 +288,8 @@ impl Wal {
             return Ok(());
         }
         let written = (|| {
-            fail::fail_point!("wal::write", |_| Err(std::io::Error::other(
-                "injected write failure"
-            )));
+            // A full disk: ENOSPC, as write(2) reports it.
+            fail::fail_point!("wal::write", |_| Err(std::io::Error::from_raw_os_error(28)));
             self.tail.write_all_at(&self.buf, self.offset)
         })();
         if let Err(e) = written {
@@ -307,9 +306,8 @@ impl Wal {
         self.flush()?;
         if !self.opts.no_sync {
             let synced = (|| {
-                fail::fail_point!("wal::sync", |_| Err(std::io::Error::other(
-                    "injected fsync failure"
-                )));
+                // A failed fsync: EIO, as fdatasync(2) reports it.
+                fail::fail_point!("wal::sync", |_| Err(std::io::Error::from_raw_os_error(5)));
                 self.tail.sync_data()
             })();
             if let Err(e) = synced {

@@ -189,17 +189,28 @@ impl StreamState {
     /// The store revision if every watcher of the stream is synced.
     fn all_synced(&self) -> Option<i64> {
         let store = &self.srv.shared.store;
-        let mut rev = self.srv.store().revision();
-        for w in self.watchers.values() {
-            rev = store.progress(w.engine_id)?;
-        }
-        Some(rev)
+        store.progress_all(self.watchers.values().map(|w| w.engine_id))
     }
 
-    async fn progress_request(&mut self) -> bool {
+    /// Delivers what the engine already queued for this stream: a
+    /// progress response at revision R must come after every event at or
+    /// below R, and those may still wait in the queue.
+    async fn flush_queued(&mut self, ev_rx: &mut mpsc::Receiver<m::WatchResponse>) -> bool {
+        while let Ok(r) = ev_rx.try_recv() {
+            if !self.deliver(r).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn progress_request(&mut self, ev_rx: &mut mpsc::Receiver<m::WatchResponse>) -> bool {
         match self.all_synced() {
             Some(rev) => {
                 self.progress_pending = false;
+                if !self.flush_queued(ev_rx).await {
+                    return false;
+                }
                 self.send(pb::WatchResponse {
                     header: Some(self.header(rev)),
                     watch_id: INVALID_WATCH_ID,
@@ -274,7 +285,7 @@ impl StreamState {
         true
     }
 
-    async fn periodic_progress(&mut self) -> bool {
+    async fn periodic_progress(&mut self, ev_rx: &mut mpsc::Receiver<m::WatchResponse>) -> bool {
         let store = self.srv.shared.store.clone();
         let mut due = Vec::new();
         for (&id, w) in self.watchers.iter_mut() {
@@ -286,6 +297,9 @@ impl StreamState {
                 }
                 w.active = false;
             }
+        }
+        if !due.is_empty() && !self.flush_queued(ev_rx).await {
+            return false;
         }
         for (id, rev) in due {
             if !self
@@ -371,7 +385,7 @@ impl pb::watch_server::Watch for WatchService {
                             match w.request_union {
                                 Some(U::CreateRequest(c)) => st.create(c).await,
                                 Some(U::CancelRequest(c)) => st.cancel(c.watch_id).await,
-                                Some(U::ProgressRequest(_)) => st.progress_request().await,
+                                Some(U::ProgressRequest(_)) => st.progress_request(&mut ev_rx).await,
                                 None => true,
                             }
                         }
@@ -379,8 +393,8 @@ impl pb::watch_server::Watch for WatchService {
                     },
                     () = st.out.closed() => false,
                     Some(r) = ev_rx.recv() => st.deliver(r).await,
-                    _ = notify.tick() => st.periodic_progress().await,
-                    _ = pending_check.tick(), if st.progress_pending => st.progress_request().await,
+                    _ = notify.tick() => st.periodic_progress(&mut ev_rx).await,
+                    _ = pending_check.tick(), if st.progress_pending => st.progress_request(&mut ev_rx).await,
                     _ = leader_check.tick(), if require_leader => {
                         if status.leader.load(std::sync::atomic::Ordering::Acquire) == 0 {
                             leaderless += 1;

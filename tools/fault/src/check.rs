@@ -10,6 +10,9 @@
 //!   a key is the event at the revision its response named; each read
 //!   that found a key saw the value the log holds at its mod_revision; the
 //!   log holds no value that no client wrote;
+//! - watch guarantees ([`watches`]): each member's watcher saw exactly
+//!   the log, in order, across reconnects, no revision split, no progress
+//!   notification ahead of its events;
 //! - members' logs hold no panic.
 
 use std::collections::{BTreeMap, HashSet};
@@ -207,4 +210,57 @@ pub fn plant_stale_read(records: &[Record]) -> Option<Vec<Record>> {
         }
     }
     None
+}
+
+/// etcd's watch guarantees, each watcher against the log: its events are
+/// exactly the log's from revision 1 up to the last it saw (ordered,
+/// unique, no gap, right values, resumed without loss after reconnects);
+/// no response split a revision; no progress notification claimed a
+/// revision whose events had not all been delivered before it; no watch
+/// was canceled.
+pub fn watches(logs: &[crate::workload::WatchLog], log: &Log) -> Vec<String> {
+    let flat: Vec<(i64, &String, &Option<String>)> = log
+        .iter()
+        .flat_map(|(rev, evs)| evs.iter().map(move |(k, v)| (*rev, k, v)))
+        .collect();
+    let mut out = Vec::new();
+    for w in logs {
+        let m = w.member;
+        if let Some(i) = w
+            .events
+            .iter()
+            .zip(flat.iter())
+            .position(|(a, b)| (a.0, &a.1, &a.2) != (b.0, b.1, b.2))
+        {
+            out.push(format!(
+                "watch on m{m}: event {i} is {:?}, the log's is {:?}",
+                w.events[i], flat[i]
+            ));
+            continue;
+        }
+        if w.events.len() > flat.len() {
+            out.push(format!(
+                "watch on m{m}: {} events, more than the log's {}",
+                w.events.len(),
+                flat.len()
+            ));
+        }
+        for rev in &w.split_revisions {
+            out.push(format!(
+                "watch on m{m}: revision {rev} was split over two responses"
+            ));
+        }
+        for (seen, rev) in &w.progress {
+            let due = flat.iter().take_while(|e| e.0 <= *rev).count();
+            if due > *seen && due <= flat.len() && *rev <= log.keys().last().copied().unwrap_or(0) {
+                out.push(format!(
+                    "watch on m{m}: a progress notification at revision {rev} came after {seen} events, {due} were due"
+                ));
+            }
+        }
+        for reason in &w.canceled {
+            out.push(format!("watch on m{m} canceled: {reason}"));
+        }
+    }
+    out
 }

@@ -15,7 +15,12 @@
 //! - `delay`: every link slowed by 50-400 ms;
 //! - `crash-point`: the member restarted with one of the crash points that
 //!   normal traffic reaches armed ([`CRASH_POINTS`]); it must die there
-//!   (or the fault says it was not reached), and is restarted plain.
+//!   (or the fault says it was not reached), and is restarted plain;
+//! - `disk-full`: the member restarted with its WAL writes failing with
+//!   ENOSPC after a random number of them; `fsync-error`: its WAL or db
+//!   fsyncs failing with EIO after some. The member must stop accepting
+//!   writes and say why in its log (checked at the heal, when the failure
+//!   was reached), the others go on; the heal restarts it plain.
 
 use std::time::Duration;
 
@@ -33,6 +38,8 @@ pub const ALL: &[&str] = &[
     "one-way",
     "delay",
     "crash-point",
+    "disk-full",
+    "fsync-error",
 ];
 
 /// Crash points that a member under write load reaches by itself.
@@ -61,6 +68,9 @@ enum Heal {
     Network,
     /// The member was started with a crash point armed.
     CrashPoint(usize, String),
+    /// The member was started with a disk fault armed; its log must say
+    /// this once the fault was reached.
+    Disk(usize, &'static str),
 }
 
 /// Injects one fault of `kind`.
@@ -122,11 +132,26 @@ pub async fn inject(c: &mut Cluster, kind: &str, rng: &mut StdRng) -> anyhow::Re
                 heal: Heal::CrashPoint(i, point.to_string()),
             }
         }
+        "disk-full" | "fsync-error" => {
+            let (point, says) = match (kind, rng.random_range(0..2)) {
+                ("disk-full", _) => ("wal::write", "No space left on device"),
+                (_, 0) => ("wal::sync", "Input/output error"),
+                _ => ("btree::commit::sync", "Input/output error"),
+            };
+            let after = rng.random_range(20..400);
+            c.kill(i);
+            c.spawn(i, Some(&format!("{point}={after}*off->return")))?;
+            Injected {
+                what: format!("{kind}: {point} fails after {after} on {name}"),
+                heal: Heal::Disk(i, says),
+            }
+        }
         other => anyhow::bail!("unknown fault {other:?} (known: {})", ALL.join(", ")),
     })
 }
 
-/// Undoes `f`; returns a note to add to its description.
+/// Undoes `f`; returns a note to add to its description (one holding
+/// "VIOLATION" is one).
 pub async fn heal(c: &mut Cluster, f: &Injected) -> anyhow::Result<String> {
     Ok(match &f.heal {
         Heal::Restart(i) => {
@@ -150,6 +175,24 @@ pub async fn heal(c: &mut Cluster, f: &Injected) -> anyhow::Result<String> {
                     format!(" (not reached; {point} killed with -9)")
                 }
             };
+            c.spawn(i, None)?;
+            note
+        }
+        Heal::Disk(i, says) => {
+            let i = *i;
+            let log = std::fs::read_to_string(c.log_path(i)).unwrap_or_default();
+            // This start's part of the log only.
+            let this = log.rsplit("=== harness: starting").next().unwrap_or("");
+            let failed = this.contains("this member stops accepting writes");
+            let note = match (failed, this.contains(says)) {
+                (false, _) => " (not reached)".to_string(),
+                (true, true) => format!(" (reached: writes refused, the log says {says:?})"),
+                (true, false) => format!(
+                    " (VIOLATION: {} refused writes without saying {says:?})",
+                    c.members[i].name
+                ),
+            };
+            c.kill(i);
             c.spawn(i, None)?;
             note
         }

@@ -1,8 +1,9 @@
 //! The fault harness: N real `strata` processes on loopback, every peer
 //! link through a proxy the harness controls ([`proxy`]), clients that
-//! record every operation ([`workload`]), faults drawn from a seed
-//! ([`faults`]: kill -9, SIGSTOP, partitions, one-way loss, delay, crash
-//! points), and the checks of each history ([`check`], [`linearizable`]).
+//! record every operation and a watcher on every member ([`workload`]),
+//! faults drawn from a seed ([`faults`]: kill -9, SIGSTOP, partitions,
+//! one-way loss, delay, crash points, a full disk, failing fsyncs), and the
+//! checks of each history ([`check`], [`linearizable`]).
 //! [`run::run_seed`] is one run; the `strata-fault` binary runs many and
 //! prints the table; [`sweep`] crashes a member at each crash point in
 //! turn; `server/tests/faults.rs` runs both, on a short budget, in CI.

@@ -40,6 +40,8 @@ pub struct Report {
     pub ops: usize,
     pub acknowledged: usize,
     pub unknown: usize,
+    /// Events the watchers received (one watcher per member).
+    pub watch_events: usize,
     pub faults: Vec<String>,
     pub violations: Vec<String>,
     /// Set when the run was kept.
@@ -107,6 +109,11 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let endpoints: Vec<String> = (0..cfg.members).map(|i| cluster.endpoint(i)).collect();
+    let watchers: Vec<_> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(m, ep)| tokio::spawn(workload::watch(m, ep.clone(), stop.clone())))
+        .collect();
     let load = tokio::spawn(workload::run(
         endpoints,
         cfg.clients,
@@ -124,6 +131,9 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
         let hold = Duration::from_millis(rng.random_range(500..3000));
         tokio::time::sleep(hold.min(end.saturating_duration_since(Instant::now()))).await;
         let note = faults::heal(&mut cluster, &f).await?;
+        if note.contains("VIOLATION") {
+            report.violations.push(format!("{}{note}", f.what));
+        }
         report.faults.push(format!(
             "{:>6.1}s {}{note} for {} ms",
             (Instant::now() - t0).as_secs_f64(),
@@ -135,6 +145,13 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
     tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
     stop.store(true, Ordering::Relaxed);
     let _ = load.await;
+    let mut watched = Vec::new();
+    for w in watchers {
+        if let Ok(w) = w.await {
+            watched.push(w);
+        }
+    }
+    report.watch_events = watched.iter().map(|w| w.events.len()).sum();
 
     // Heal whatever is left and converge.
     cluster.net.heal();
@@ -164,9 +181,12 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
     final_reads(&cluster, &mut records, t0).await;
     if let Some(rev) = revision {
         match read_log(&cluster, rev).await {
-            Ok(log) => report
-                .violations
-                .extend(check::acknowledged_in_log(&records, &log)),
+            Ok(log) => {
+                report
+                    .violations
+                    .extend(check::acknowledged_in_log(&records, &log));
+                report.violations.extend(check::watches(&watched, &log));
+            }
             Err(e) => report
                 .violations
                 .push(format!("reading the log back: {e:#}")),

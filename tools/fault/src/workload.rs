@@ -260,3 +260,89 @@ async fn client_loop(
         }
     }
 }
+
+/// What one watcher saw: every event of the `k` prefix from revision 1,
+/// across reconnects (each resumes from the revision after the last event
+/// seen), and the progress notifications it asked for (one a second).
+#[derive(Debug, Default)]
+pub struct WatchLog {
+    pub member: usize,
+    /// (revision, key, value; None: a delete), in the order received.
+    pub events: Vec<(i64, String, Option<String>)>,
+    /// (events received before it, its revision).
+    pub progress: Vec<(usize, i64)>,
+    pub reconnects: usize,
+    /// Responses that split one revision's events.
+    pub split_revisions: Vec<i64>,
+    pub canceled: Vec<String>,
+}
+
+/// Watches member `member` until `stop` is set.
+pub async fn watch(member: usize, ep: String, stop: Arc<AtomicBool>) -> WatchLog {
+    use etcd_client::{EventType, WatchOptions};
+    let mut log = WatchLog {
+        member,
+        ..WatchLog::default()
+    };
+    let mut first = true;
+    while !stop.load(Ordering::Relaxed) {
+        if !first {
+            log.reconnects += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        first = false;
+        let Some(mut client) = connect(&ep).await else {
+            continue;
+        };
+        let from = log.events.last().map_or(1, |e| e.0 + 1);
+        let opts = WatchOptions::new().with_prefix().with_start_revision(from);
+        let Ok(Ok(mut stream)) =
+            tokio::time::timeout(OP_TIMEOUT, client.watch("k", Some(opts))).await
+        else {
+            continue;
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if stop.load(Ordering::Relaxed) || stream.request_progress().await.is_err() {
+                        break;
+                    }
+                }
+                msg = stream.message() => {
+                    let resp = match msg {
+                        Ok(Some(r)) => r,
+                        _ => break,
+                    };
+                    if resp.canceled() {
+                        log.canceled.push(resp.cancel_reason().to_string());
+                        break;
+                    }
+                    if resp.created() {
+                        continue;
+                    }
+                    if resp.events().is_empty() {
+                        let rev = resp.header().map_or(0, |h| h.revision());
+                        log.progress.push((log.events.len(), rev));
+                        continue;
+                    }
+                    // The last revision of a response must not go on in
+                    // the next one.
+                    let starts = resp.events().first().and_then(|e| e.kv()).map(|kv| kv.mod_revision());
+                    if starts.is_some() && starts == log.events.last().map(|e| e.0) {
+                        log.split_revisions.push(starts.unwrap_or(0));
+                    }
+                    for e in resp.events() {
+                        let Some(kv) = e.kv() else { continue };
+                        let value = match e.event_type() {
+                            EventType::Put => Some(String::from_utf8_lossy(kv.value()).into_owned()),
+                            EventType::Delete => None,
+                        };
+                        log.events.push((kv.mod_revision(), String::from_utf8_lossy(kv.key()).into_owned(), value));
+                    }
+                }
+            }
+        }
+    }
+    log
+}
