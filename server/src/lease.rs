@@ -152,11 +152,12 @@ impl Lessor {
         }
     }
 
-    /// Applies a checkpoint: the remaining TTL a restart resumes from.
+    /// Applies a checkpoint: the remaining TTL a restart resumes from (at
+    /// least one second: 0 would read as "none", the whole TTL).
     pub fn checkpoint(&self, id: i64, remaining: i64) -> bool {
         match self.lock().leases.get_mut(&id) {
             Some(l) => {
-                l.remaining = remaining;
+                l.remaining = remaining.max(1);
                 true
             }
             None => false,
@@ -178,6 +179,11 @@ impl Lessor {
         let ttl = l.ttl;
         g.heap.push(Reverse((at, id)));
         Ok(ttl)
+    }
+
+    /// Whether this lessor keeps deadlines (the leader's, once promoted).
+    pub fn is_primary(&self) -> bool {
+        self.lock().primary
     }
 
     pub fn info(&self, id: i64, with_keys: bool) -> Option<LeaseInfo> {
@@ -269,7 +275,10 @@ impl Lessor {
         out
     }
 
-    /// Remaining TTLs of every lease, for a checkpoint (primary only).
+    /// Remaining TTLs of every lease, for a checkpoint (primary only), in
+    /// whole seconds rounded up and at least one: a lease with half a
+    /// second left, or past its deadline and not yet revoked, resumes with
+    /// one second on a new leader, never with its whole TTL.
     pub fn remaining(&self) -> Vec<(i64, i64)> {
         let g = self.lock();
         if !g.primary {
@@ -279,8 +288,9 @@ impl Lessor {
         g.leases
             .iter()
             .filter_map(|(&id, l)| {
-                let at = l.expiry?;
-                Some((id, at.saturating_duration_since(now).as_secs() as i64))
+                let left = l.expiry?.saturating_duration_since(now);
+                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                Some((id, (secs as i64).max(1)))
             })
             .collect()
     }
@@ -321,6 +331,30 @@ mod tests {
         assert_eq!(
             l.grant(2, MAX_LEASE_TTL + 1, 0),
             Err(EtcdError::LeaseTtlTooLarge)
+        );
+    }
+
+    #[test]
+    fn a_lease_checkpointed_past_its_deadline_never_gets_its_ttl_back() {
+        let l = Lessor::new(1);
+        l.promote();
+        l.grant(7, 1, 0).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        // Past its deadline, not revoked yet: checkpointed as one second.
+        assert_eq!(l.remaining(), vec![(7, 1)]);
+        l.checkpoint(7, 0);
+        l.demote();
+        l.grant(8, 100, 0).unwrap();
+        l.checkpoint(8, 40);
+        // A checkpoint of 0 (an older leader's, rounded down) is a second.
+        l.grant(9, 100, 0).unwrap();
+        l.checkpoint(9, 0);
+        l.promote();
+        assert!(l.info(7, false).unwrap().ttl <= 1);
+        assert!(l.info(8, false).unwrap().ttl <= 40);
+        assert!(
+            l.info(9, false).unwrap().ttl <= 1,
+            "a lease resumed with its whole TTL"
         );
     }
 

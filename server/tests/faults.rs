@@ -61,11 +61,12 @@ fn seeded_fault_runs_keep_every_invariant() {
     for seed in base..base + seeds {
         let r = rt.block_on(run::run_seed(&cfg, seed)).expect("the run");
         println!(
-            "seed {seed}: {} ops, {} acknowledged, {} unknown, {} watch events, {} faults, {} violations",
+            "seed {seed}: {} ops, {} acknowledged, {} unknown, {} watch events, {} leases, {} faults, {} violations",
             r.ops,
             r.acknowledged,
             r.unknown,
             r.watch_events,
+            r.leases,
             r.faults.len(),
             r.violations.len()
         );

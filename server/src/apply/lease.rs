@@ -72,17 +72,21 @@ impl Applier {
     }
 
     /// Records remaining TTLs, so a restart or a new leader resumes from
-    /// them instead of granting each lease its whole TTL again.
+    /// them instead of granting each lease its whole TTL again. A
+    /// remainder below one second is kept as one: stored, 0 means "no
+    /// checkpoint" (etcd's lease record), which would give an expired
+    /// lease its whole TTL back.
     pub(super) fn lease_checkpoint(&mut self, c: pb::LeaseCheckpointRequest, at: At) -> Outcome {
         let sh = self.shared.clone();
         let mut tx = self.begin(at)?;
         for cp in c.checkpoints {
             if let Some(info) = sh.lessor.info(cp.id, false) {
-                sh.lessor.checkpoint(cp.id, cp.remaining_ttl);
+                let remaining = cp.remaining_ttl.max(1);
+                sh.lessor.checkpoint(cp.id, remaining);
                 let stored = pb::LeasePb {
                     id: cp.id,
                     ttl: info.granted_ttl,
-                    remaining_ttl: cp.remaining_ttl,
+                    remaining_ttl: remaining,
                 };
                 tx.put_bucket(Bucket::Lease, &lease_key(cp.id), &stored.encode_to_vec())?;
             }

@@ -27,13 +27,19 @@ impl EtcdServer {
     }
 
     /// A lease's time to live on this member, the leader (after the
-    /// barrier, for the same reason as a keep-alive).
+    /// barrier, for the same reason as a keep-alive). Only a primary lessor
+    /// knows deadlines: a member that leads but has not promoted its
+    /// lessor yet (just elected) would report every lease's whole TTL, so
+    /// it answers "not leader" and the caller asks again.
     pub async fn lease_time_to_live_here(
         &self,
         id: i64,
         keys: bool,
     ) -> Result<Option<LeaseInfo>, EtcdError> {
         self.read_barrier().await?;
+        if !self.shared.lessor.is_primary() {
+            return Err(EtcdError::NotLeader);
+        }
         Ok(self.shared.lessor.info(id, keys))
     }
 
@@ -65,9 +71,13 @@ impl EtcdServer {
             self.check_running()?;
             let leader = self.shared.status.leader.load(Ordering::Acquire);
             if leader == self.member_id() {
-                return here().await;
-            }
-            if leader != 0 {
+                match here().await {
+                    // Leading by raft, the lessor not promoted yet (or
+                    // just demoted): ask again.
+                    Err(EtcdError::NotLeader | EtcdError::NoLeader) => {}
+                    other => return other,
+                }
+            } else if leader != 0 {
                 if let Some(client) = self.peers.get(&self.membership, leader) {
                     match there(client, self.peer_header(leader)).await {
                         Ok(v) => return Ok(v),

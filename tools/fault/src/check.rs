@@ -264,3 +264,151 @@ pub fn watches(logs: &[crate::workload::WatchLog], log: &Log) -> Vec<String> {
     }
     out
 }
+
+/// Lease safety. A key put with a lease (and never kept alive) is there
+/// until the lease's TTL has passed since its grant was asked for (no read
+/// that returned before then finds it gone), and gone once the TTL, one
+/// checkpoint interval, two election timeouts and a second of slack have
+/// passed since the put returned, plus one checkpoint interval and two
+/// election timeouts for each election (a term going up, `terms`) in the
+/// lease's life: a new leader resumes each lease from its last
+/// checkpointed remaining TTL, so a leader change costs a lease at most
+/// the time since that checkpoint and the election. A lease given its
+/// whole TTL back by a leader change late in its life overruns this.
+pub fn leases(
+    leases: &[crate::workload::LeaseRecord],
+    terms: &[(u64, u64)],
+    checkpoint_us: u64,
+    election_us: u64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let per_election = checkpoint_us + 2 * election_us;
+    for l in leases {
+        let ttl = l.ttl as u64 * 1_000_000;
+        let earliest = l.grant_invoke + ttl;
+        if let Some(&(_, ret, _)) = l.reads.iter().find(|r| !r.2 && r.1 < earliest) {
+            out.push(format!(
+                "lease {:x} (TTL {} s): its key {} was gone {:.2} s after the grant was asked, before its TTL",
+                l.id,
+                l.ttl,
+                l.key,
+                (ret - l.grant_invoke) as f64 / 1e6
+            ));
+        }
+        let base = l.put_ret + ttl + per_election + 1_000_000;
+        // Elections while the lease lived (a window past the base, so
+        // that the elections the bound allows for are counted too).
+        let window = base + 4 * per_election;
+        let elections = terms
+            .windows(2)
+            .filter(|w| w[1].0 > l.grant_invoke && w[1].0 < window)
+            .count() as u64;
+        let latest = base + elections * per_election;
+        // The remaining TTL counts down: between two answers it may rise
+        // (against the time that passed) by two seconds of rounding, and by
+        // the election allowance for each election between them; a TTL
+        // given back whole rises by what the lease had used.
+        for w in l.ttls.windows(2) {
+            let ((i0, r0, t0), (i1, r1, t1)) = (w[0], w[1]);
+            let passed = i1.saturating_sub(r0) as i64;
+            // Against what it should have counted down to (it stops at
+            // 0 while an expired lease waits for its revoke).
+            let expected_us = (t0 * 1_000_000 - passed).max(0);
+            let rise_us = t1 * 1_000_000 - expected_us;
+            // An answer holds the TTL at some moment before it returned;
+            // an election is seen up to a poll (200 ms) and a status call
+            // late.
+            let between = terms
+                .windows(2)
+                .filter(|t| t[1].0 + 1_000_000 > i0 && t[1].0 < r1 + 1_000_000)
+                .count() as u64;
+            // Two seconds of rounding: answers are whole seconds rounded
+            // down, checkpoints whole seconds rounded up.
+            let allowed = 2_000_000 + between * per_election;
+            if rise_us > allowed as i64 {
+                out.push(format!(
+                    "lease {:x} (TTL {} s): its remaining TTL went from {t0} s to {t1} s in {:.2} s ({between} elections between): given back",
+                    l.id,
+                    l.ttl,
+                    passed as f64 / 1e6
+                ));
+                break;
+            }
+        }
+        if let Some(&(invoke, _, _)) = l.reads.iter().find(|r| r.2 && r.0 > latest) {
+            out.push(format!(
+                "lease {:x} (TTL {} s): its key {} was still there {:.2} s after the put returned (allowed {:.2} s, {elections} elections)",
+                l.id,
+                l.ttl,
+                l.key,
+                (invoke - l.put_ret) as f64 / 1e6,
+                (latest - l.put_ret) as f64 / 1e6
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::LeaseRecord;
+
+    fn lease(reads: &[(f64, bool)]) -> LeaseRecord {
+        let us = |s: f64| (s * 1e6) as u64;
+        LeaseRecord {
+            id: 1,
+            member: 0,
+            key: "lease/1".into(),
+            ttl: 10,
+            grant_invoke: 0,
+            put_ret: us(0.1),
+            reads: reads
+                .iter()
+                .map(|&(t, there)| (us(t), us(t) + 1000, there))
+                .collect(),
+            ttls: Vec::new(),
+        }
+    }
+
+    const S: u64 = 1_000_000;
+
+    #[test]
+    fn leases_expire_neither_early_nor_late() {
+        let ok = lease(&[(5.0, true), (10.5, true), (12.0, false)]);
+        assert!(leases(&[ok], &[(0, 2)], S, S).is_empty());
+        let early = lease(&[(5.0, true), (9.0, false)]);
+        assert!(leases(&[early], &[(0, 2)], S, S)[0].contains("before its TTL"));
+        let late = lease(&[(5.0, true), (15.5, true)]);
+        assert!(leases(&[late], &[(0, 2)], S, S)[0].contains("still there"));
+        // One election in the lease's life allows three seconds more.
+        let terms = [(0, 2), (6 * S, 3)];
+        let after_election = lease(&[(5.0, true), (15.5, true), (16.0, false)]);
+        assert!(leases(&[after_election], &terms, S, S).is_empty());
+        // A TTL reset by that election (the key lives to 6 + 10 s and
+        // more) is caught.
+        let reset = lease(&[(5.0, true), (17.5, true)]);
+        assert!(leases(&[reset], &terms, S, S)[0].contains("still there"));
+    }
+
+    #[test]
+    fn a_remaining_ttl_given_back_is_caught() {
+        let us = |s: f64| (s * 1e6) as u64;
+        let mut l = lease(&[]);
+        // Counting down, one election between 6.0 and 6.25 s: a rise of
+        // up to 2 + 3 s is allowed there.
+        l.ttls = vec![
+            (us(5.0), us(5.01), 5),
+            (us(6.0), us(6.01), 4),
+            (us(6.25), us(6.26), 6),
+        ];
+        let terms = [(0, 2), (us(6.1), 3)];
+        assert!(leases(&[l.clone()], &terms, S, S).is_empty());
+        // The whole TTL back at that election.
+        l.ttls.push((us(9.5), us(9.51), 10));
+        assert!(leases(&[l.clone()], &terms, S, S)[0].contains("given back"));
+        // Any rise without an election.
+        l.ttls = vec![(us(2.0), us(2.01), 5), (us(2.25), us(2.26), 8)];
+        assert!(leases(&[l], &terms, S, S)[0].contains("given back"));
+    }
+}

@@ -19,6 +19,11 @@ use crate::cluster::Cluster;
 use crate::faults;
 use crate::workload::{self, History, Kind, Record, KEYS};
 
+/// The TTL of the leases the run follows, in seconds: long enough that a
+/// lease given its whole TTL back by a late leader change overruns the
+/// bound [`check::leases`] allows.
+pub const LEASE_TTL: i64 = 10;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub strata: PathBuf,
@@ -42,6 +47,10 @@ pub struct Report {
     pub unknown: usize,
     /// Events the watchers received (one watcher per member).
     pub watch_events: usize,
+    /// Leases granted and followed (one granter per member).
+    pub leases: usize,
+    /// Elections seen (the members' highest term going up).
+    pub elections: usize,
     pub faults: Vec<String>,
     pub violations: Vec<String>,
     /// Set when the run was kept.
@@ -91,12 +100,15 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
         seed,
         ..Report::default()
     };
-    let mut cluster = Cluster::start(
+    // Leases checkpoint their remaining TTL every second, so that a
+    // leader change resumes from it (the lease check relies on this).
+    let mut cluster = Cluster::start_with(
         &cfg.strata,
         &dir,
         cfg.members,
         &ports,
         &format!("fault-{seed}"),
+        &["--experimental-lease-checkpoint-interval", "1s"],
     )
     .await?;
     if !has_leader(&mut cluster, Duration::from_secs(20)).await {
@@ -114,6 +126,12 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
         .enumerate()
         .map(|(m, ep)| tokio::spawn(workload::watch(m, ep.clone(), stop.clone())))
         .collect();
+    let leasers: Vec<_> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(m, ep)| tokio::spawn(workload::leases(m, ep.clone(), LEASE_TTL, t0, stop.clone())))
+        .collect();
+    let terms = tokio::spawn(workload::terms(endpoints.clone(), t0, stop.clone()));
     let load = tokio::spawn(workload::run(
         endpoints,
         cfg.clients,
@@ -152,6 +170,18 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
         }
     }
     report.watch_events = watched.iter().map(|w| w.events.len()).sum();
+    let mut leases = Vec::new();
+    for l in leasers {
+        if let Ok(l) = l.await {
+            leases.extend(l);
+        }
+    }
+    report.leases = leases.len();
+    let terms = terms.await.unwrap_or_default();
+    report.elections = terms.len().saturating_sub(1);
+    report
+        .violations
+        .extend(check::leases(&leases, &terms, 1_000_000, 1_000_000));
 
     // Heal whatever is left and converge.
     cluster.net.heal();
@@ -211,7 +241,7 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
     report.ops = records.len();
     report.acknowledged = records.iter().filter(|r| r.ret.is_some()).count();
     report.unknown = report.ops - report.acknowledged;
-    write_history(&dir, &records, &report)?;
+    write_history(&dir, &records, &leases, &terms, &report)?;
     if report.violations.is_empty() && !cfg.keep {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -258,22 +288,33 @@ pub async fn converge(c: &mut Cluster) -> Result<i64, String> {
                 .all(|r| r.0 == revs[0].0 && r.1 == revs[0].1 && r.2 != 0 && r.2 == revs[0].2);
         if same {
             let rev = revs[0].0;
+            // At that revision (leases expiring after the run still write:
+            // "current" moves); a revision at or below the compact one is
+            // refused as compacted (etcd 3.5), then the current one is
+            // hashed and compared only if every member is still at it.
             let mut hashes = Vec::new();
+            let mut moved = false;
             for i in 0..n {
-                // 0: the current revision (a revision at the compact
-                // revision is refused as compacted, as etcd 3.5 does).
                 let h = match c.client(i).await {
-                    Ok(mut cl) => cl
-                        .hash_kv(0)
-                        .await
-                        .map(|h| {
-                            let at = h.header().map(|h| h.revision());
-                            (h.hash(), h.compact_version(), at)
-                        })
-                        .map_err(|e| e.to_string()),
+                    Ok(mut cl) => match cl.hash_kv(rev).await {
+                        Ok(h) => Ok((h.hash(), h.compact_version())),
+                        Err(e) if e.to_string().contains("compacted") => {
+                            match cl.hash_kv(0).await {
+                                Ok(h) => {
+                                    moved |= h.header().map(|h| h.revision()) != Some(rev);
+                                    Ok((h.hash(), h.compact_version()))
+                                }
+                                Err(e) => Err(e.to_string()),
+                            }
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
                     Err(e) => Err(e.to_string()),
                 };
                 hashes.push(h);
+            }
+            if moved {
+                continue;
             }
             if hashes.iter().all(|h| h.is_ok() && *h == hashes[0]) {
                 return Ok(rev);
@@ -320,15 +361,16 @@ async fn final_reads(c: &Cluster, records: &mut Vec<Record>, t0: Instant) {
     }
 }
 
-/// Every event from revision 1 to `upto`, from member 0's watch.
+/// Every event of the `k` keys from revision 1 to `upto`, from member 0's
+/// watch of every key (the lease keys' revisions come in between).
 async fn read_log(c: &Cluster, upto: i64) -> Result<Log> {
     let mut log = Log::new();
     if upto < 2 {
         return Ok(log);
     }
     let mut cl = c.client(0).await?;
-    let opts = WatchOptions::new().with_prefix().with_start_revision(1);
-    let mut stream = cl.watch("k", Some(opts)).await?;
+    let opts = WatchOptions::new().with_from_key().with_start_revision(1);
+    let mut stream = cl.watch("\0", Some(opts)).await?;
     let mut seen = 0i64;
     let end = Instant::now() + Duration::from_secs(30);
     while seen < upto {
@@ -344,7 +386,11 @@ async fn read_log(c: &Cluster, upto: i64) -> Result<Log> {
         }
         for e in resp.events() {
             let Some(kv) = e.kv() else { continue };
+            seen = seen.max(kv.mod_revision());
             let key = String::from_utf8_lossy(kv.key()).into_owned();
+            if !key.starts_with('k') {
+                continue;
+            }
             let value = match e.event_type() {
                 EventType::Put => Some(String::from_utf8_lossy(kv.value()).into_owned()),
                 EventType::Delete => None,
@@ -363,11 +409,27 @@ async fn read_log(c: &Cluster, upto: i64) -> Result<Log> {
     Ok(log)
 }
 
-fn write_history(dir: &Path, records: &[Record], report: &Report) -> Result<()> {
+fn write_history(
+    dir: &Path,
+    records: &[Record],
+    leases: &[workload::LeaseRecord],
+    terms: &[(u64, u64)],
+    report: &Report,
+) -> Result<()> {
     use std::fmt::Write;
     let mut s = String::new();
     for f in &report.faults {
         let _ = writeln!(s, "fault {f}");
+    }
+    for (at, term) in terms {
+        let _ = writeln!(s, "term {term} seen at {at}");
+    }
+    for l in leases {
+        let _ = writeln!(
+            s,
+            "lease {:x} on m{} key {} ttl {} granted {} put {} reads {:?} ttls {:?}",
+            l.id, l.member, l.key, l.ttl, l.grant_invoke, l.put_ret, l.reads, l.ttls
+        );
     }
     for v in &report.violations {
         let _ = writeln!(s, "VIOLATION {v}");

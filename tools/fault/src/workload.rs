@@ -346,3 +346,162 @@ pub async fn watch(member: usize, ep: String, stop: Arc<AtomicBool>) -> WatchLog
     }
     log
 }
+
+/// One lease and what was seen of its key: granted with `ttl` seconds,
+/// the key put with it, then read (linearizably) and its remaining TTL
+/// asked every 250 ms until it is gone or the lease is three TTLs old. No
+/// keepalive: the lease must expire on its own.
+#[derive(Debug, Clone)]
+pub struct LeaseRecord {
+    pub id: i64,
+    pub member: usize,
+    pub key: String,
+    pub ttl: i64,
+    pub grant_invoke: u64,
+    pub put_ret: u64,
+    /// (invoke, return, the key was there)
+    pub reads: Vec<(u64, u64, bool)>,
+    /// (invoke, return, remaining TTL in seconds) from TimeToLive, while
+    /// the lease lives.
+    pub ttls: Vec<(u64, u64, i64)>,
+}
+
+/// Grants a lease every two seconds on member `member` and follows its
+/// key, until `stop` is set.
+pub async fn leases(
+    member: usize,
+    ep: String,
+    ttl: i64,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<LeaseRecord> {
+    let now = || start.elapsed().as_micros() as u64;
+    let mut done: Vec<LeaseRecord> = Vec::new();
+    let mut open: Vec<LeaseRecord> = Vec::new();
+    let mut client: Option<Client> = None;
+    let mut n = 0;
+    let mut next_grant = now();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(cl) = client.as_mut() else {
+            client = connect(&ep).await;
+            if client.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            continue;
+        };
+        let mut failed = false;
+        if now() >= next_grant {
+            next_grant = now() + 2_000_000;
+            n += 1;
+            let grant_invoke = now();
+            let granted = tokio::time::timeout(OP_TIMEOUT, cl.lease_grant(ttl, None)).await;
+            if let Ok(Ok(g)) = granted {
+                let key = format!("lease/m{member}-{n}");
+                let opts = etcd_client::PutOptions::new().with_lease(g.id());
+                match tokio::time::timeout(OP_TIMEOUT, cl.put(key.as_str(), "v", Some(opts))).await
+                {
+                    Ok(Ok(_)) => open.push(LeaseRecord {
+                        id: g.id(),
+                        member,
+                        key,
+                        ttl,
+                        grant_invoke,
+                        put_ret: now(),
+                        reads: Vec::new(),
+                        ttls: Vec::new(),
+                    }),
+                    _ => failed = true,
+                }
+            } else {
+                failed = true;
+            }
+        }
+        let mut still = Vec::new();
+        for mut l in open.drain(..) {
+            if failed {
+                still.push(l);
+                continue;
+            }
+            let invoke = now();
+            if let Ok(Ok(t)) =
+                tokio::time::timeout(OP_TIMEOUT, cl.lease_time_to_live(l.id, None)).await
+            {
+                if t.ttl() >= 0 {
+                    l.ttls.push((invoke, now(), t.ttl()));
+                }
+            }
+            let invoke = now();
+            match tokio::time::timeout(OP_TIMEOUT, cl.get(l.key.as_str(), None)).await {
+                Ok(Ok(r)) => {
+                    let there = !r.kvs().is_empty();
+                    l.reads.push((invoke, now(), there));
+                    let old = now().saturating_sub(l.grant_invoke) > 3 * l.ttl as u64 * 1_000_000;
+                    if !there || old {
+                        done.push(l);
+                    } else {
+                        still.push(l);
+                    }
+                }
+                _ => {
+                    failed = true;
+                    still.push(l);
+                }
+            }
+        }
+        open = still;
+        if failed {
+            client = None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    done.extend(open);
+    done
+}
+
+/// The raft term as the members report it, each member polled every
+/// 200 ms on its own (a dead member's timeouts delay no other): one
+/// (time, term) each time the highest term seen goes up (a new election).
+pub async fn terms(
+    endpoints: Vec<String>,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<(u64, u64)> {
+    let mut pollers = Vec::new();
+    for ep in endpoints {
+        let stop = stop.clone();
+        pollers.push(tokio::spawn(async move {
+            let mut seen: Vec<(u64, u64)> = Vec::new();
+            let mut client: Option<Client> = None;
+            while !stop.load(Ordering::Relaxed) {
+                if client.is_none() {
+                    client = connect(&ep).await;
+                }
+                if let Some(c) = client.as_mut() {
+                    let asked = start.elapsed().as_micros() as u64;
+                    match tokio::time::timeout(Duration::from_millis(500), c.status()).await {
+                        Ok(Ok(s)) => {
+                            if s.raft_term() > seen.last().map_or(0, |t| t.1) {
+                                seen.push((asked, s.raft_term()));
+                            }
+                        }
+                        _ => client = None,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            seen
+        }));
+    }
+    let mut all = Vec::new();
+    for p in pollers {
+        all.extend(p.await.unwrap_or_default());
+    }
+    all.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (at, term) in all {
+        if term > out.last().map_or(0, |t| t.1) {
+            out.push((at, term));
+        }
+    }
+    out
+}
