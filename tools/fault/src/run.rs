@@ -19,10 +19,11 @@ use crate::cluster::Cluster;
 use crate::faults;
 use crate::workload::{self, History, Kind, Record, KEYS};
 
-/// The TTL of the leases the run follows, in seconds: long enough that a
-/// lease given its whole TTL back by a late leader change overruns the
-/// bound [`check::leases`] allows.
-pub const LEASE_TTL: i64 = 10;
+/// The TTLs of the leases the run follows, in seconds, in turn: short
+/// ones expire within a run (their keys are checked gone in time), long
+/// ones live through several leader changes, where a remaining TTL given
+/// back whole rises far past what [`check::leases`] allows.
+pub const LEASE_TTLS: [i64; 2] = [6, 30];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -129,7 +130,15 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
     let leasers: Vec<_> = endpoints
         .iter()
         .enumerate()
-        .map(|(m, ep)| tokio::spawn(workload::leases(m, ep.clone(), LEASE_TTL, t0, stop.clone())))
+        .map(|(m, ep)| {
+            tokio::spawn(workload::leases(
+                m,
+                ep.clone(),
+                LEASE_TTLS,
+                t0,
+                stop.clone(),
+            ))
+        })
         .collect();
     let terms = tokio::spawn(workload::terms(endpoints.clone(), t0, stop.clone()));
     let load = tokio::spawn(workload::run(

@@ -366,12 +366,12 @@ pub struct LeaseRecord {
     pub ttls: Vec<(u64, u64, i64)>,
 }
 
-/// Grants a lease every two seconds on member `member` and follows its
-/// key, until `stop` is set.
+/// Grants a lease every two seconds on member `member` (the two TTLs in
+/// turn) and follows its key, until `stop` is set.
 pub async fn leases(
     member: usize,
     ep: String,
-    ttl: i64,
+    ttls: [i64; 2],
     start: Instant,
     stop: Arc<AtomicBool>,
 ) -> Vec<LeaseRecord> {
@@ -394,6 +394,7 @@ pub async fn leases(
             next_grant = now() + 2_000_000;
             n += 1;
             let grant_invoke = now();
+            let ttl = ttls[n % 2];
             let granted = tokio::time::timeout(OP_TIMEOUT, cl.lease_grant(ttl, None)).await;
             if let Ok(Ok(g)) = granted {
                 let key = format!("lease/m{member}-{n}");
