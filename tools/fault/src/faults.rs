@@ -10,6 +10,11 @@
 //! - `isolate`, `isolate-leader`: the member cut off from every other, both
 //!   ways (a minority partition; for the leader, the old leader keeps
 //!   believing it leads until check-quorum);
+//! - `partition`: the members split at random into a minority and a
+//!   majority, cut from each other both ways;
+//! - `bridge`: two groups cut from each other, both still connected to one
+//!   member between them (with three members: two that cannot talk, both
+//!   talking to the third);
 //! - `one-way`: what one member sends to the others is lost, what they
 //!   send it arrives;
 //! - `delay`: every link slowed by 50-400 ms;
@@ -35,6 +40,8 @@ pub const ALL: &[&str] = &[
     "pause",
     "isolate",
     "isolate-leader",
+    "partition",
+    "bridge",
     "one-way",
     "delay",
     "crash-point",
@@ -103,6 +110,38 @@ pub async fn inject(c: &mut Cluster, kind: &str, rng: &mut StdRng) -> anyhow::Re
             c.net.partition(&[i], &others);
             Injected {
                 what: format!("{kind} {name}"),
+                heal: Heal::Network,
+            }
+        }
+        "partition" | "bridge" => {
+            // A random order: the bridge (if any) first, then the groups.
+            let mut order: Vec<usize> = (0..n).collect();
+            for k in (1..n).rev() {
+                order.swap(k, rng.random_range(0..=k));
+            }
+            let names = |g: &[usize]| {
+                g.iter()
+                    .map(|&m| c.members[m].name.clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let what = if kind == "bridge" && n >= 3 {
+                let (bridge, rest) = order.split_at(1);
+                let (a, b) = rest.split_at(rest.len() / 2);
+                c.net.partition(a, b);
+                format!(
+                    "bridge: {} | {} | {} between",
+                    names(a),
+                    names(b),
+                    names(bridge)
+                )
+            } else {
+                let (minority, majority) = order.split_at(((n - 1) / 2).max(1));
+                c.net.partition(minority, majority);
+                format!("partition: {} | {}", names(minority), names(majority))
+            };
+            Injected {
+                what,
                 heal: Heal::Network,
             }
         }
