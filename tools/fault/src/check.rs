@@ -71,16 +71,21 @@ pub fn linearizability(records: &[Record]) -> Vec<String> {
     }
 }
 
-/// Serializable reads: only values some client offered to write.
-pub fn serializable_reads(records: &[Record]) -> Vec<String> {
-    let offered: HashSet<&str> = records
+/// Every value some client offered to write (a put's, a compare-and-set's).
+fn offered(records: &[Record]) -> HashSet<&str> {
+    records
         .iter()
         .filter_map(|r| match &r.kind {
             Kind::Put { value } => Some(value.as_str()),
             Kind::Cas { new, .. } => Some(new.as_str()),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Serializable reads: only values some client offered to write.
+pub fn serializable_reads(records: &[Record]) -> Vec<String> {
+    let offered = offered(records);
     records
         .iter()
         .filter_map(|r| match &r.kind {
@@ -134,14 +139,7 @@ pub fn acknowledged_in_log(records: &[Record], log: &Log) -> Vec<String> {
             }
         }
     }
-    let offered: HashSet<&str> = records
-        .iter()
-        .filter_map(|r| match &r.kind {
-            Kind::Put { value } => Some(value.as_str()),
-            Kind::Cas { new, .. } => Some(new.as_str()),
-            _ => None,
-        })
-        .collect();
+    let offered = offered(records);
     for (rev, evs) in log {
         for (k, v) in evs {
             if let Some(v) = v {

@@ -323,6 +323,7 @@ pub async fn converge(c: &mut Cluster) -> Result<i64, String> {
                 hashes.push(h);
             }
             if moved {
+                tokio::time::sleep(Duration::from_millis(300)).await;
                 continue;
             }
             if hashes.iter().all(|h| h.is_ok() && *h == hashes[0]) {
