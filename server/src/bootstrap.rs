@@ -237,6 +237,13 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     let wal_dir = cfg.wal_dir();
     std::fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
     std::fs::create_dir_all(member_dir.join("snap"))?;
+    if !cfg.unsafe_no_fsync {
+        // Every start: an earlier one may have died before these syncs.
+        let top = cfg.data_dir();
+        crate::snapdir::sync_dirs_up(&wal_dir, &top)
+            .and_then(|()| crate::snapdir::sync_dirs_up(&member_dir.join("snap"), &top))
+            .with_context(|| format!("syncing the directories of {}", top.display()))?;
+    }
     let db_path = member_dir.join("db");
     finish_interrupted_install(&member_dir, &wal_dir, &wal_options(cfg), &db_path)?;
     let mut bcfg = BackendConfig::new(db_path.clone());

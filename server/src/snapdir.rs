@@ -55,6 +55,33 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Makes the names on the way from `top`'s parent down to `dir` durable:
+/// fsyncs `dir`, then each parent up to and including `top`'s parent. A
+/// directory created and never synced, or whose parent never was, can be
+/// gone after a power loss with everything written in it (POSIX asks a
+/// directory fsync for a new name; some filesystems keep it anyway, others
+/// do not).
+pub fn sync_dirs_up(dir: &Path, top: &Path) -> std::io::Result<()> {
+    let top_parent = top
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        let d = if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        };
+        sync_dir(d)?;
+        if d == top_parent || !d.starts_with(top) {
+            break;
+        }
+        at = d.parent();
+    }
+    Ok(())
+}
+
 /// Removes every file of `snap_dir`.
 pub fn remove_all(snap_dir: &Path) {
     let Ok(rd) = std::fs::read_dir(snap_dir) else {

@@ -2,13 +2,15 @@
 //! `strata`, whose crash points are compiled in (test builds turn the fail
 //! crate's points on):
 //! - seeded runs of a three-member cluster under faults (kill -9, SIGSTOP,
-//!   partitions, one-way loss, delays, crash points), every history
+//!   partitions, one-way loss, delays, crash points, disk faults, power
+//!   losses, wall-clock steps), every history
 //!   checked; a short budget here (`STRATA_FAULT_SEEDS`, default 3, of
 //!   `STRATA_FAULT_SECS`, default 12, from `STRATA_FAULT_BASE`, default
 //!   from the clock); longer runs are `strata-fault`'s;
 //! - the crash-point sweep: a member dies at each crash point in turn and
 //!   recovers;
-//! - the checker shown to fail on a stale read planted in a real history.
+//! - the checker shown to fail on a stale read planted in a real history,
+//!   and the power-loss checks on members run with `--unsafe-no-fsync`.
 //!
 //! The tests take turns (each drives a cluster hard on few cores).
 
@@ -31,6 +33,7 @@ fn config(dir: &tempfile::TempDir, secs: u64, kinds: &[&str]) -> run::Config {
         duration: Duration::from_secs(secs),
         faults: kinds.iter().map(|s| s.to_string()).collect(),
         keep: false,
+        member_flags: Vec::new(),
     }
 }
 
@@ -150,4 +153,25 @@ fn a_stale_read_planted_in_a_real_history_is_caught() {
     let found = check::linearizability(&planted);
     assert_eq!(found.len(), 1, "the planted stale read went unseen");
     assert!(found[0].contains("no linearization"), "{found:?}");
+}
+
+#[test]
+fn a_power_loss_of_members_that_never_fsync_is_caught() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&dir, 6, &["power-loss-all"]);
+    cfg.member_flags = vec!["--unsafe-no-fsync".into()];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt.block_on(run::run_seed(&cfg, 5)).expect("the run");
+    for f in &r.faults {
+        println!("  {f}");
+    }
+    assert!(!r.faults.is_empty());
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.contains("acknowledged write lost")),
+        "nothing was synced, the power went, and no acknowledged write was missed: {:?}",
+        &r.violations[..r.violations.len().min(5)]
+    );
 }

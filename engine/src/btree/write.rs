@@ -716,6 +716,9 @@ impl WriteTxn {
             .io
             .write_at(&meta.encode(), (meta.txid % 2) * ps as u64)?;
         if !shared.no_sync {
+            // Pages and meta written, not yet durable: where a power loss
+            // bites.
+            crate::crash_point!("dbBeforeFsync");
             // A failed fsync: EIO, as fdatasync(2) reports it.
             fail::fail_point!("btree::commit::sync", |_| Err(
                 std::io::Error::from_raw_os_error(5).into()

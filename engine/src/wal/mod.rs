@@ -305,6 +305,8 @@ impl Wal {
         self.check()?;
         self.flush()?;
         if !self.opts.no_sync {
+            // Written, not yet durable: where a power loss bites.
+            crate::crash_point!("walBeforeFsync");
             let synced = (|| {
                 // A failed fsync: EIO, as fdatasync(2) reports it.
                 fail::fail_point!("wal::sync", |_| Err(std::io::Error::from_raw_os_error(5)));

@@ -10,6 +10,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use etcd_client::{Client, ConnectOptions};
+use rand::rngs::StdRng;
 
+use crate::powerloss::{self, Loss, Undone};
 use crate::proxy::{self, Net};
 
 #[derive(Debug)]
@@ -40,6 +43,33 @@ pub struct Cluster {
     pub net: Arc<Net>,
     /// More flags for every member.
     pub extra: Vec<String>,
+    /// The shim members run under (`LD_PRELOAD`), for power losses and
+    /// clock jumps ([`crate::powerloss`]); see [`find_shim`].
+    pub shim: Option<PathBuf>,
+}
+
+/// The harness's `LD_PRELOAD` library (`strata-fault-shim`, built with
+/// this crate: cargo leaves it in the profile's `deps/`), looked for beside
+/// `near` (a binary) and beside the running program; the newest found.
+pub fn find_shim(near: &Path) -> Option<PathBuf> {
+    let name = "libstrata_fault_shim.so";
+    let mut dirs = Vec::new();
+    if let Some(d) = near.parent() {
+        dirs.push(d.to_path_buf());
+    }
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.to_path_buf()))
+    {
+        dirs.push(d);
+    }
+    // The newest: `cargo build -p strata-fault-shim` leaves a copy beside
+    // the binaries that a later build of the harness does not refresh.
+    dirs.iter()
+        .flat_map(|d| [d.join(name), d.join("deps").join(name)])
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
 }
 
 impl Cluster {
@@ -52,10 +82,11 @@ impl Cluster {
         ports: &[u16],
         token: &str,
     ) -> Result<Cluster> {
-        Cluster::start_with(bin, dir, n, ports, token, &[]).await
+        Cluster::start_with(bin, dir, n, ports, token, &[], None).await
     }
 
-    /// As [`Cluster::start`], with more flags for every member.
+    /// As [`Cluster::start`], with more flags for every member and maybe
+    /// the shim under each.
     pub async fn start_with(
         bin: &Path,
         dir: &Path,
@@ -63,8 +94,12 @@ impl Cluster {
         ports: &[u16],
         token: &str,
         extra: &[&str],
+        shim: Option<PathBuf>,
     ) -> Result<Cluster> {
         assert_eq!(ports.len(), 3 * n);
+        std::fs::create_dir_all(dir)?;
+        // Absolute: the shim journals paths under the data dirs.
+        let dir = &std::fs::canonicalize(dir)?;
         let net = Net::new(n);
         let mut members = Vec::new();
         for i in 0..n {
@@ -90,6 +125,7 @@ impl Cluster {
             members,
             net,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            shim,
         };
         for i in 0..n {
             c.spawn(i, None)?;
@@ -103,6 +139,45 @@ impl Cluster {
 
     pub fn log_path(&self, i: usize) -> PathBuf {
         self.dir.join(format!("{}.log", self.members[i].name))
+    }
+
+    /// Member i's shim journal (see [`crate::powerloss`]).
+    pub fn journal_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}.journal", self.members[i].name))
+    }
+
+    /// The file whose 8 bytes shift member i's wall clock.
+    pub fn clock_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}.clock", self.members[i].name))
+    }
+
+    /// kill -9 member i, then undo what a power loss at that instant could
+    /// have lost from its data dir. Needs the shim.
+    pub fn power_loss(&mut self, i: usize, loss: Loss, rng: &mut StdRng) -> Result<Undone> {
+        if self.shim.is_none() {
+            bail!("power loss needs the shim (libstrata_fault_shim.so)");
+        }
+        self.kill(i);
+        let root = self.dir.join(&self.members[i].name);
+        let mut u = powerloss::power_loss(&self.journal_path(i), &root, loss, rng)?;
+        // Names relative to the run's directory, for the report.
+        let prefix = format!("{}/", self.dir.display());
+        for n in &mut u.names {
+            *n = n.replace(&prefix, "");
+        }
+        Ok(u)
+    }
+
+    /// Sets member i's wall clock `offset_ns` away from the true time (it
+    /// reads the file at every clock read). Needs the shim.
+    pub fn set_clock(&self, i: usize, offset_ns: i64) -> Result<()> {
+        if self.shim.is_none() {
+            bail!("clock jumps need the shim (libstrata_fault_shim.so)");
+        }
+        // Rewritten in place: the member has it mapped.
+        let f = OpenOptions::new().write(true).open(self.clock_path(i))?;
+        f.write_all_at(&offset_ns.to_le_bytes(), 0)?;
+        Ok(())
     }
 
     pub fn is_running(&mut self, i: usize) -> bool {
@@ -156,6 +231,16 @@ impl Cluster {
             .stderr(log);
         if let Some(f) = failpoints {
             cmd.env("FAILPOINTS", f);
+        }
+        if let Some(shim) = &self.shim {
+            let clock = self.clock_path(i);
+            if !clock.exists() {
+                std::fs::write(&clock, 0i64.to_le_bytes())?;
+            }
+            cmd.env("LD_PRELOAD", shim)
+                .env("STRATA_SHIM_ROOT", self.dir.join(&self.members[i].name))
+                .env("STRATA_SHIM_JOURNAL", self.journal_path(i))
+                .env("STRATA_SHIM_CLOCK", clock);
         }
         let child = cmd
             .spawn()

@@ -17,7 +17,11 @@
 //!   talking to the third);
 //! - `one-way`: what one member sends to the others is lost, what they
 //!   send it arrives;
-//! - `delay`: every link slowed by 50-400 ms;
+//! - `delay`: every link slowed by the same 50-400 ms, or each (one
+//!   way) by its own 0-400 ms (messages on different paths then overtake
+//!   each other);
+//! - `drop`: every link loses what it carries, and its connection, with a
+//!   probability of 2-20% per chunk read;
 //! - `crash-point`: the member restarted with one of the crash points that
 //!   normal traffic reaches armed ([`CRASH_POINTS`]); it must die there
 //!   (or the fault says it was not reached), and is restarted plain;
@@ -25,7 +29,20 @@
 //!   ENOSPC after a random number of them; `fsync-error`: its WAL or db
 //!   fsyncs failing with EIO after some. The member must stop accepting
 //!   writes and say why in its log (checked at the heal, when the failure
-//!   was reached), the others go on; the heal restarts it plain.
+//!   was reached), the others go on; the heal restarts it plain;
+//! - `power-loss`: the member killed, and what a power loss could lose
+//!   undone in its data dir ([`crate::powerloss`]: every unsynced write
+//!   and name, or names and a random part of the unsynced sectors);
+//!   restarted after the hold; `power-loss-all`: the same for every
+//!   member at once (a data centre going dark: every acknowledged write
+//!   was fsynced by a majority, so it must all come back);
+//! - `clock-jump`: the member's wall clock stepped 30 s to 3 days ahead
+//!   or back (an NTP step, a bad RTC), stepped back at the heal. Strata
+//!   times leases, elections and requests on the monotonic clock; the wall
+//!   clock must not matter.
+//!
+//! The last three need the harness's shim under every member
+//! ([`NEEDS_SHIM`], [`crate::cluster::find_shim`]).
 
 use std::time::Duration;
 
@@ -33,6 +50,23 @@ use rand::rngs::StdRng;
 use rand::RngExt;
 
 use crate::cluster::Cluster;
+use crate::powerloss::{Loss, Undone};
+
+fn loss_name(l: Loss) -> &'static str {
+    match l {
+        Loss::All => "all unsynced lost",
+        Loss::Torn => "torn",
+    }
+}
+
+fn undone(u: &Undone) -> String {
+    format!(
+        "{} unsynced writes undone, {} sectors kept, names undone: [{}]",
+        u.writes,
+        u.kept_sectors,
+        u.names.join(", ")
+    )
+}
 
 pub const ALL: &[&str] = &[
     "kill",
@@ -44,10 +78,17 @@ pub const ALL: &[&str] = &[
     "bridge",
     "one-way",
     "delay",
+    "drop",
     "crash-point",
     "disk-full",
     "fsync-error",
+    "power-loss",
+    "power-loss-all",
+    "clock-jump",
 ];
+
+/// Faults that need every member to run under the shim.
+pub const NEEDS_SHIM: &[&str] = &["power-loss", "power-loss-all", "clock-jump"];
 
 /// Crash points that a member under write load reaches by itself.
 pub const CRASH_POINTS: &[&str] = &[
@@ -59,7 +100,13 @@ pub const CRASH_POINTS: &[&str] = &[
     "afterApplyOneEntryNormal",
     "beforeCommit",
     "afterCommit",
+    "walBeforeFsync",
+    "dbBeforeFsync",
 ];
+
+/// Crash points where the WAL or the db has been written and not yet
+/// synced: a power loss there has the most to lose.
+pub const POWER_POINTS: &[&str] = &["walBeforeFsync", "dbBeforeFsync"];
 
 /// What was done, for the report; `restart` says what healing must do.
 #[derive(Debug)]
@@ -71,6 +118,14 @@ pub struct Injected {
 #[derive(Debug)]
 enum Heal {
     Restart(usize),
+    /// Every member is down.
+    RestartAll,
+    /// The member was started with a crash point armed; the power goes
+    /// when it is reached (or at the heal).
+    /// The last field seeds the torn sectors' draw.
+    PowerLossAt(usize, String, Loss, u64),
+    /// The member's wall clock is off.
+    Clock(usize),
     Resume(usize),
     Network,
     /// The member was started with a crash point armed.
@@ -154,11 +209,33 @@ pub async fn inject(c: &mut Cluster, kind: &str, rng: &mut StdRng) -> anyhow::Re
                 heal: Heal::Network,
             }
         }
-        "delay" => {
+        "delay" if rng.random_bool(0.5) => {
             let ms = rng.random_range(50..400);
             c.net.delay_all(ms);
             Injected {
                 what: format!("delay {ms} ms"),
+                heal: Heal::Network,
+            }
+        }
+        "delay" => {
+            let mut links = Vec::new();
+            for from in 0..n {
+                for to in (0..n).filter(|&t| t != from) {
+                    let ms = rng.random_range(0..400);
+                    c.net.delay_link(from, to, ms);
+                    links.push(format!("m{from}->m{to} {ms}"));
+                }
+            }
+            Injected {
+                what: format!("delay per link (ms): {}", links.join(", ")),
+                heal: Heal::Network,
+            }
+        }
+        "drop" => {
+            let pct = rng.random_range(2..=20);
+            c.net.drop_all(f64::from(pct) / 100.0);
+            Injected {
+                what: format!("drop {pct}% of chunks (and their connections)"),
                 heal: Heal::Network,
             }
         }
@@ -185,6 +262,60 @@ pub async fn inject(c: &mut Cluster, kind: &str, rng: &mut StdRng) -> anyhow::Re
                 heal: Heal::Disk(i, says),
             }
         }
+        "power-loss" => {
+            let loss = if rng.random_bool(0.5) {
+                Loss::All
+            } else {
+                Loss::Torn
+            };
+            if rng.random_bool(0.5) {
+                // Now, wherever the member is.
+                let u = c.power_loss(i, loss, rng)?;
+                Injected {
+                    what: format!("power-loss ({}) {name}: {}", loss_name(loss), undone(&u)),
+                    heal: Heal::Restart(i),
+                }
+            } else {
+                // Between a write and its fsync (at the heal).
+                let point = POWER_POINTS[rng.random_range(0..POWER_POINTS.len())];
+                c.kill(i);
+                c.spawn(i, Some(&format!("{point}=return")))?;
+                Injected {
+                    what: format!("power-loss ({}) at {point} on {name}", loss_name(loss)),
+                    heal: Heal::PowerLossAt(i, point.to_string(), loss, rng.random()),
+                }
+            }
+        }
+        "power-loss-all" => {
+            let mut parts = Vec::new();
+            for m in 0..n {
+                let loss = if rng.random_bool(0.5) {
+                    Loss::All
+                } else {
+                    Loss::Torn
+                };
+                let u = c.power_loss(m, loss, rng)?;
+                parts.push(format!(
+                    "{} ({}): {}",
+                    c.members[m].name,
+                    loss_name(loss),
+                    undone(&u)
+                ));
+            }
+            Injected {
+                what: format!("power-loss-all: {}", parts.join("; ")),
+                heal: Heal::RestartAll,
+            }
+        }
+        "clock-jump" => {
+            let secs = rng.random_range(30..3 * 86_400i64);
+            let secs = if rng.random_bool(0.5) { secs } else { -secs };
+            c.set_clock(i, secs * 1_000_000_000)?;
+            Injected {
+                what: format!("clock-jump {name} {secs:+} s"),
+                heal: Heal::Clock(i),
+            }
+        }
         other => anyhow::bail!("unknown fault {other:?} (known: {})", ALL.join(", ")),
     })
 }
@@ -195,6 +326,27 @@ pub async fn heal(c: &mut Cluster, f: &Injected) -> anyhow::Result<String> {
     Ok(match &f.heal {
         Heal::Restart(i) => {
             c.spawn(*i, None)?;
+            String::new()
+        }
+        Heal::RestartAll => {
+            for i in 0..c.members.len() {
+                c.spawn(i, None)?;
+            }
+            String::new()
+        }
+        Heal::PowerLossAt(i, point, loss, seed) => {
+            let i = *i;
+            let reached = match c.wait_exit(i, Duration::ZERO).await {
+                Some(status) => format!("reached: {status}"),
+                None => format!("{point} not reached"),
+            };
+            let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(*seed);
+            let u = c.power_loss(i, *loss, &mut rng)?;
+            c.spawn(i, None)?;
+            format!(" ({reached}; {})", undone(&u))
+        }
+        Heal::Clock(i) => {
+            c.set_clock(*i, 0)?;
             String::new()
         }
         Heal::Resume(i) => {

@@ -2,8 +2,10 @@
 //! link through a proxy the harness controls ([`proxy`]), clients that
 //! record every operation and a watcher on every member ([`workload`]),
 //! faults drawn from a seed ([`faults`]: kill -9, SIGSTOP, partitions,
-//! one-way loss, delay, crash points, a full disk, failing fsyncs), and the
-//! checks of each history ([`check`], [`linearizable`]).
+//! one-way loss, delays, drops, crash points, a full disk, failing fsyncs,
+//! power losses ([`powerloss`], through the `LD_PRELOAD` shim in
+//! `tools/fault/shim`), wall-clock steps), and the checks of each history
+//! ([`check`], [`linearizable`]).
 //! [`run::run_seed`] is one run; the `strata-fault` binary runs many and
 //! prints the table; [`sweep`] crashes a member at each crash point in
 //! turn; `server/tests/faults.rs` runs both, on a short budget, in CI.
@@ -17,6 +19,7 @@ pub mod check;
 pub mod cluster;
 pub mod faults;
 pub mod linearizable;
+pub mod powerloss;
 pub mod proxy;
 pub mod run;
 pub mod sweep;

@@ -14,7 +14,12 @@
 //!   when it is closed so that the member dials again;
 //! - delay: bytes from `from` to `to`, and the answers on those
 //!   connections, are held that long before they are passed on (in
-//!   order).
+//!   order);
+//! - drop: each chunk read from `from` on a connection to `to` (or from
+//!   `to` on it, going back) is, with this probability, thrown away and
+//!   the connection closed: what it carried is lost, as messages are when
+//!   a link fails, and the member dials again. (TCP delivers whole
+//!   prefixes: a proxy cannot lose one message and pass the next.)
 //!
 //! A connection whose dialer is no member (it died, or is not ours) is
 //! passed through without rules.
@@ -24,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rand::RngExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -41,6 +47,7 @@ pub struct Net {
 struct State {
     blocked: Vec<bool>,
     delay_ms: Vec<u64>,
+    drop_p: Vec<f64>,
     pids: Vec<Option<u32>>,
     generation: u64,
 }
@@ -52,6 +59,7 @@ impl Net {
             state: Mutex::new(State {
                 blocked: vec![false; n * n],
                 delay_ms: vec![0; n * n],
+                drop_p: vec![0.0; n * n],
                 pids: vec![None; n],
                 generation: 0,
             }),
@@ -100,11 +108,27 @@ impl Net {
         self.bump(s);
     }
 
-    /// Lifts every block and delay.
+    /// Delays the link from `from` to `to` by `ms`.
+    pub fn delay_link(&self, from: usize, to: usize, ms: u64) {
+        let mut s = self.lock();
+        s.delay_ms[from * self.n + to] = ms;
+        self.bump(s);
+    }
+
+    /// Makes every link lose a chunk, and its connection, with
+    /// probability `p`.
+    pub fn drop_all(&self, p: f64) {
+        let mut s = self.lock();
+        s.drop_p.iter_mut().for_each(|d| *d = p);
+        self.bump(s);
+    }
+
+    /// Lifts every block, delay and drop.
     pub fn heal(&self) {
         let mut s = self.lock();
         s.blocked.iter_mut().for_each(|b| *b = false);
         s.delay_ms.iter_mut().for_each(|d| *d = 0);
+        s.drop_p.iter_mut().for_each(|d| *d = 0.0);
         self.bump(s);
     }
 
@@ -114,6 +138,12 @@ impl Net {
 
     fn delay(&self, from: usize, to: usize) -> Duration {
         Duration::from_millis(self.lock().delay_ms[from * self.n + to])
+    }
+
+    /// Whether this chunk on the link from `from` to `to` is lost.
+    fn drops(&self, from: usize, to: usize) -> bool {
+        let p = self.lock().drop_p[from * self.n + to];
+        p > 0.0 && rand::rng().random_bool(p.min(1.0))
     }
 }
 
@@ -164,10 +194,14 @@ async fn connection(
     let n1 = net.clone();
     let n2 = net.clone();
     let there = pump(down_r, up_w, move || {
-        from.map_or(Duration::ZERO, |f| n1.delay(f, to))
+        from.map_or(Some(Duration::ZERO), |f| {
+            (!n1.drops(f, to)).then(|| n1.delay(f, to))
+        })
     });
     let back = pump(up_r, down_w, move || {
-        from.map_or(Duration::ZERO, |f| n2.delay(to, f))
+        from.map_or(Some(Duration::ZERO), |f| {
+            (!n2.drops(to, f)).then(|| n2.delay(to, f))
+        })
     });
     tokio::select! {
         _ = there => {}
@@ -206,11 +240,12 @@ async fn black_hole(
 }
 
 /// Copies `r` to `w`, holding each chunk for the delay in force when it
-/// was read. Ends when either side closes.
+/// was read (`delay`), or losing it and ending there (`delay` says None).
+/// Ends when either side closes.
 async fn pump(
     mut r: tokio::net::tcp::OwnedReadHalf,
     mut w: tokio::net::tcp::OwnedWriteHalf,
-    delay: impl Fn() -> Duration + Send + 'static,
+    delay: impl Fn() -> Option<Duration> + Send + 'static,
 ) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(256);
     let reader = async move {
@@ -219,7 +254,8 @@ async fn pump(
             match r.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    let at = Instant::now() + delay();
+                    let Some(delay) = delay() else { return };
+                    let at = Instant::now() + delay;
                     if tx.send((at, buf[..n].to_vec())).await.is_err() {
                         return;
                     }
@@ -342,6 +378,18 @@ mod tests {
         assert!(
             echo_once(s).await.is_none(),
             "a blocked link answers nothing"
+        );
+        net.heal();
+        let s = TcpStream::connect(addr).await.unwrap();
+        assert!(echo_once(s).await.is_some(), "a healed link echoes");
+        // Dropping everything: what is sent is lost and the link closes.
+        net.drop_all(1.0);
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"hi").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "the chunk was lost and the link closed: {r:?}"
         );
         net.heal();
         let s = TcpStream::connect(addr).await.unwrap();

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::check::{self, Log};
-use crate::cluster::Cluster;
+use crate::cluster::{find_shim, Cluster};
 use crate::faults;
 use crate::workload::{self, History, Kind, Record, KEYS};
 
@@ -38,6 +38,9 @@ pub struct Config {
     pub faults: Vec<String>,
     /// Keep the run's directory even when it passed.
     pub keep: bool,
+    /// More flags for every member (`--unsafe-no-fsync` shows the power
+    /// loss checks failing, say).
+    pub member_flags: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -103,13 +106,28 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
     };
     // Leases checkpoint their remaining TTL every second, so that a
     // leader change resumes from it (the lease check relies on this).
+    let shim = if cfg
+        .faults
+        .iter()
+        .any(|f| faults::NEEDS_SHIM.contains(&f.as_str()))
+    {
+        Some(find_shim(&cfg.strata).context(
+            "faults that need the shim, and no libstrata_fault_shim.so near the strata binary \
+             or this program (cargo build -p strata-fault builds it)",
+        )?)
+    } else {
+        None
+    };
+    let mut flags = vec!["--experimental-lease-checkpoint-interval", "1s"];
+    flags.extend(cfg.member_flags.iter().map(String::as_str));
     let mut cluster = Cluster::start_with(
         &cfg.strata,
         &dir,
         cfg.members,
         &ports,
         &format!("fault-{seed}"),
-        &["--experimental-lease-checkpoint-interval", "1s"],
+        &flags,
+        shim,
     )
     .await?;
     if !has_leader(&mut cluster, Duration::from_secs(20)).await {

@@ -36,6 +36,8 @@ pub const POINTS: &[&str] = &[
     "afterApplyOneEntryNormal",
     "beforeCommit",
     "afterCommit",
+    "walBeforeFsync",
+    "dbBeforeFsync",
     "raftBeforeLeaderSend",
     "defragBeforeCopy",
     "defragBeforeRename",
@@ -108,7 +110,7 @@ pub async fn sweep(bin: &Path, dir: &Path, points: &[&str]) -> Result<Vec<Outcom
         "--snapshot-catchup-entries",
         "20",
     ];
-    let mut c = Cluster::start_with(bin, dir, 3, &ports, "sweep", &extra).await?;
+    let mut c = Cluster::start_with(bin, dir, 3, &ports, "sweep", &extra, None).await?;
     converge(&mut c)
         .await
         .map_err(|e| anyhow!("the cluster did not start: {e}"))?;

@@ -43,6 +43,10 @@ struct Args {
     /// Keep every run's directory.
     #[arg(long)]
     keep: bool,
+    /// A flag for every member, repeatable (`--member-flag=--unsafe-no-fsync`
+    /// shows the power-loss checks failing).
+    #[arg(long = "member-flag", allow_hyphen_values = true)]
+    member_flags: Vec<String>,
     /// Print each run's faults.
     #[arg(long, short)]
     verbose: bool,
@@ -76,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(a.duration),
         faults,
         keep: a.keep,
+        member_flags: a.member_flags.clone(),
     };
     println!(
         "seeds {base}..{} of {} s each, faults: {}",
@@ -186,13 +191,17 @@ fn main() -> anyhow::Result<()> {
     println!("{table}");
     for (seed, dir) in &failed {
         println!(
-            "seed {seed} failed; files in {}; again: strata-fault --strata {} --base {seed} --seeds 1 --duration {} --members {} --clients {} --faults {}",
+            "seed {seed} failed; files in {}; again: strata-fault --strata {} --base {seed} --seeds 1 --duration {} --members {} --clients {} --faults {}{}",
             dir.display(),
             a.strata.display(),
             a.duration,
             a.members,
             a.clients,
-            cfg.faults.join(",")
+            cfg.faults.join(","),
+            cfg.member_flags
+                .iter()
+                .map(|f| format!(" --member-flag={f}"))
+                .collect::<String>()
         );
     }
     if failed.is_empty() {
