@@ -4,8 +4,8 @@
 //! - seeded runs of a three-member cluster under faults (kill -9, SIGSTOP,
 //!   partitions, one-way loss, delays, crash points, disk faults, power
 //!   losses, wall-clock steps), every history
-//!   checked; a short budget here (`STRATA_FAULT_SEEDS`, default 3, of
-//!   `STRATA_FAULT_SECS`, default 12, from `STRATA_FAULT_BASE`, default
+//!   checked; a short budget here (`STRATA_FAULT_SEEDS`, default 5, of
+//!   `STRATA_FAULT_SECS`, default 15, from `STRATA_FAULT_BASE`, default
 //!   from the clock); longer runs are `strata-fault`'s;
 //! - the crash-point sweep: a member dies at each crash point in turn and
 //!   recovers;
@@ -47,8 +47,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 #[test]
 fn seeded_fault_runs_keep_every_invariant() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let seeds = env_u64("STRATA_FAULT_SEEDS", 3);
-    let secs = env_u64("STRATA_FAULT_SECS", 12);
+    let seeds = env_u64("STRATA_FAULT_SEEDS", 5);
+    let secs = env_u64("STRATA_FAULT_SECS", 15);
     let base = env_u64(
         "STRATA_FAULT_BASE",
         std::time::SystemTime::now()
