@@ -135,11 +135,7 @@ fn parse(b: &[u8]) -> Result<Vec<Rec>> {
             b'W' => {
                 let (ino, off, len, old_size) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
                 let zeroed = r.take(1)?[0] != 0;
-                let have = if off < old_size {
-                    (old_size - off).min(len)
-                } else {
-                    0
-                };
+                let have = replaced(off, len, old_size);
                 let old = if zeroed {
                     None
                 } else {
@@ -260,6 +256,24 @@ fn inodes(root: &Path, saved: &Path) -> HashMap<u64, PathBuf> {
     out
 }
 
+/// How many bytes a write of `len` at `off` replaced in a file of
+/// `old_size` (the rest extended it).
+fn replaced(off: u64, len: u64, old_size: u64) -> u64 {
+    old_size.saturating_sub(off).min(len)
+}
+
+/// The file of inode `ino`, opened for writing (None: it is gone).
+fn open_ino(files: &HashMap<u64, PathBuf>, ino: u64) -> Result<Option<std::fs::File>> {
+    let Some(path) = files.get(&ino) else {
+        return Ok(None);
+    };
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| path.display().to_string())?;
+    Ok(Some(f))
+}
+
 fn ino_of(p: &Path) -> Option<u64> {
     std::fs::symlink_metadata(p).ok().map(|m| m.ino())
 }
@@ -293,16 +307,10 @@ pub fn power_loss(journal: &Path, root: &Path, loss: Loss, rng: &mut StdRng) -> 
                 old_size,
                 old,
             } => {
-                let Some(path) = files.get(ino) else { continue };
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .with_context(|| path.display().to_string())?;
-                let have = if off < old_size {
-                    (old_size - off).min(*len)
-                } else {
-                    0
+                let Some(f) = open_ino(&files, *ino)? else {
+                    continue;
                 };
+                let have = replaced(*off, *len, *old_size);
                 let zeros;
                 let old: &[u8] = match old {
                     Some(o) => o,
@@ -339,11 +347,9 @@ pub fn power_loss(journal: &Path, root: &Path, loss: Loss, rng: &mut StdRng) -> 
                 new,
                 tail,
             } => {
-                let Some(path) = files.get(ino) else { continue };
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .with_context(|| path.display().to_string())?;
+                let Some(f) = open_ino(&files, *ino)? else {
+                    continue;
+                };
                 f.set_len(*old)?;
                 if !tail.is_empty() {
                     f.write_all_at(tail, *new)?;
