@@ -240,8 +240,7 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     if !cfg.unsafe_no_fsync {
         // Every start: an earlier one may have died before these syncs.
         let top = cfg.data_dir();
-        crate::snapdir::sync_dirs_up(&wal_dir, &top)
-            .and_then(|()| crate::snapdir::sync_dirs_up(&member_dir.join("snap"), &top))
+        crate::snapdir::sync_dirs_up(&[&wal_dir, &member_dir.join("snap")], &top)
             .with_context(|| format!("syncing the directories of {}", top.display()))?;
     }
     let db_path = member_dir.join("db");

@@ -153,15 +153,13 @@ impl Lessor {
     }
 
     /// Applies a checkpoint: the remaining TTL a restart resumes from (at
-    /// least one second: 0 would read as "none", the whole TTL).
-    pub fn checkpoint(&self, id: i64, remaining: i64) -> bool {
-        match self.lock().leases.get_mut(&id) {
-            Some(l) => {
-                l.remaining = remaining.max(1);
-                true
-            }
-            None => false,
-        }
+    /// least one second: 0 would read as "none", the whole TTL). Returns
+    /// what was kept, None for an unknown lease.
+    pub fn checkpoint(&self, id: i64, remaining: i64) -> Option<i64> {
+        let mut g = self.lock();
+        let l = g.leases.get_mut(&id)?;
+        l.remaining = remaining.max(1);
+        Some(l.remaining)
     }
 
     /// KeepAlive (primary only): a new deadline one TTL away. Returns the

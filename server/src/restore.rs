@@ -198,10 +198,9 @@ pub fn restore(
     let backend = Backend::open(BackendConfig::new(member_dir.join("db")))?;
     membership::store(&backend, &members)?;
     backend.close()?;
-    crate::snapdir::sync_dirs_up(&member_dir.join("wal"), &tmp)?;
-    crate::snapdir::sync_dirs_up(&member_dir.join("snap"), &tmp)?;
+    crate::snapdir::sync_dirs_up(&[&member_dir.join("wal"), &member_dir.join("snap")], &tmp)?;
     std::fs::rename(&tmp, &p.data_dir)
         .with_context(|| format!("renaming {} to {}", tmp.display(), p.data_dir.display()))?;
-    crate::snapdir::sync_dirs_up(&p.data_dir, &p.data_dir)?;
+    crate::snapdir::sync_dirs_up(&[&p.data_dir], &p.data_dir)?;
     Ok(members)
 }

@@ -55,29 +55,35 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Makes the names on the way from `top`'s parent down to `dir` durable:
-/// fsyncs `dir`, then each parent up to and including `top`'s parent. A
+/// Makes the names on the way from `top`'s parent down to each of `dirs`
+/// durable: fsyncs every directory from each of them up to and including
+/// `top`'s parent, once each (a dir outside `top` is synced alone). A
 /// directory created and never synced, or whose parent never was, can be
 /// gone after a power loss with everything written in it (POSIX asks a
 /// directory fsync for a new name; some filesystems keep it anyway, others
 /// do not).
-pub fn sync_dirs_up(dir: &Path, top: &Path) -> std::io::Result<()> {
-    let top_parent = top
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut at = Some(dir);
-    while let Some(d) = at {
-        let d = if d.as_os_str().is_empty() {
-            Path::new(".")
+pub fn sync_dirs_up(dirs: &[&Path], top: &Path) -> std::io::Result<()> {
+    let dot = |p: &Path| {
+        if p.as_os_str().is_empty() {
+            PathBuf::from(".")
         } else {
-            d
-        };
-        sync_dir(d)?;
-        if d == top_parent || !d.starts_with(top) {
-            break;
+            p.to_path_buf()
         }
-        at = d.parent();
+    };
+    let top_parent = dot(top.parent().unwrap_or(Path::new("")));
+    let mut synced = std::collections::HashSet::new();
+    for dir in dirs {
+        let mut at = Some(*dir);
+        while let Some(d) = at {
+            let d = dot(d);
+            if synced.insert(d.clone()) {
+                sync_dir(&d)?;
+            }
+            if d == top_parent || !d.starts_with(top) {
+                break;
+            }
+            at = at.and_then(Path::parent);
+        }
     }
     Ok(())
 }

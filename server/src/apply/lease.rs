@@ -80,9 +80,8 @@ impl Applier {
         let sh = self.shared.clone();
         let mut tx = self.begin(at)?;
         for cp in c.checkpoints {
-            if let Some(info) = sh.lessor.info(cp.id, false) {
-                let remaining = cp.remaining_ttl.max(1);
-                sh.lessor.checkpoint(cp.id, remaining);
+            let kept = sh.lessor.checkpoint(cp.id, cp.remaining_ttl);
+            if let (Some(info), Some(remaining)) = (sh.lessor.info(cp.id, false), kept) {
                 let stored = pb::LeasePb {
                     id: cp.id,
                     ttl: info.granted_ttl,

@@ -52,6 +52,15 @@ use rand::RngExt;
 use crate::cluster::Cluster;
 use crate::powerloss::{Loss, Undone};
 
+/// All unsynced changes lost, or torn, at even odds.
+fn any_loss(rng: &mut StdRng) -> Loss {
+    if rng.random_bool(0.5) {
+        Loss::All
+    } else {
+        Loss::Torn
+    }
+}
+
 fn loss_name(l: Loss) -> &'static str {
     match l {
         Loss::All => "all unsynced lost",
@@ -263,11 +272,7 @@ pub async fn inject(c: &mut Cluster, kind: &str, rng: &mut StdRng) -> anyhow::Re
             }
         }
         "power-loss" => {
-            let loss = if rng.random_bool(0.5) {
-                Loss::All
-            } else {
-                Loss::Torn
-            };
+            let loss = any_loss(rng);
             if rng.random_bool(0.5) {
                 // Now, wherever the member is.
                 let u = c.power_loss(i, loss, rng)?;
@@ -289,11 +294,7 @@ pub async fn inject(c: &mut Cluster, kind: &str, rng: &mut StdRng) -> anyhow::Re
         "power-loss-all" => {
             let mut parts = Vec::new();
             for m in 0..n {
-                let loss = if rng.random_bool(0.5) {
-                    Loss::All
-                } else {
-                    Loss::Torn
-                };
+                let loss = any_loss(rng);
                 let u = c.power_loss(m, loss, rng)?;
                 parts.push(format!(
                     "{} ({}): {}",

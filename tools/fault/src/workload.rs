@@ -108,6 +108,16 @@ async fn connect(ep: &str) -> Option<Client> {
     Client::connect([ep], Some(opts)).await.ok()
 }
 
+/// [`connect`], pausing 100 ms when it fails (a loop that reconnects
+/// does not spin on a member that is down).
+async fn connect_or_pause(ep: &str) -> Option<Client> {
+    let c = connect(ep).await;
+    if c.is_none() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c
+}
+
 async fn client_loop(
     c: usize,
     member: usize,
@@ -125,10 +135,7 @@ async fn client_loop(
     let now = || start.elapsed().as_micros() as u64;
     while !stop.load(Ordering::Relaxed) {
         let Some(cl) = client.as_mut() else {
-            client = connect(&ep).await;
-            if client.is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            client = connect_or_pause(&ep).await;
             continue;
         };
         let k = rng.random_range(0..KEYS);
@@ -383,10 +390,7 @@ pub async fn leases(
     let mut next_grant = now();
     while !stop.load(Ordering::Relaxed) {
         let Some(cl) = client.as_mut() else {
-            client = connect(&ep).await;
-            if client.is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            client = connect_or_pause(&ep).await;
             continue;
         };
         let mut failed = false;

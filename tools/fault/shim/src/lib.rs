@@ -289,14 +289,14 @@ impl Journal {
     }
 
     /// Journals a write of `len` bytes at `off` to the file behind `fd`.
-    fn write(&mut self, fd: c_int, st: &libc::stat, path: &[u8], off: u64, len: u64) {
+    fn write(&mut self, st: &libc::stat, path: &[u8], off: u64, len: u64) {
         let ino = st.st_ino;
         let size = st.st_size as u64;
         self.note_size(ino, size, path);
         let have = if off < size { (size - off).min(len) } else { 0 };
         let mut old = vec![0u8; have as usize];
         if have > 0 {
-            read_at(fd, path, &mut old, off);
+            read_at(path, &mut old, off);
         }
         let zeroed = old.iter().all(|&b| b == 0);
         let mut r = Vec::with_capacity(64 + old.len() + path.len());
@@ -315,7 +315,7 @@ impl Journal {
     }
 
     /// Journals the file's length becoming `new`.
-    fn resize(&mut self, fd: c_int, st: &libc::stat, path: &[u8], new: u64) {
+    fn resize(&mut self, st: &libc::stat, path: &[u8], new: u64) {
         let ino = st.st_ino;
         let size = st.st_size as u64;
         self.note_size(ino, size, path);
@@ -324,7 +324,7 @@ impl Journal {
         }
         let mut tail = vec![0u8; size.saturating_sub(new) as usize];
         if !tail.is_empty() {
-            read_at(fd, path, &mut tail, new);
+            read_at(path, &mut tail, new);
         }
         let mut r = vec![b'Z'];
         put_u64(&mut r, ino);
@@ -371,8 +371,8 @@ fn put_bytes(r: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// Reads what the file at `path` holds at `off` (through a descriptor of
-/// its own: `fd` may be write-only). Short reads leave zeros.
-fn read_at(_fd: c_int, path: &[u8], buf: &mut [u8], off: u64) {
+/// its own: the caller's may be write-only). Short reads leave zeros.
+fn read_at(path: &[u8], buf: &mut [u8], off: u64) {
     let c = cstring(path);
     // SAFETY: valid path.
     let rfd = unsafe {
@@ -474,22 +474,7 @@ unsafe fn do_openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_
             fd
         }
         Some(st) if flags & libc::O_TRUNC != 0 && is_reg(&st) && flags & libc::O_ACCMODE != 0 => {
-            // Journal the truncation through a descriptor of our own.
-            let c = cstring(&p);
-            // SAFETY: valid path.
-            let rfd = unsafe {
-                libc::syscall(
-                    libc::SYS_openat,
-                    libc::AT_FDCWD,
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_CLOEXEC,
-                )
-            } as c_int;
-            if rfd >= 0 {
-                j.resize(rfd, &st, &p, 0);
-                // SAFETY: our own descriptor.
-                unsafe { libc::syscall(libc::SYS_close, rfd) };
-            }
+            j.resize(&st, &p, 0);
             raw(dirfd)
         }
         _ => raw(dirfd),
@@ -564,7 +549,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
     match tracked(fd, false) {
         Some((mut j, st, path)) => {
             let off = current_offset(fd, &st);
-            j.write(fd, &st, &path, off, n as u64);
+            j.write(&st, &path, off, n as u64);
             raw()
         }
         None => raw(),
@@ -578,7 +563,7 @@ unsafe fn do_pwrite(fd: c_int, buf: *const c_void, n: size_t, off: off64_t) -> s
     };
     match tracked(fd, false) {
         Some((mut j, st, path)) if off >= 0 => {
-            j.write(fd, &st, &path, off as u64, n as u64);
+            j.write(&st, &path, off as u64, n as u64);
             raw()
         }
         _ => raw(),
@@ -620,7 +605,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssi
     match tracked(fd, false) {
         Some((mut j, st, path)) => {
             let off = current_offset(fd, &st);
-            j.write(fd, &st, &path, off, iov_len(iov, cnt));
+            j.write(&st, &path, off, iov_len(iov, cnt));
             raw()
         }
         None => raw(),
@@ -635,7 +620,7 @@ unsafe fn do_pwritev(fd: c_int, iov: *const iovec, cnt: c_int, off: off64_t) -> 
     };
     match tracked(fd, false) {
         Some((mut j, st, path)) if off >= 0 => {
-            j.write(fd, &st, &path, off as u64, iov_len(iov, cnt));
+            j.write(&st, &path, off as u64, iov_len(iov, cnt));
             raw()
         }
         _ => raw(),
@@ -671,7 +656,7 @@ unsafe fn do_ftruncate(fd: c_int, len: off64_t) -> c_int {
     };
     match tracked(fd, false) {
         Some((mut j, st, path)) if len >= 0 => {
-            j.resize(fd, &st, &path, len as u64);
+            j.resize(&st, &path, len as u64);
             raw()
         }
         _ => raw(),
@@ -699,7 +684,7 @@ unsafe fn do_fallocate(fd: c_int, mode: c_int, off: off64_t, len: off64_t) -> c_
         Some((mut j, st, path)) => {
             let end = (off + len).max(0) as u64;
             if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > st.st_size as u64 {
-                j.resize(fd, &st, &path, end);
+                j.resize(&st, &path, end);
             }
             raw()
         }
