@@ -154,12 +154,46 @@ pub fn make_key(n: u64, size: usize) -> Vec<u8> {
     k
 }
 
-async fn connect(c: &Common) -> anyhow::Result<Vec<Client>> {
-    let mut out = Vec::new();
-    for _ in 0..c.conns.max(1) {
-        out.push(Client::connect(c.endpoints.clone(), None).await?);
+/// `--conns` connections, each to one endpoint, the endpoints taken in turn
+/// (as etcd's benchmark dials them). A connection is a plain channel to its
+/// endpoint: the client's balancer, which it puts in front of even one
+/// endpoint, costs the generator a queue and a worker task per request; a worker whose connection fails
+/// moves on to the next one (`Conns::after`), so a run keeps going when a
+/// member dies.
+async fn connect(c: &Common) -> anyhow::Result<Conns> {
+    if c.endpoints.is_empty() {
+        anyhow::bail!("no endpoints");
     }
-    Ok(out)
+    let mut out = Vec::new();
+    for i in 0..c.conns.max(1) {
+        let ep = &c.endpoints[i % c.endpoints.len()];
+        let url = if ep.contains("://") {
+            ep.clone()
+        } else {
+            format!("http://{ep}")
+        };
+        let channel = tonic::transport::Endpoint::from_shared(url)?
+            .connect()
+            .await?;
+        out.push(Client::from_channel(etcd_client::Channel::Tonic(channel), None).await?);
+    }
+    Ok(Conns(out))
+}
+
+/// The run's connections.
+struct Conns(Vec<Client>);
+
+impl Conns {
+    fn get(&self, i: usize) -> (usize, Client) {
+        let i = i % self.0.len();
+        (i, self.0[i].clone())
+    }
+
+    /// The connection to try after connection `i` failed a request: the
+    /// next one, which is dialed to the next endpoint.
+    fn after(&self, i: usize) -> (usize, Client) {
+        self.get(i + 1)
+    }
 }
 
 /// Runs `op(client, request number)` `total` times over the clients.
@@ -168,17 +202,18 @@ where
     F: Fn(Client, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), etcd_client::Error>> + Send,
 {
-    let conns = connect(c).await?;
+    let conns = Arc::new(connect(c).await?);
     let next = Arc::new(AtomicU64::new(0));
     let op = Arc::new(op);
     let total = c.total;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..c.clients.max(1) {
-        let client = conns[w % conns.len()].clone();
+        let conns = conns.clone();
         let next = next.clone();
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
+            let (mut at, mut client) = conns.get(w);
             let mut lat = latencies();
             let mut errors = 0u64;
             loop {
@@ -189,7 +224,10 @@ where
                 let t = Instant::now();
                 match op(client.clone(), n).await {
                     Ok(()) => record(&mut lat, t.elapsed()),
-                    Err(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        (at, client) = conns.after(at);
+                    }
                 }
             }
             (lat, errors)
@@ -280,7 +318,7 @@ pub async fn lease_keepalive(c: &Common) -> anyhow::Result<Report> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..c.clients.max(1) {
-        let mut client = conns[w % conns.len()].clone();
+        let (_, mut client) = conns.get(w);
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = latencies();
@@ -327,7 +365,7 @@ pub async fn watch(
     let watchers = watchers.max(1);
     let mut receivers = Vec::new();
     for s in 0..streams.max(1) {
-        let mut client = conns[s % conns.len()].clone();
+        let (_, mut client) = conns.get(s);
         let mut ws = client.watch(key.clone(), None).await?;
         for _ in 1..watchers {
             ws.watch(key.clone(), None).await?;
@@ -357,7 +395,7 @@ pub async fn watch(
         }));
     }
     let start = Instant::now();
-    let mut client = conns[0].clone();
+    let (_, mut client) = conns.get(0);
     let value = vec![b'x'; val_size];
     let mut sent: std::collections::HashMap<i64, Instant> = Default::default();
     let mut report = Report::default();
