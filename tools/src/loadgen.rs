@@ -154,6 +154,29 @@ pub fn make_key(n: u64, size: usize) -> Vec<u8> {
     k
 }
 
+/// The leader's client URLs: the leader named by the first endpoint that
+/// answers Status, looked up in that endpoint's member list.
+pub async fn leader_endpoints(endpoints: &[String]) -> anyhow::Result<Vec<String>> {
+    for ep in endpoints {
+        let Ok(mut client) = Client::connect([ep], None).await else {
+            continue;
+        };
+        let Ok(status) = client.status().await else {
+            continue;
+        };
+        if status.leader() == 0 {
+            continue;
+        }
+        let members = client.member_list().await?;
+        if let Some(m) = members.members().iter().find(|m| m.id() == status.leader()) {
+            if !m.client_urls().is_empty() {
+                return Ok(m.client_urls().to_vec());
+            }
+        }
+    }
+    anyhow::bail!("no endpoint named a leader with client URLs")
+}
+
 /// `--conns` connections, each to one endpoint, the endpoints taken in turn
 /// (as etcd's benchmark dials them). A connection is a plain channel to its
 /// endpoint: the client's balancer, which it puts in front of even one

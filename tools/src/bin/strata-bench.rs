@@ -31,6 +31,10 @@ struct Cli {
     /// Total number of concurrent clients.
     #[arg(long, global = true, default_value_t = 1)]
     clients: usize,
+    /// Send every request to the leader (its client URLs, found through
+    /// Status and MemberList), as etcd's benchmark `--target-leader`.
+    #[arg(long, global = true)]
+    target_leader: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -104,9 +108,9 @@ enum Cmd {
     },
 }
 
-fn common(cli: &Cli, total: u64) -> Common {
+fn common(cli: &Cli, endpoints: &[String], total: u64) -> Common {
     Common {
-        endpoints: cli.endpoints.clone(),
+        endpoints: endpoints.to_vec(),
         conns: cli.conns,
         clients: cli.clients,
         total,
@@ -128,8 +132,14 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let report = rt.block_on(async {
+        let endpoints = if cli.target_leader {
+            loadgen::leader_endpoints(&cli.endpoints).await?
+        } else {
+            cli.endpoints.clone()
+        };
+        let common = |total| common(&cli, &endpoints, total);
         match &cli.cmd {
-            Cmd::Put(k) => loadgen::put(&common(&cli, k.total), &put_opts(k)).await,
+            Cmd::Put(k) => loadgen::put(&common(k.total), &put_opts(k)).await,
             Cmd::Range {
                 key,
                 end,
@@ -138,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             } => {
                 let serializable = *consistency == Consistency::S;
                 loadgen::range(
-                    &common(&cli, *total),
+                    &common(*total),
                     key.clone().into_bytes(),
                     end.clone().map(String::into_bytes),
                     serializable,
@@ -146,23 +156,15 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Cmd::TxnPut { keys, txn_ops } => {
-                loadgen::txn_put(&common(&cli, keys.total), &put_opts(keys), *txn_ops).await
+                loadgen::txn_put(&common(keys.total), &put_opts(keys), *txn_ops).await
             }
             Cmd::Watch {
                 streams,
                 watch_per_stream,
                 total,
                 val_size,
-            } => {
-                loadgen::watch(
-                    &common(&cli, *total),
-                    *streams,
-                    *watch_per_stream,
-                    *val_size,
-                )
-                .await
-            }
-            Cmd::LeaseKeepalive { total } => loadgen::lease_keepalive(&common(&cli, *total)).await,
+            } => loadgen::watch(&common(*total), *streams, *watch_per_stream, *val_size).await,
+            Cmd::LeaseKeepalive { total } => loadgen::lease_keepalive(&common(*total)).await,
         }
     })?;
     print!("{}", report.render());
