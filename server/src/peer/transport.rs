@@ -1,8 +1,9 @@
 //! Sending raft messages to peers. The raft thread hands each Ready's
 //! messages to [`PeerTransport::send`], which groups them by peer and puts
 //! each group on that peer's bounded queue without waiting; a task per peer
-//! (on the tokio runtime) keeps one long-lived `Peer/Raft` stream open and
-//! writes the batches in order.
+//! (on the tokio runtime) keeps one long-lived `Peer/Raft` stream open,
+//! whose body takes the batches off the queue in order (no task in
+//! between to wake per batch).
 //!
 //! Invariants:
 //! - The raft thread never blocks on a peer: a full queue, or a peer whose
@@ -26,7 +27,6 @@ use std::time::Duration;
 use raft::eraftpb::{Message, MessageType};
 use strata_proto::peerpb as p;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::{convert, snapshot};
 use crate::membership::Membership;
@@ -265,20 +265,27 @@ impl Link {
         .await
     }
 
-    async fn run(self, mut queue: mpsc::Receiver<Vec<Message>>) {
+    async fn run(self, queue: mpsc::Receiver<Vec<Message>>) {
         let sent = crate::metrics::global()
             .peer_sent
             .with_label_values(&[&crate::metrics::peer_label(self.to)]);
+        // Each stream's body pulls its batches from the queue itself (no
+        // task between the raft thread and the connection to wake for
+        // every batch); between streams this task holds it.
+        let queue = Arc::new(Mutex::new(queue));
         let mut attempt = 0usize;
         let mut was_up = false;
         loop {
             let Some(mut client) = self.connect(attempt).await else {
                 attempt += 1;
-                if queue.is_closed() && queue.is_empty() {
-                    return;
-                }
-                if Self::drain(&mut queue) > 0 || was_up {
-                    self.unreachable();
+                {
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    if q.is_closed() && q.is_empty() {
+                        return;
+                    }
+                    if Self::drain(&mut q) > 0 || was_up {
+                        self.unreachable();
+                    }
                 }
                 if was_up {
                     tracing::warn!(
@@ -296,39 +303,61 @@ impl Link {
                 was_up = true;
                 self.membership.set_active(self.to, true);
             }
-            let (tx, rx) = mpsc::channel::<p::RaftBatch>(64);
-            let mut call = tokio::spawn(async move { client.raft(ReceiverStream::new(rx)).await });
-            loop {
-                tokio::select! {
-                    batch = queue.recv() => {
-                        let Some(msgs) = batch else {
-                            call.abort();
-                            self.membership.set_active(self.to, false);
-                            return;
-                        };
-                        let b = p::RaftBatch {
-                            header: Some(self.header),
-                            messages: msgs.iter().map(convert::to_pb).collect(),
-                        };
-                        sent.inc_by(prost::Message::encoded_len(&b) as u64);
-                        if tx.send(b).await.is_err() {
-                            break;
-                        }
-                    }
-                    ended = &mut call => {
-                        if let Ok(Err(status)) = ended {
-                            if status.message() == REMOVED {
-                                self.membership.mark_self_removed();
-                            }
-                            tracing::warn!(peer = format!("{:x}", self.to), error = %status.message(), "peer stream ended");
-                        }
-                        break;
-                    }
-                }
+            let outbox = Outbox {
+                queue: queue.clone(),
+                header: self.header,
+                sent: sent.clone(),
+            };
+            let ended = client.raft(outbox).await;
+            let closed = {
+                let q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                q.is_closed() && q.is_empty()
+            };
+            if closed {
+                // The member left the membership (or the transport is
+                // gone): the stream ended because its queue did.
+                self.membership.set_active(self.to, false);
+                return;
             }
-            call.abort();
+            if let Err(status) = ended {
+                if status.message() == REMOVED {
+                    self.membership.mark_self_removed();
+                }
+                tracing::warn!(peer = format!("{:x}", self.to), error = %status.message(), "peer stream ended");
+            }
             self.unreachable();
             tokio::time::sleep(RETRY).await;
         }
+    }
+}
+
+/// One stream's body: the batches on a peer's queue, in order, as they
+/// arrive; it ends when the queue is closed.
+struct Outbox {
+    queue: Arc<Mutex<mpsc::Receiver<Vec<Message>>>>,
+    header: p::PeerHeader,
+    sent: prometheus::IntCounter,
+}
+
+impl tokio_stream::Stream for Outbox {
+    type Item = p::RaftBatch;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<p::RaftBatch>> {
+        let polled = self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_recv(cx);
+        polled.map(|msgs| {
+            let b = p::RaftBatch {
+                header: Some(self.header),
+                messages: msgs?.iter().map(convert::to_pb).collect(),
+            };
+            self.sent.inc_by(prost::Message::encoded_len(&b) as u64);
+            Some(b)
+        })
     }
 }
