@@ -368,9 +368,9 @@ pub struct LeaseRecord {
     pub put_ret: u64,
     /// (invoke, return, the key was there)
     pub reads: Vec<(u64, u64, bool)>,
-    /// (invoke, return, remaining TTL in seconds) from TimeToLive, while
-    /// the lease lives.
-    pub ttls: Vec<(u64, u64, i64)>,
+    /// (invoke, return, remaining TTL in seconds, the answering member's
+    /// raft term) from TimeToLive, while the lease lives.
+    pub ttls: Vec<(u64, u64, i64, u64)>,
 }
 
 /// Grants a lease every two seconds on member `member` (the two TTLs in
@@ -432,7 +432,8 @@ pub async fn leases(
                 tokio::time::timeout(OP_TIMEOUT, cl.lease_time_to_live(l.id, None)).await
             {
                 if t.ttl() >= 0 {
-                    l.ttls.push((invoke, now(), t.ttl()));
+                    let term = t.header().map_or(0, |h| h.raft_term());
+                    l.ttls.push((invoke, now(), t.ttl(), term));
                 }
             }
             let invoke = now();
