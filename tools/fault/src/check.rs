@@ -302,10 +302,15 @@ pub fn leases(
         // Elections while the lease lived (a window past the base, so
         // that the elections the bound allows for are counted too).
         let window = base + 4 * per_election;
-        let elections = terms
+        let polled = terms
             .windows(2)
             .filter(|w| w[1].0 > l.grant_invoke && w[1].0 < window)
             .count() as u64;
+        // Or as many as the lease's own TimeToLive answers show (a term
+        // going up between two of them), should the pollers have missed
+        // one (see below).
+        let answered = l.ttls.windows(2).filter(|w| w[1].3 > w[0].3).count() as u64;
+        let elections = polled.max(answered);
         let latest = base + elections * per_election;
         // The remaining TTL counts down: between two answers it may rise
         // (against the time that passed) by two seconds of rounding, and by
@@ -393,7 +398,11 @@ mod tests {
         // One election in the lease's life allows five seconds more.
         let terms = [(0, 2), (6 * S, 3)];
         let after_election = lease(&[(5.0, true), (20.5, true), (21.0, false)]);
-        assert!(leases(&[after_election], &terms, S, S).is_empty());
+        assert!(leases(std::slice::from_ref(&after_election), &terms, S, S).is_empty());
+        // The same election seen only in the lease's own answers' terms.
+        let mut unpolled = after_election;
+        unpolled.ttls = vec![(5 * S, 5 * S + 1, 5, 2), (8 * S, 8 * S + 1, 6, 3)];
+        assert!(leases(&[unpolled], &[(0, 2)], S, S).is_empty());
         let later = lease(&[(5.0, true), (21.5, true)]);
         assert!(leases(&[later], &terms, S, S)[0].contains("still there"));
     }
