@@ -180,9 +180,9 @@ pub async fn leader_endpoints(endpoints: &[String]) -> anyhow::Result<Vec<String
 /// `--conns` connections, each to one endpoint, the endpoints taken in turn
 /// (as etcd's benchmark dials them). A connection is a plain channel to its
 /// endpoint: the client's balancer, which it puts in front of even one
-/// endpoint, costs the generator a queue and a worker task per request; a worker whose connection fails
-/// moves on to the next one (`Conns::after`), so a run keeps going when a
-/// member dies.
+/// endpoint, costs the generator a queue and a worker task per request. A
+/// worker whose connection fails moves on to the next one
+/// (`Conns::after`), so a run keeps going when a member dies.
 async fn connect(c: &Common) -> anyhow::Result<Conns> {
     if c.endpoints.is_empty() {
         anyhow::bail!("no endpoints");

@@ -279,7 +279,7 @@ impl Link {
             let Some(mut client) = self.connect(attempt).await else {
                 attempt += 1;
                 {
-                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut q = lock(&queue);
                     if q.is_closed() && q.is_empty() {
                         return;
                     }
@@ -310,7 +310,7 @@ impl Link {
             };
             let ended = client.raft(outbox).await;
             let closed = {
-                let q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                let q = lock(&queue);
                 q.is_closed() && q.is_empty()
             };
             if closed {
@@ -331,10 +331,18 @@ impl Link {
     }
 }
 
+type Queue = Mutex<mpsc::Receiver<Vec<Message>>>;
+
+/// A peer's queue, held by its link task or by the stream reading it (a
+/// poisoned lock still guards a whole queue).
+fn lock(q: &Queue) -> std::sync::MutexGuard<'_, mpsc::Receiver<Vec<Message>>> {
+    q.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One stream's body: the batches on a peer's queue, in order, as they
 /// arrive; it ends when the queue is closed.
 struct Outbox {
-    queue: Arc<Mutex<mpsc::Receiver<Vec<Message>>>>,
+    queue: Arc<Queue>,
     header: p::PeerHeader,
     sent: prometheus::IntCounter,
 }
@@ -346,11 +354,7 @@ impl tokio_stream::Stream for Outbox {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<p::RaftBatch>> {
-        let polled = self
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .poll_recv(cx);
+        let polled = lock(&self.queue).poll_recv(cx);
         polled.map(|msgs| {
             let b = p::RaftBatch {
                 header: Some(self.header),
