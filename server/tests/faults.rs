@@ -9,6 +9,7 @@
 //!   from the clock); longer runs are `strata-fault`'s;
 //! - the crash-point sweep: a member dies at each crash point in turn and
 //!   recovers;
+//! - exact scenarios a seed rarely draws ([`scenario`]);
 //! - the checker shown to fail on a stale read planted in a real history,
 //!   and the power-loss checks on members run with `--unsafe-no-fsync`.
 //!
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use strata_fault::{check, faults, run, sweep};
+use strata_fault::{check, faults, run, scenario, sweep};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -132,6 +133,26 @@ fn every_crash_point_is_reached_and_recovered_from() {
             bad.len(),
             kept.display(),
             bad.join("\n")
+        );
+    }
+}
+
+#[test]
+fn a_member_makes_durable_what_it_reads_back_before_acknowledging_it() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir, 0, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let at = dir.path().join("reread");
+    let found = rt
+        .block_on(scenario::reread_unsynced(&cfg.strata, &at))
+        .expect("the scenario");
+    if !found.is_empty() {
+        let kept = dir.keep();
+        panic!(
+            "violations (files in {}):\n{}",
+            kept.display(),
+            found.join("\n")
         );
     }
 }

@@ -10,7 +10,8 @@
 //!   accepted only if its whole tree verifies (each node against the checksum
 //!   its parent recorded, the root against the meta); otherwise the previous
 //!   meta is used. A file closed cleanly carries its freelist and is trusted
-//!   without a walk.
+//!   without a walk. Open syncs the file before it returns, so that what it
+//!   read (maybe a killed process's unsynced commit) is durable.
 //! - After a failed write or sync the database is poisoned: no further write
 //!   transaction begins (retrying an fsync can report success for lost data).
 
@@ -103,6 +104,11 @@ impl Database {
             len = io.len()?;
         }
         let (meta, map, freelist) = recover(&*io, path, len)?;
+        if !opts.no_sync {
+            // A commit a killed process wrote but never synced is read back
+            // from the page cache: make it durable before it is used.
+            io.sync_data()?;
+        }
         let shared = DbState {
             path: path.to_path_buf(),
             page_size: meta.page_size as usize,

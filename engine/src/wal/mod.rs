@@ -5,6 +5,10 @@
 //! - `save` only encodes and buffers; nothing is durable, or may be
 //!   acknowledged, before the next `sync` returns. `sync` is one fdatasync
 //!   for everything saved since the last one (group commit).
+//! - `open` returns only what is durable: it syncs the tail segment and the
+//!   directory first (a killed process's unsynced writes outlive it in the
+//!   page cache, and would otherwise be read back, acknowledged, and lost
+//!   to a power loss).
 //! - Every record's CRC is chained to the previous record's, across segments
 //!   too (each segment starts with a `Crc` record holding the value it
 //!   continues from), so a missing or swapped segment is detected.
@@ -182,6 +186,14 @@ impl Wal {
             .ok_or_else(|| corrupt(&dir, 0, "no segments"))?;
         let tail_path = dir.join(tail_name.file_name());
         let tail = OpenOptions::new().read(true).write(true).open(&tail_path)?;
+        if !opts.no_sync {
+            // What was read back may be in the page cache only (a process
+            // killed between a write and its fsync leaves it there), and
+            // raft will acknowledge it as held: make it durable first. The
+            // tail and the names suffice: a cut synced every older segment.
+            tail.sync_data()?;
+            segment::sync_dir(&dir)?;
+        }
         let has_state = rec.hard_state != HardState::default();
         let spare = Some(segment::prepare_spare(
             &dir,

@@ -158,8 +158,13 @@ pub fn acknowledged_in_log(records: &[Record], log: &Log) -> Vec<String> {
 pub fn panics(logs: &[(String, String)]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, text) in logs {
-        for line in text.lines().filter(|l| l.contains("panicked at")) {
-            out.push(format!("{name}: {line}"));
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if line.contains("panicked at") {
+                // Rust prints the panic's message on the next line.
+                let message = lines.next().unwrap_or_default();
+                out.push(format!("{name}: {line} {message}"));
+            }
         }
     }
     out
@@ -271,11 +276,14 @@ pub fn watches(logs: &[crate::workload::WatchLog], log: &Log) -> Vec<String> {
 /// election timeouts for each election (a term going up, `terms`) in the
 /// lease's life: a new leader resumes each lease from its last
 /// checkpointed remaining TTL, so a leader change costs a lease at most
-/// the time since that checkpoint and the election. A lease given its
-/// whole TTL back by a leader change late in its life overruns this.
+/// the time since that checkpoint and the election. Time the whole cluster
+/// was down (`outages`, µs intervals) is not charged to leases either, as
+/// in etcd: no leader counts it. A lease given its whole TTL back by a
+/// leader change late in its life overruns this.
 pub fn leases(
     leases: &[crate::workload::LeaseRecord],
     terms: &[(u64, u64)],
+    outages: &[(u64, u64)],
     checkpoint_us: u64,
     election_us: u64,
 ) -> Vec<String> {
@@ -309,9 +317,13 @@ pub fn leases(
         // Or as many as the lease's own TimeToLive answers show (a term
         // going up between two of them), should the pollers have missed
         // one (see below).
-        let answered = l.ttls.windows(2).filter(|w| w[1].3 > w[0].3).count() as u64;
+        let answered: u64 = l
+            .ttls
+            .windows(2)
+            .map(|w| w[1].3.saturating_sub(w[0].3))
+            .sum();
         let elections = polled.max(answered);
-        let latest = base + elections * per_election;
+        let latest = base + elections * per_election + down(outages, l.grant_invoke, window);
         // The remaining TTL counts down: between two answers it may rise
         // (against the time that passed) by two seconds of rounding, and by
         // the election allowance for each election between them; a TTL
@@ -334,10 +346,10 @@ pub fn leases(
             // have seen yet (they reconnect after a restart at their own
             // pace, and stop with the run: a cluster restarted by the last
             // fault elects just before the final answers).
-            let between = between.max(u64::from(term1 > term0));
+            let between = between.max(term1.saturating_sub(term0));
             // Two seconds of rounding: answers are whole seconds rounded
             // down, checkpoints whole seconds rounded up.
-            let allowed = 2_000_000 + between * per_election;
+            let allowed = 2_000_000 + between * per_election + down(outages, i0, r1);
             if rise_us > allowed as i64 {
                 out.push(format!(
                     "lease {:x} (TTL {} s): its remaining TTL went from {t0} s to {t1} s in {:.2} s ({between} elections between): given back",
@@ -360,6 +372,14 @@ pub fn leases(
         }
     }
     out
+}
+
+/// How long the cluster was down between `from` and `to` (µs).
+fn down(outages: &[(u64, u64)], from: u64, to: u64) -> u64 {
+    outages
+        .iter()
+        .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+        .sum()
 }
 
 #[cfg(test)]
@@ -389,22 +409,22 @@ mod tests {
     #[test]
     fn leases_expire_neither_early_nor_late() {
         let ok = lease(&[(5.0, true), (10.5, true), (12.0, false)]);
-        assert!(leases(&[ok], &[(0, 2)], S, S).is_empty());
+        assert!(leases(&[ok], &[(0, 2)], &[], S, S).is_empty());
         let early = lease(&[(5.0, true), (9.0, false)]);
-        assert!(leases(&[early], &[(0, 2)], S, S)[0].contains("before its TTL"));
+        assert!(leases(&[early], &[(0, 2)], &[], S, S)[0].contains("before its TTL"));
         // TTL + one election's allowance (5 s) + 1 s after the put.
         let late = lease(&[(5.0, true), (16.5, true)]);
-        assert!(leases(&[late], &[(0, 2)], S, S)[0].contains("still there"));
+        assert!(leases(&[late], &[(0, 2)], &[], S, S)[0].contains("still there"));
         // One election in the lease's life allows five seconds more.
         let terms = [(0, 2), (6 * S, 3)];
         let after_election = lease(&[(5.0, true), (20.5, true), (21.0, false)]);
-        assert!(leases(std::slice::from_ref(&after_election), &terms, S, S).is_empty());
+        assert!(leases(std::slice::from_ref(&after_election), &terms, &[], S, S).is_empty());
         // The same election seen only in the lease's own answers' terms.
         let mut unpolled = after_election;
         unpolled.ttls = vec![(5 * S, 5 * S + 1, 5, 2), (8 * S, 8 * S + 1, 6, 3)];
-        assert!(leases(&[unpolled], &[(0, 2)], S, S).is_empty());
+        assert!(leases(&[unpolled], &[(0, 2)], &[], S, S).is_empty());
         let later = lease(&[(5.0, true), (21.5, true)]);
-        assert!(leases(&[later], &terms, S, S)[0].contains("still there"));
+        assert!(leases(&[later], &terms, &[], S, S)[0].contains("still there"));
     }
 
     #[test]
@@ -419,18 +439,37 @@ mod tests {
             (us(6.25), us(6.26), 6, 3),
         ];
         let terms = [(0, 2), (us(6.1), 3)];
-        assert!(leases(&[l.clone()], &terms, S, S).is_empty());
+        assert!(leases(&[l.clone()], &terms, &[], S, S).is_empty());
         // The whole TTL back at that election.
         l.ttls.push((us(11.0), us(11.01), 10, 3));
-        assert!(leases(&[l.clone()], &terms, S, S)[0].contains("given back"));
+        assert!(leases(&[l.clone()], &terms, &[], S, S)[0].contains("given back"));
         // Any rise without an election.
         l.ttls = vec![(us(2.0), us(2.01), 5, 2), (us(2.25), us(2.26), 8, 2)];
-        assert!(leases(&[l.clone()], &terms, S, S)[0].contains("given back"));
+        assert!(leases(&[l.clone()], &terms, &[], S, S)[0].contains("given back"));
         // An election the pollers did not see, shown by the answers' terms
         // (a whole cluster restarted just before the run's end).
         l.ttls = vec![(us(13.3), us(13.31), 22, 2), (us(16.6), us(16.61), 22, 3)];
-        assert!(leases(&[l.clone()], &terms, S, S).is_empty());
+        assert!(leases(&[l.clone()], &terms, &[], S, S).is_empty());
         l.ttls = vec![(us(13.3), us(13.31), 22, 3), (us(16.6), us(16.61), 22, 3)];
-        assert!(leases(&[l], &terms, S, S)[0].contains("given back"));
+        assert!(leases(&[l], &terms, &[], S, S)[0].contains("given back"));
+    }
+
+    #[test]
+    fn time_the_whole_cluster_was_down_is_not_charged_to_leases() {
+        let us = |s: f64| (s * 1e6) as u64;
+        let mut l = lease(&[]);
+        l.ttl = 30;
+        // Three whole-cluster restarts in a row, one election after the
+        // last: the TTL stood still for 9.3 s.
+        l.ttls = vec![(us(0.79), us(0.80), 29, 2), (us(10.1), us(10.11), 29, 3)];
+        let terms = [(0, 2), (us(11.0), 3)];
+        let outages = [(us(3.2), us(5.5)), (us(5.6), us(7.6)), (us(8.4), us(10.2))];
+        assert!(leases(&[l.clone()], &terms, &outages, S, S).is_empty());
+        assert!(leases(&[l.clone()], &terms, &[], S, S)[0].contains("given back"));
+        // The whole TTL given back over a short outage is still caught.
+        l.ttls = vec![(us(20.0), us(20.01), 10, 2), (us(24.0), us(24.01), 30, 3)];
+        let terms = [(0, 2), (us(23.0), 3)];
+        let outages = [(us(21.0), us(22.0))];
+        assert!(leases(&[l], &terms, &outages, S, S)[0].contains("given back"));
     }
 }

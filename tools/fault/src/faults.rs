@@ -124,6 +124,15 @@ pub struct Injected {
     heal: Heal,
 }
 
+impl Injected {
+    /// Every member is down until the heal: the cluster has no leader, and
+    /// leases do not count down (a new leader resumes them from their
+    /// checkpoints).
+    pub fn stops_cluster(&self) -> bool {
+        matches!(self.heal, Heal::RestartAll)
+    }
+}
+
 #[derive(Debug)]
 enum Heal {
     Restart(usize),

@@ -8,7 +8,7 @@
 //! ([`check`], [`linearizable`]).
 //! [`run::run_seed`] is one run; the `strata-fault` binary runs many and
 //! prints the table; [`sweep`] crashes a member at each crash point in
-//! turn; `server/tests/faults.rs` runs both, on a short budget, in CI.
+//! turn; [`scenario`] builds exact sequences a seed rarely draws; `server/tests/faults.rs` runs both, on a short budget, in CI.
 //!
 //! A real cluster is not deterministic: a seed fixes the faults' kinds,
 //! order, members and durations and the clients' operations, not the
@@ -22,5 +22,6 @@ pub mod linearizable;
 pub mod powerloss;
 pub mod proxy;
 pub mod run;
+pub mod scenario;
 pub mod sweep;
 pub mod workload;

@@ -170,12 +170,19 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
 
     let end = t0 + cfg.duration;
     tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+    // When the whole cluster was down (µs since t0, from before the fault
+    // to after its heal).
+    let mut outages = Vec::new();
     while Instant::now() + Duration::from_secs(1) < end && !cfg.faults.is_empty() {
         let kind = cfg.faults[rng.random_range(0..cfg.faults.len())].clone();
+        let began = t0.elapsed().as_micros() as u64;
         let f = faults::inject(&mut cluster, &kind, &mut rng).await?;
         let hold = Duration::from_millis(rng.random_range(500..3000));
         tokio::time::sleep(hold.min(end.saturating_duration_since(Instant::now()))).await;
         let note = faults::heal(&mut cluster, &f).await?;
+        if f.stops_cluster() {
+            outages.push((began, t0.elapsed().as_micros() as u64));
+        }
         if note.contains("VIOLATION") {
             report.violations.push(format!("{}{note}", f.what));
         }
@@ -206,9 +213,9 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
     report.leases = leases.len();
     let terms = terms.await.unwrap_or_default();
     report.elections = terms.len().saturating_sub(1);
-    report
-        .violations
-        .extend(check::leases(&leases, &terms, 1_000_000, 1_000_000));
+    report.violations.extend(check::leases(
+        &leases, &terms, &outages, 1_000_000, 1_000_000,
+    ));
 
     // Heal whatever is left and converge.
     cluster.net.heal();

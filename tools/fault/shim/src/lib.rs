@@ -22,7 +22,8 @@
 //!   changed (ftruncate, O_TRUNC, or a change seen but not made through
 //!   this library, such as fallocate by raw syscall); `tail` is what a
 //!   shrink cut off.
-//! - `S` ino seq, then `s` seq result:i64 — an fsync/fdatasync of a file or
+//! - `S` ino seq, then `s` seq result:i64 (seq: the process id, then a
+//!   counter, in the high and low 32 bits) — an fsync/fdatasync of a file or
 //!   directory began, and ended; only an ended, successful one counts.
 //! - `C` parent_ino path — a file created (the name did not exist).
 //! - `M` parent_ino path — a directory created.
@@ -731,7 +732,10 @@ fn do_sync(fd: c_int, nr: c_long) -> c_int {
         j.note_size(st.st_ino, st.st_size as u64, &path);
     }
     j.seq += 1;
-    let seq = j.seq;
+    // Unique across the processes that share the journal (a member
+    // restarted after kill -9 appends to it): a sync that never ended in
+    // one must not be taken as ended by another's of the same number.
+    let seq = (u64::from(std::process::id()) << 32) | (j.seq & 0xffff_ffff);
     let mut r = vec![b'S'];
     put_u64(&mut r, st.st_ino);
     put_u64(&mut r, seq);
