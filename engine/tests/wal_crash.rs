@@ -271,10 +271,10 @@ fn missing_middle_segment_is_detected() {
     assert!(matches!(open(dir.path()), Err(Error::CorruptedLog { .. })));
 }
 
-/// A cut renames the new segment before its header is synced; a crash then
-/// can leave a last segment whose header never reached the disk. It holds no
-/// synced record, so it is dropped and the log continues in the previous
-/// segment. The same lost header with records after it is damage: an error.
+/// Logs written while cuts renamed the new segment before syncing its
+/// header can end in a segment whose header never reached the disk. It holds no synced record, so it is dropped and the
+/// log continues in the previous segment. The same lost header with records
+/// after it is damage: an error.
 #[test]
 fn cut_whose_header_never_reached_the_disk() {
     let dir = tempfile::tempdir().unwrap();

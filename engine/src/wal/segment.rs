@@ -4,7 +4,7 @@
 //! entry it was cut for), so names sort in log order. The next segment's
 //! file is preallocated with zeros and synced in the background; a cut
 //! writes its header records (crc, metadata, last snapshot marker, last hard
-//! state), renames it into place and syncs the directory. A leftover `.tmp`
+//! state), syncs them, renames the file into place and syncs the directory. A leftover `.tmp`
 //! is an unfinished cut and is deleted on open.
 
 use std::fs::{File, OpenOptions};
@@ -137,12 +137,16 @@ pub fn create(
         }
     };
     f.write_all_at(header, 0)?;
-    // A cut (`spare` given) does not sync the header here: it becomes
-    // durable with the first sync of the segment's records, and recovery
-    // drops a last segment whose header never reached the disk (it cannot
-    // hold synced records). The first segment of a log is synced whole.
-    if sync && !from_spare {
-        f.sync_all()?;
+    // The header is synced before the name appears (as etcd's cut does):
+    // a power loss may keep any part of unsynced writes, so a header left
+    // to the first sync of the records could be lost while records after
+    // it survive, and the segment would read as damaged.
+    if sync {
+        if from_spare {
+            f.sync_data()?;
+        } else {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, &path)?;
     if sync {
