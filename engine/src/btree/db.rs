@@ -10,8 +10,9 @@
 //!   accepted only if its whole tree verifies (each node against the checksum
 //!   its parent recorded, the root against the meta); otherwise the previous
 //!   meta is used. A file closed cleanly carries its freelist and is trusted
-//!   without a walk. Open syncs the file before it returns, so that what it
-//!   read (maybe a killed process's unsynced commit) is durable.
+//!   without a walk. Open syncs the file and its directory before it
+//!   returns, so that what it read (maybe a killed process's unsynced
+//!   commit, or its unsynced rename of the file) is durable.
 //! - After a failed write or sync the database is poisoned: no further write
 //!   transaction begins (retrying an fsync can report success for lost data).
 
@@ -106,8 +107,12 @@ impl Database {
         let (meta, map, freelist) = recover(&*io, path, len)?;
         if !opts.no_sync {
             // A commit a killed process wrote but never synced is read back
-            // from the page cache: make it durable before it is used.
+            // from the page cache, and so is a name it gave the file (a db
+            // swapped in by rename): make both durable before they are used.
             io.sync_data()?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
         }
         let shared = DbState {
             path: path.to_path_buf(),
