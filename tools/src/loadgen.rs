@@ -155,7 +155,7 @@ pub fn make_key(n: u64, size: usize) -> Vec<u8> {
 }
 
 /// The leader's client URLs: the leader named by the first endpoint that
-/// answers Status, looked up in that endpoint's member list.
+/// answers Status and MemberList, looked up in that member list.
 pub async fn leader_endpoints(endpoints: &[String]) -> anyhow::Result<Vec<String>> {
     for ep in endpoints {
         let Ok(mut client) = Client::connect([ep], None).await else {
@@ -167,7 +167,9 @@ pub async fn leader_endpoints(endpoints: &[String]) -> anyhow::Result<Vec<String
         if status.leader() == 0 {
             continue;
         }
-        let members = client.member_list().await?;
+        let Ok(members) = client.member_list().await else {
+            continue;
+        };
         if let Some(m) = members.members().iter().find(|m| m.id() == status.leader()) {
             if !m.client_urls().is_empty() {
                 return Ok(m.client_urls().to_vec());
