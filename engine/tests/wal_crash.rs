@@ -272,9 +272,10 @@ fn missing_middle_segment_is_detected() {
 }
 
 /// Logs written while cuts renamed the new segment before syncing its
-/// header can end in a segment whose header never reached the disk. It holds no synced record, so it is dropped and the
-/// log continues in the previous segment. The same lost header with records
-/// after it is damage: an error.
+/// header can end in a segment whose header never reached the disk. It
+/// holds no synced record, so it is dropped and the log continues in the
+/// previous segment. The same lost header with records after it is damage:
+/// an error.
 #[test]
 fn cut_whose_header_never_reached_the_disk() {
     let dir = tempfile::tempdir().unwrap();

@@ -126,13 +126,18 @@ fn every_crash_point_is_reached_and_recovered_from() {
         }
     }
     assert_eq!(out.len(), sweep::POINTS.len());
-    if !bad.is_empty() {
+    fail_if_any(dir, &bad);
+}
+
+/// Fails the test on any violation, keeping its files for a post-mortem.
+fn fail_if_any(dir: tempfile::TempDir, violations: &[String]) {
+    if !violations.is_empty() {
         let kept = dir.keep();
         panic!(
             "{} violations (files in {}):\n{}",
-            bad.len(),
+            violations.len(),
             kept.display(),
-            bad.join("\n")
+            violations.join("\n")
         );
     }
 }
@@ -147,14 +152,7 @@ fn a_member_makes_durable_what_it_reads_back_before_acknowledging_it() {
     let found = rt
         .block_on(scenario::reread_unsynced(&cfg.strata, &at))
         .expect("the scenario");
-    if !found.is_empty() {
-        let kept = dir.keep();
-        panic!(
-            "violations (files in {}):\n{}",
-            kept.display(),
-            found.join("\n")
-        );
-    }
+    fail_if_any(dir, &found);
 }
 
 #[test]

@@ -99,16 +99,14 @@ impl Database {
         let mut len = io.len()?;
         if len == 0 {
             init(&*io, opts.page_size)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
             len = io.len()?;
         }
         let (meta, map, freelist) = recover(&*io, path, len)?;
         if !opts.no_sync {
             // A commit a killed process wrote but never synced is read back
             // from the page cache, and so is a name it gave the file (a db
-            // swapped in by rename): make both durable before they are used.
+            // swapped in by rename, or just created): make both durable
+            // before they are used.
             io.sync_data()?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::File::open(dir)?.sync_all()?;

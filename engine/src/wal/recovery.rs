@@ -3,11 +3,12 @@
 //! Order: an unfinished cut (a newest segment whose header never reached
 //! the disk and that holds nothing after it; logs written before cuts
 //! synced their header ahead of the rename can hold one) is kept as
-//! `.broken` and dropped; the segments must then be consecutive; each must start with a
-//! `Crc` record continuing the previous segment's chain; its records are
-//! replayed in order into a [`Replay`]. A torn record in the last segment
-//! ends the log there (the segment is kept as `.broken`, then cut and
-//! zeroed); any other damage is an error naming the file and offset.
+//! `.broken` and dropped; the segments must then be consecutive; each must
+//! start with a `Crc` record continuing the previous segment's chain; its
+//! records are replayed in order into a [`Replay`]. A torn record in the
+//! last segment ends the log there (the segment is kept as `.broken`, then
+//! cut and zeroed); any other damage is an error naming the file and
+//! offset.
 //!
 //! Replay rules: entries above the snapshot `at` are collected, an entry
 //! replacing every entry from its index on; the last hard state and

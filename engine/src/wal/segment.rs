@@ -4,8 +4,8 @@
 //! entry it was cut for), so names sort in log order. The next segment's
 //! file is preallocated with zeros and synced in the background; a cut
 //! writes its header records (crc, metadata, last snapshot marker, last hard
-//! state), syncs them, renames the file into place and syncs the directory. A leftover `.tmp`
-//! is an unfinished cut and is deleted on open.
+//! state), syncs them, renames the file into place and syncs the directory.
+//! A leftover `.tmp` is an unfinished cut and is deleted on open.
 
 use std::fs::{File, OpenOptions};
 use std::io;

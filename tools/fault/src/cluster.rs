@@ -340,6 +340,18 @@ impl Cluster {
         None
     }
 
+    /// Stops every member (kill -9), then reads their logs for panics
+    /// ([`crate::check::panics`]).
+    pub fn stop_and_find_panics(&mut self) -> Vec<String> {
+        let mut logs = Vec::new();
+        for i in 0..self.members.len() {
+            self.kill(i);
+            let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+            logs.push((self.members[i].name.clone(), text));
+        }
+        crate::check::panics(&logs)
+    }
+
     /// The exit statuses of members that died by themselves, as text.
     pub fn crashed(&mut self) -> Vec<String> {
         let mut out = Vec::new();

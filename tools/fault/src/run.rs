@@ -262,15 +262,8 @@ pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
     report
         .violations
         .extend(check::serializable_reads(&records));
+    report.violations.extend(cluster.stop_and_find_panics());
     drop(cluster);
-    let logs: Vec<(String, String)> = (0..cfg.members)
-        .map(|i| {
-            let name = format!("m{i}");
-            let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
-            (name, text)
-        })
-        .collect();
-    report.violations.extend(check::panics(&logs));
 
     report.ops = records.len();
     report.acknowledged = records.iter().filter(|r| r.ret.is_some()).count();

@@ -65,11 +65,8 @@ pub async fn reread_unsynced(bin: &Path, dir: &Path) -> Result<Vec<String>> {
         out.push(e);
     }
     out.extend(c.crashed());
+    out.extend(c.stop_and_find_panics());
     drop(c);
-    for i in 0..3 {
-        let text = std::fs::read_to_string(dir.join(format!("m{i}.log"))).unwrap_or_default();
-        out.extend(crate::check::panics(&[(format!("m{i}"), text)]));
-    }
     if out.is_empty() {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -146,12 +146,8 @@ pub async fn sweep(bin: &Path, dir: &Path, points: &[&str]) -> Result<Vec<Outcom
         o.took = started.elapsed();
         out.push(o);
     }
+    let panics = c.stop_and_find_panics();
     drop(c);
-    let mut panics = Vec::new();
-    for i in 0..3 {
-        let text = std::fs::read_to_string(dir.join(format!("m{i}.log"))).unwrap_or_default();
-        panics.extend(crate::check::panics(&[(format!("m{i}"), text)]));
-    }
     if let Some(last) = out.last_mut() {
         last.violations.extend(panics);
     }
