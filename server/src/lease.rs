@@ -85,9 +85,14 @@ impl Lessor {
         self.lock().leases.contains_key(&id)
     }
 
-    /// Adds a lease (applying a grant, or restoring one from the db).
+    /// Adds a lease (applying a grant, or restoring one from the db) with
+    /// the TTL the entry carries: the proposer raised it to its minimum
+    /// ([`Lessor::effective_ttl`]), so every member grants the same TTL
+    /// whatever its own `--election-timeout`.
     pub fn grant(&self, id: i64, ttl: i64, remaining: i64) -> Result<i64, EtcdError> {
-        let ttl = self.effective_ttl(ttl)?;
+        if ttl > MAX_LEASE_TTL {
+            return Err(EtcdError::LeaseTtlTooLarge);
+        }
         let mut g = self.lock();
         if g.leases.contains_key(&id) {
             return Err(EtcdError::LeaseExist);
@@ -322,9 +327,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ttl_is_raised_to_the_minimum_and_capped() {
+    fn ttl_is_raised_to_the_minimum_before_proposing_and_capped() {
         let l = Lessor::new(2);
-        assert_eq!(l.grant(1, 1, 0), Ok(2));
+        assert_eq!(l.effective_ttl(1), Ok(2));
+        assert_eq!(l.effective_ttl(3), Ok(3));
+        assert_eq!(
+            l.effective_ttl(MAX_LEASE_TTL + 1),
+            Err(EtcdError::LeaseTtlTooLarge)
+        );
+        // Applying takes the entry's TTL as it is: a member with another
+        // minimum grants the same lease.
+        assert_eq!(l.grant(1, 1, 0), Ok(1));
         assert_eq!(l.grant(1, 5, 0), Err(EtcdError::LeaseExist));
         assert_eq!(
             l.grant(2, MAX_LEASE_TTL + 1, 0),

@@ -211,6 +211,22 @@ impl EtcdServer {
         ((self.next_id() & (i64::MAX as u64)) as i64).max(1)
     }
 
+    /// The grant to propose for a client's `id` and `ttl`: what this member
+    /// chooses is chosen here and carried in the entry (an id when the
+    /// client left it 0, the TTL raised to this member's minimum), so the
+    /// entry applies alike on every member. A TTL too large is refused
+    /// before raft, as etcd does, so the log holds no doomed grant.
+    pub fn lease_grant_request(
+        &self,
+        id: i64,
+        ttl: i64,
+    ) -> Result<pb::LeaseGrantRequest, EtcdError> {
+        let ttl = self.shared.lessor.effective_ttl(ttl)?;
+        // Server-picked ids are positive, never 0.
+        let id = if id == 0 { self.new_lease_id() } else { id };
+        Ok(pb::LeaseGrantRequest { ttl, id })
+    }
+
     pub(crate) fn request_timeout(&self) -> Duration {
         request_timeout(&self.cfg)
     }

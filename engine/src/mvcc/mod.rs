@@ -7,6 +7,7 @@
 //! - [`kv`]: the stored `mvccpb.KeyValue`;
 //! - [`types`]: requests and responses shaped like etcd's KV API;
 //! - [`store`]: open/restore, ranges, compaction, HashKV;
+//! - [`statehash`]: a hash of the whole logical state, every bucket;
 //! - [`txn`]: write transactions, Put, DeleteRange and Txn;
 //! - [`watch`]: watchers (synced, unsynced, victims) over the store.
 
@@ -15,11 +16,13 @@ pub mod interval;
 pub mod key_index;
 pub mod kv;
 pub mod revision;
+pub mod statehash;
 pub mod store;
 pub mod txn;
 pub mod types;
 pub mod watch;
 
+pub use statehash::{StateCapture, StateHash};
 pub use store::{CompactionJob, Store};
 pub use txn::TxnWrite;
 pub use types::*;

@@ -116,7 +116,7 @@ pub(super) fn decode_kv(file: &Path, rev_key: &[u8], bytes: &[u8]) -> Result<Key
 }
 
 /// A revision key of the key bucket.
-fn parse_rev_key(file: &Path, k: &[u8]) -> Result<(Revision, bool)> {
+pub(super) fn parse_rev_key(file: &Path, k: &[u8]) -> Result<(Revision, bool)> {
     Revision::from_key(k).ok_or_else(|| corrupt_record(file, Bucket::Key, k, "not a revision"))
 }
 

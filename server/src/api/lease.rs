@@ -28,14 +28,9 @@ impl pb::lease_server::Lease for LeaseService {
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let who = self.srv.who_of(&req).await?;
-        let mut g = req.into_inner();
+        let g = req.into_inner();
         self.srv.check_quota(0).await?;
-        // Checked before raft, as etcd does, so the log holds no doomed grant.
-        self.srv.shared.lessor.effective_ttl(g.ttl)?;
-        if g.id == 0 {
-            // Server-picked: positive, never 0.
-            g.id = self.srv.new_lease_id();
-        }
+        let g = self.srv.lease_grant_request(g.id, g.ttl)?;
         propose(&self.srv, who.as_ref(), g).await
     }
 

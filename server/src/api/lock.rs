@@ -27,10 +27,7 @@ pub(super) async fn lease_or_new(
     if lease != 0 {
         return Ok(lease);
     }
-    let g = pb::LeaseGrantRequest {
-        ttl: SESSION_TTL,
-        id: srv.new_lease_id(),
-    };
+    let g = srv.lease_grant_request(0, SESSION_TTL)?;
     let r: pb::LeaseGrantResponse = super::propose_raw(srv, who, g).await?;
     Ok(r.id)
 }

@@ -19,46 +19,44 @@ impl Applier {
         let sh = self.shared.clone();
         let mut tx = self.begin(at)?;
         let mut out = Vec::new();
+        // etcd's applier: the member id is the request's own (0 is a member
+        // id like any other, never "this member": the entry must mean the
+        // same on every member); ACTIVATE of NONE and an unknown action
+        // change nothing and list nothing; DEACTIVATE removes exactly the
+        // (member, alarm) pair it names.
         match AlarmAction::try_from(a.action) {
             Ok(AlarmAction::Activate) if a.alarm != none => {
-                let member = if a.member_id == 0 {
-                    sh.member_id
-                } else {
-                    a.member_id
-                };
-                if sh.alarms().insert((member, a.alarm)) {
-                    let key = alarm_member(member, a.alarm).encode_to_vec();
+                if sh.alarms().insert((a.member_id, a.alarm)) {
+                    let key = alarm_member(a.member_id, a.alarm).encode_to_vec();
                     tx.put_bucket(Bucket::Alarm, &key, &[])?;
                     tracing::warn!(
-                        member = format!("{member:x}"),
+                        member = format!("{:x}", a.member_id),
                         alarm = a.alarm,
                         "alarm raised"
                     );
                 }
-                out.push(alarm_member(member, a.alarm));
+                out.push(alarm_member(a.member_id, a.alarm));
             }
             Ok(AlarmAction::Deactivate) => {
-                let gone: Vec<(u64, i32)> = sh
-                    .alarms()
-                    .iter()
-                    .copied()
-                    .filter(|&(m, t)| {
-                        (a.member_id == 0 || m == a.member_id) && (a.alarm == none || t == a.alarm)
-                    })
-                    .collect();
-                for (m, t) in gone {
-                    sh.alarms().remove(&(m, t));
-                    tx.delete_bucket(Bucket::Alarm, &alarm_member(m, t).encode_to_vec())?;
-                    out.push(alarm_member(m, t));
+                if sh.alarms().remove(&(a.member_id, a.alarm)) {
+                    let key = alarm_member(a.member_id, a.alarm).encode_to_vec();
+                    tx.delete_bucket(Bucket::Alarm, &key)?;
+                    tracing::warn!(
+                        member = format!("{:x}", a.member_id),
+                        alarm = a.alarm,
+                        "alarm cleared"
+                    );
+                    out.push(alarm_member(a.member_id, a.alarm));
                 }
             }
-            _ => {
+            Ok(AlarmAction::Get) => {
                 for &(m, t) in sh.alarms().iter() {
                     if a.alarm == none || t == a.alarm {
                         out.push(alarm_member(m, t));
                     }
                 }
             }
+            Ok(AlarmAction::Activate) | Err(_) => {}
         }
         let rev = tx.end();
         Ok(Applied::Alarm(pb::AlarmResponse {

@@ -82,7 +82,10 @@ impl Applier {
                 tracing::error!(index = e.index, %reason, "undecodable membership change refused");
                 EtcdError::Internal(format!("membership change: {reason}"))
             })
-            .and_then(|c| change::validate(&c, &self.membership, self.max_learners).map(|()| c));
+            .and_then(|(c, limit)| {
+                let limit = limit.unwrap_or(self.max_learners);
+                change::validate(&c, &self.membership, limit).map(|()| c)
+            });
         let ok = verdict.is_ok();
         self.pending_change = Some(verdict);
         ok

@@ -8,6 +8,12 @@
 //! - `AddNode` of a learner: its promotion;
 //! - `RemoveNode`: a removal (context: the id alone).
 //!
+//! The context also carries the proposer's `--max-learners` (field 100 of
+//! a [`LearnerLimit`] appended to the member's bytes: a decoder of
+//! `Member` skips it), so the learner limit every member checks is the
+//! entry's, not its own flag. A context without it (written by an older
+//! strata) is checked against the applying member's flag.
+//!
 //! Peer URL updates are not raft configuration changes (raft has no such
 //! change); they travel as normal entries (`MemberUpdateRequest`).
 //!
@@ -40,8 +46,16 @@ impl Change {
     }
 }
 
-/// The raft conf change that proposes `c` for request `request_id`.
-pub fn encode(request_id: u64, c: &Change) -> ConfChange {
+/// The proposer's learner limit, appended to a conf change's context.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LearnerLimit {
+    #[prost(uint64, optional, tag = "100")]
+    max_learners: Option<u64>,
+}
+
+/// The raft conf change that proposes `c` for request `request_id`, with
+/// the proposer's learner limit.
+pub fn encode(request_id: u64, c: &Change, max_learners: usize) -> ConfChange {
     let (change_type, node_id, context) = match c {
         Change::Add(m) => (
             if m.is_learner {
@@ -71,6 +85,12 @@ pub fn encode(request_id: u64, c: &Change) -> ConfChange {
             .encode_to_vec(),
         ),
     };
+    let mut context = context;
+    LearnerLimit {
+        max_learners: Some(max_learners as u64),
+    }
+    .encode(&mut context)
+    .expect("a Vec grows as needed");
     ConfChange {
         id: request_id,
         change_type,
@@ -81,16 +101,21 @@ pub fn encode(request_id: u64, c: &Change) -> ConfChange {
 }
 
 /// Reads a committed conf change against the current membership (an
-/// `AddNode` of a learner is its promotion).
-pub fn decode(cc: &ConfChange, members: &Membership) -> Result<Change, String> {
+/// `AddNode` of a learner is its promotion), with the learner limit its
+/// proposer carried (None: an older entry without one).
+pub fn decode(cc: &ConfChange, members: &Membership) -> Result<(Change, Option<usize>), String> {
     let ctx = pb::Member::decode(cc.context.as_ref()).map_err(|e| e.to_string())?;
+    let limit = LearnerLimit::decode(cc.context.as_ref())
+        .map_err(|e| e.to_string())?
+        .max_learners
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     if ctx.id != cc.node_id {
         return Err(format!(
             "conf change for {:x} carries member {:x}",
             cc.node_id, ctx.id
         ));
     }
-    Ok(match cc.change_type {
+    let change = match cc.change_type {
         ConfChangeType::RemoveNode => Change::Remove(cc.node_id),
         ConfChangeType::AddNode if members.get(cc.node_id).is_some_and(|m| m.is_learner) => {
             Change::Promote(cc.node_id)
@@ -103,7 +128,8 @@ pub fn decode(cc: &ConfChange, members: &Membership) -> Result<Change, String> {
             is_learner: true,
             ..ctx
         })),
-    })
+    };
+    Ok((change, limit))
 }
 
 /// Whether `c` may apply to `members` (etcd's checks and errors). A
@@ -241,7 +267,8 @@ mod tests {
             Change::Promote(2),
             Change::Remove(1),
         ] {
-            let mut got = decode(&encode(7, &c), &ms).unwrap();
+            let (mut got, limit) = decode(&encode(7, &c, 3), &ms).unwrap();
+            assert_eq!(limit, Some(3), "the proposer's learner limit travels");
             if let (Change::Add(g), Change::Add(w)) = (&mut got, &c) {
                 assert_eq!(g.id, w.id);
                 assert_eq!(g.peer_urls, w.peer_urls);
@@ -250,6 +277,22 @@ mod tests {
             }
             assert_eq!(got, c);
         }
+    }
+
+    #[test]
+    fn a_context_without_a_learner_limit_still_decodes() {
+        let ms = Membership::new(vec![member(1, "http://a:1", false)]);
+        let m = member(3, "http://c:1", true);
+        let cc = ConfChange {
+            id: 7,
+            change_type: ConfChangeType::AddLearnerNode,
+            node_id: 3,
+            context: m.to_pb().encode_to_vec().into(),
+            ..Default::default()
+        };
+        let (got, limit) = decode(&cc, &ms).unwrap();
+        assert_eq!(got.node_id(), 3);
+        assert_eq!(limit, None);
     }
 
     #[test]

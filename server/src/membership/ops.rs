@@ -51,7 +51,7 @@ impl EtcdServer {
     async fn propose_change(&self, c: Change) -> Result<Applied, EtcdError> {
         self.check_running()?;
         let id = self.next_id();
-        let cc = change::encode(id, &c);
+        let cc = change::encode(id, &c, self.cfg.experimental_max_learners);
         let rx = self.shared.waiters.register(id);
         if let Err(e) = self.send(Input::ProposeConfChange(cc)) {
             self.shared.waiters.cancel(id);
