@@ -306,6 +306,7 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
             crate::auth::token::Tokens::new(&cfg.auth_token, cfg.auth_token_ttl)?,
             cfg.bcrypt_cost,
         ),
+        marks: Default::default(),
     });
     shared.restore_leases_and_alarms(leased_keys)?;
 

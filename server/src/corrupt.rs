@@ -9,6 +9,10 @@
 //! the CORRUPT alarm (through raft) for a follower whose compact revision
 //! is past the leader's, or whose hash differs at the leader's compact
 //! revision, and for itself when its two hashes of one revision differ.
+//! Beside HashKV it compares whole states (every bucket, see
+//! [`crate::statehash`]): it proposes a state-hash mark and asks each
+//! voter for its hash of that mark; a follower whose hash differs gets
+//! the CORRUPT alarm too.
 //! While CORRUPT is raised every member refuses writes ("etcdserver:
 //! corrupt cluster"); reads go on, as in etcd.
 //!
@@ -20,6 +24,7 @@
 //! data dir) has nothing to compare and skips the check.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata_proto::etcdserverpb as pb;
 use strata_proto::peerpb;
@@ -134,6 +139,16 @@ impl EtcdServer {
                 corrupt.push(*id);
             }
         }
+        match self.state_hash_check().await {
+            Ok(ids) => {
+                for id in ids {
+                    if !corrupt.contains(&id) {
+                        corrupt.push(id);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "failed to compare whole-state hashes"),
+        }
         for id in corrupt {
             let req = pb::AlarmRequest {
                 action: pb::alarm_request::AlarmAction::Activate as i32,
@@ -149,6 +164,90 @@ impl EtcdServer {
             "finished peer corruption check"
         );
         Ok(())
+    }
+
+    /// The whole-state half of the periodic check: a state-hash mark
+    /// through raft, this member's hash of it, then each voter's; returns
+    /// the followers whose hash differs (etcd's rule for HashKV: the
+    /// follower is the one marked corrupt).
+    async fn state_hash_check(self: &Arc<Self>) -> anyhow::Result<Vec<u64>> {
+        use crate::statehash::Marked;
+        let index = match self.propose(pb::StateHashRequest {}).await? {
+            crate::state::Applied::StateHash { index } => index,
+            other => anyhow::bail!("a state-hash mark applied as {other:?}"),
+        };
+        let status = self.shared.status.clone();
+        let applied = move || status.applied.load(std::sync::atomic::Ordering::Acquire);
+        let mine = match self
+            .shared
+            .marks
+            .wait(index, applied, Duration::from_secs(30))
+            .await
+        {
+            Marked::Done(h) => h,
+            other => anyhow::bail!("hashing the state at mark {index}: {other:?}"),
+        };
+        let me = self.member_id();
+        let mut differ = Vec::new();
+        for peer in self.membership.list() {
+            if peer.id == me || peer.is_learner {
+                continue;
+            }
+            let Some(mut client) = self.peers.get(&self.membership, peer.id) else {
+                continue;
+            };
+            let remote = format!("{:x}", peer.id);
+            let asked = client
+                .state_hash(peerpb::StateHashAsk {
+                    header: Some(self.peer_header(peer.id)),
+                    index,
+                })
+                .await
+                .map(|r| r.into_inner());
+            match asked {
+                Ok(a) if a.refused == 0 && a.hash != mine.hash => {
+                    let buckets: Vec<String> = mine
+                        .buckets
+                        .iter()
+                        .zip(&a.buckets)
+                        .filter(|((_, x), y)| x != *y)
+                        .map(|((b, _), _)| String::from_utf8_lossy(b.name()).into_owned())
+                        .collect();
+                    tracing::warn!(
+                        remote,
+                        index,
+                        leader_hash = mine.hash,
+                        follower_hash = a.hash,
+                        revision = mine.revision,
+                        follower_revision = a.revision,
+                        buckets = buckets.join(","),
+                        "found whole-state hash mismatch with a follower at the same log index"
+                    );
+                    differ.push(peer.id);
+                }
+                Ok(a) if a.refused == 0 => {}
+                Ok(a) => tracing::warn!(
+                    remote,
+                    index,
+                    refused = a.refused,
+                    error = a.error,
+                    "cannot compare the whole-state hash with a follower"
+                ),
+                Err(e) => tracing::warn!(
+                    remote,
+                    error = %e.message(),
+                    "cannot fetch the whole-state hash from a follower"
+                ),
+            }
+        }
+        if differ.is_empty() {
+            tracing::info!(
+                index,
+                hash = mine.hash,
+                "whole-state hashes of the voters agree"
+            );
+        }
+        Ok(differ)
     }
 
     /// This member's HashKV at its current revision: (hash, revision,

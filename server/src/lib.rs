@@ -13,6 +13,7 @@
 //! - [`apply`]: committed entries into the MVCC store, atomically with the
 //!   consistent index, one file per request family;
 //! - [`state`]: what the applier and the services share;
+//! - [`statehash`]: whole-state hashes and the marks members compare them at;
 //! - [`leadership`]: MoveLeader (raft's leader transfer);
 //! - [`auth`]: users, roles, permissions, tokens, and who a request
 //!   comes from;
@@ -58,6 +59,7 @@ pub mod serve;
 pub mod server;
 pub mod snapdir;
 pub mod state;
+pub mod statehash;
 pub mod tls;
 pub mod version;
 

@@ -43,6 +43,10 @@ pub enum Applied {
         member: Option<pb::Member>,
         members: Vec<pb::Member>,
     },
+    /// A state-hash mark, applied at this index.
+    StateHash {
+        index: u64,
+    },
     /// Applied, with nothing to answer (a checkpoint, an empty entry).
     Checkpoint,
     /// Answered later, from another thread (a physical compaction).
@@ -123,6 +127,7 @@ raft_requests! {
     pb::AuthRoleDeleteRequest => auth_role_delete,
     pb::AuthRoleGrantPermissionRequest => auth_role_grant_permission,
     pb::AuthRoleRevokePermissionRequest => auth_role_revoke_permission,
+    pb::StateHashRequest => state_hash,
 }
 
 pub type ApplyResult = Result<Applied, EtcdError>;
@@ -175,6 +180,8 @@ pub struct Shared {
     pub member_id: u64,
     pub status: Arc<NodeStatus>,
     pub auth: crate::auth::AuthStore,
+    /// Whole-state hashes of the last state-hash marks applied.
+    pub marks: crate::statehash::Marks,
 }
 
 impl Shared {
@@ -220,6 +227,12 @@ impl Shared {
         }
         self.auth.load(&view)?;
         Ok(())
+    }
+
+    /// This member's whole-state hash now (every write transaction so far).
+    pub fn state_hash(&self) -> Result<strata_engine::mvcc::StateHash, String> {
+        let (capture, ()) = self.store.store().capture_state(|| ());
+        crate::statehash::hash(&capture)
     }
 
     /// A member's data differs from the leader's (etcd's CORRUPT alarm):

@@ -107,15 +107,19 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         req: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
         self.srv.require_admin(&req).await?;
-        // A CRC-32C of a consistent copy of the whole db file.
+        // etcd's Hash covers the whole backend less the consistent index
+        // and term; strata's hashes the logical state of every bucket less
+        // the member's own keys (see crate::statehash), so members that
+        // applied the same entries answer alike whatever their files'
+        // page layout or compaction progress.
         let srv = self.srv.clone();
-        let hash = tokio::task::spawn_blocking(move || srv.store().backend().hash())
+        let h = tokio::task::spawn_blocking(move || srv.shared.state_hash())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .grpc()?;
+            .map_err(Status::internal)?;
         Ok(Response::new(pb::HashResponse {
-            header: Some(self.srv.header()),
-            hash,
+            header: Some(self.srv.shared.header(h.revision)),
+            hash: h.hash,
         }))
     }
 

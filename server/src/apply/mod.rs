@@ -25,6 +25,7 @@ mod auth;
 mod install;
 mod kv;
 mod lease;
+mod mark;
 mod member;
 pub mod meta;
 
@@ -59,6 +60,7 @@ enum Request {
     MemberAttr(pb::MemberAttrRequest),
     MemberUpdate(pb::MemberUpdateRequest),
     Auth(crate::auth::Change),
+    StateHash,
     /// A new leader's empty entry, or a request of no kind we know: only
     /// its index is recorded.
     Nothing,
@@ -89,6 +91,7 @@ impl From<pb::InternalRaftRequest> for Request {
             auth_role_delete,
             auth_role_grant_permission,
             auth_role_revoke_permission,
+            state_hash,
             ..
         } = r;
         use crate::auth::Change as C;
@@ -116,6 +119,7 @@ impl From<pb::InternalRaftRequest> for Request {
             .or(member_attr.map(Request::MemberAttr))
             .or(member_update.map(Request::MemberUpdate))
             .or(auth.map(Request::Auth))
+            .or(state_hash.map(|_| Request::StateHash))
             .unwrap_or(Request::Nothing)
     }
 }
@@ -244,6 +248,7 @@ impl Applier {
             Request::MemberAttr(m) => self.member_attr(m, at),
             Request::MemberUpdate(u) => self.member_update(u, at),
             Request::Auth(c) => self.auth(c, at),
+            Request::StateHash => self.state_hash_mark(at),
             Request::Nothing => {
                 self.begin(at)?.end();
                 Ok(Ok(Applied::Checkpoint))

@@ -78,6 +78,10 @@ impl PeerService {
 /// What a member that is not the leader answers a forwarded lease call.
 pub const NOT_LEADER: &str = "etcdserver: not leader";
 
+/// How long a member waits to apply and hash a state-hash mark it is asked
+/// about.
+const MARK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[tonic::async_trait]
 impl p::peer_server::Peer for PeerService {
     async fn members(
@@ -145,6 +149,40 @@ impl p::peer_server::Peer for PeerService {
                 ..Default::default()
             },
             Err(e) => return Err(crate::errors::EtcdError::from(e).into()),
+        }))
+    }
+
+    async fn state_hash(
+        &self,
+        req: Request<p::StateHashAsk>,
+    ) -> Result<Response<p::StateHashAnswer>, Status> {
+        use crate::statehash::Marked;
+        let r = req.into_inner();
+        self.check(r.header.as_ref())?;
+        let status = self.srv.shared.status.clone();
+        let applied = move || status.applied.load(std::sync::atomic::Ordering::Acquire);
+        let marked = self
+            .srv
+            .shared
+            .marks
+            .wait(r.index, applied, MARK_WAIT)
+            .await;
+        let refused = |refused, error: String| p::StateHashAnswer {
+            refused,
+            error,
+            ..Default::default()
+        };
+        Ok(Response::new(match marked {
+            Marked::Done(h) => p::StateHashAnswer {
+                hash: h.hash,
+                revision: h.revision,
+                buckets: h.buckets.iter().map(|(_, b)| *b).collect(),
+                refused: 0,
+                error: String::new(),
+            },
+            Marked::NotKept => refused(1, String::new()),
+            Marked::Pending | Marked::NotYet => refused(2, String::new()),
+            Marked::Failed(e) => refused(3, e),
         }))
     }
 
