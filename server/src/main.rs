@@ -52,13 +52,18 @@ fn run() -> anyhow::Result<()> {
         .next()
         .unwrap_or("default")
         .trim();
-    let (writer, terminal) = match output {
+    // Lines go through tracing-appender's worker thread: a slow disk, or a
+    // reader of stderr that stops reading, holds back the log (whose lines
+    // are then dropped and counted by the appender), never a tokio worker
+    // or the raft thread. The guard flushes what is queued when main
+    // returns.
+    let (sink, terminal): (Box<dyn std::io::Write + Send>, bool) = match output {
         "" | "default" | "stderr" | "systemd/journal" => (
-            BoxMakeWriter::new(std::io::stderr),
+            Box::new(std::io::stderr()),
             std::io::IsTerminal::is_terminal(&std::io::stderr()),
         ),
         "stdout" => (
-            BoxMakeWriter::new(std::io::stdout),
+            Box::new(std::io::stdout()),
             std::io::IsTerminal::is_terminal(&std::io::stdout()),
         ),
         path => {
@@ -67,9 +72,11 @@ fn run() -> anyhow::Result<()> {
                 .append(true)
                 .open(path)
                 .map_err(|e| anyhow::anyhow!("opening log output {path}: {e}"))?;
-            (BoxMakeWriter::new(std::sync::Mutex::new(f)), false)
+            (Box::new(f), false)
         }
     };
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking(sink);
+    let writer = BoxMakeWriter::new(writer);
     let json = match cfg.log_format.as_deref() {
         Some("json") => true,
         Some(_) => false,

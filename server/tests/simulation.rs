@@ -904,6 +904,27 @@ impl Sim {
             self.violations
                 .push(format!("members differ: (hash, revision) {hashes:?}"));
         }
+        // Every bucket, not only the keys: members that applied the same
+        // entries hold the same leases, alarms, members and auth.
+        let states: Vec<(u64, strata_engine::mvcc::StateHash)> = self
+            .members
+            .iter()
+            .map(|m| {
+                let (_, sh) = m.running.as_ref().unwrap();
+                let applied = sh.status.applied.load(std::sync::atomic::Ordering::Acquire);
+                (applied, sh.state_hash().unwrap())
+            })
+            .collect();
+        let applied_alike = states.windows(2).all(|w| w[0].0 == w[1].0);
+        if applied_alike && states.windows(2).any(|w| w[0].1 != w[1].1) {
+            let differ: Vec<_> = states
+                .iter()
+                .map(|(a, h)| (a, h.hash, h.differing(&states[0].1)))
+                .collect();
+            self.violations.push(format!(
+                "members' whole states differ: (applied, hash, buckets unlike the first's) {differ:?}"
+            ));
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use fluke_hpack::Decoder;
+use loona_hpack::Decoder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -229,9 +229,9 @@ impl<IO> AuthorityFix<IO> {
                 _ => value.as_slice(),
             };
             block.push(0x00);
-            block.extend(fluke_hpack::encoder::encode_integer(name.len(), 7));
+            block.extend(loona_hpack::encoder::encode_integer(name.len(), 7));
             block.extend_from_slice(name);
-            block.extend(fluke_hpack::encoder::encode_integer(value.len(), 7));
+            block.extend(loona_hpack::encoder::encode_integer(value.len(), 7));
             block.extend_from_slice(value);
         }
         let mut chunks = block.chunks(MAX_FRAME).peekable();
@@ -421,7 +421,7 @@ mod tests {
         out
     }
 
-    fn request(enc: &mut fluke_hpack::Encoder<'static>, authority: &[u8], stream: u32) -> Vec<u8> {
+    fn request(enc: &mut loona_hpack::Encoder<'static>, authority: &[u8], stream: u32) -> Vec<u8> {
         let block = enc.encode([
             (&b":method"[..], &b"POST"[..]),
             (b":scheme", b"http"),
@@ -434,7 +434,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_url_as_authority_is_cut_to_host_and_port_in_every_block() {
-        let mut enc = fluke_hpack::Encoder::new();
+        let mut enc = loona_hpack::Encoder::new();
         let mut client = PREFACE.to_vec();
         client.extend(frame(0x4, 0, 0, &[]));
         // The encoder indexes the bad authority: the second block refers
@@ -459,7 +459,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sound_connection_passes_byte_for_byte() {
-        let mut enc = fluke_hpack::Encoder::new();
+        let mut enc = loona_hpack::Encoder::new();
         let mut client = PREFACE.to_vec();
         for stream in [1, 3] {
             client.extend(request(&mut enc, b"localhost:2379", stream));
@@ -472,7 +472,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_truncated_connection_is_forwarded_as_received() {
-        let mut enc = fluke_hpack::Encoder::new();
+        let mut enc = loona_hpack::Encoder::new();
         let mut client = PREFACE.to_vec();
         let req = request(&mut enc, b"http://localhost:2379", 1);
         client.extend_from_slice(&req[..req.len() - 3]);

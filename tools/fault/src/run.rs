@@ -292,8 +292,9 @@ async fn has_leader(c: &mut Cluster, limit: Duration) -> bool {
 
 /// Waits (30 s at most) until every member answers Status with the same
 /// revision, raft applied index and leader, then compares their HashKV at
-/// that (current) revision, with their compact revisions. Returns the
-/// revision, or what was wrong.
+/// that (current) revision, with their compact revisions, and their
+/// whole-state hashes at one applied index. Returns the revision, or what
+/// was wrong.
 pub async fn converge(c: &mut Cluster) -> Result<i64, String> {
     let n = c.members.len();
     let end = Instant::now() + Duration::from_secs(30);
@@ -345,7 +346,15 @@ pub async fn converge(c: &mut Cluster) -> Result<i64, String> {
                 continue;
             }
             if hashes.iter().all(|h| h.is_ok() && *h == hashes[0]) {
-                return Ok(rev);
+                match whole_states(c).await {
+                    Some(Ok(())) => return Ok(rev),
+                    Some(Err(e)) => return Err(e),
+                    // The applied index moved under the hashes: again.
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        continue;
+                    }
+                }
             }
             return Err(format!(
                 "members' HashKV differ at revision {rev}: {hashes:?}"
@@ -356,6 +365,42 @@ pub async fn converge(c: &mut Cluster) -> Result<i64, String> {
     Err(format!(
         "the members did not converge within 30 s of healing: (revision, applied index, leader) {last}"
     ))
+}
+
+/// Every member's whole-state hash (the Hash RPC: every bucket, not only
+/// the keys) taken while all stand at one raft applied index, the same
+/// before and after: None when the index moved (ask again), else whether
+/// they agree.
+async fn whole_states(c: &Cluster) -> Option<Result<(), String>> {
+    let n = c.members.len();
+    let mut clients = Vec::new();
+    for i in 0..n {
+        clients.push(c.client(i).await.ok()?);
+    }
+    let mut applied = Vec::new();
+    let mut hashes = Vec::new();
+    for round in 0..3 {
+        let mut now = Vec::new();
+        for cl in clients.iter_mut() {
+            if round == 1 {
+                let h = cl.hash().await.ok()?;
+                hashes.push(h.hash());
+            }
+            now.push(cl.status().await.ok()?.raft_applied_index());
+        }
+        applied.push(now);
+    }
+    let first = applied[0][0];
+    if applied.iter().flatten().any(|a| *a != first) {
+        return None;
+    }
+    if hashes.iter().all(|h| *h == hashes[0]) {
+        Some(Ok(()))
+    } else {
+        Some(Err(format!(
+            "members' whole-state hashes differ at applied index {first}: {hashes:?}"
+        )))
+    }
 }
 
 /// A linearizable read of every key on every member, appended to the
