@@ -30,6 +30,9 @@
 //! - [`api`]: the gRPC services; [`errors`]: etcd's errors, in one place;
 //!   [`convert`]: wire types to engine types.
 //!
+//! `fuzzing` holds the bodies of the fuzz targets (fuzz/) for every parser
+//! of untrusted bytes.
+//!
 //! [`run`] serves a member on a listener until a shutdown future completes
 //! (tests bind 127.0.0.1:0 and stop it by completing the future).
 #![forbid(unsafe_code)]
@@ -44,6 +47,8 @@ pub mod convert;
 pub mod corrupt;
 pub mod duties;
 pub mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod http;
 pub mod leadership;

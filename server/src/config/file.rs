@@ -25,15 +25,20 @@ use super::Config;
 pub fn load(path: &Path) -> anyhow::Result<(Config, Vec<String>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading --config-file {}", path.display()))?;
+    parse(&text).map_err(|e| anyhow::anyhow!("--config-file {}: {e:#}", path.display()))
+}
+
+/// The configuration a config file's text describes, and a note for each
+/// key that was skipped.
+pub fn parse(text: &str) -> anyhow::Result<(Config, Vec<String>)> {
     let cmd = Config::command();
     let known = |flag: &str| cmd.get_arguments().any(|a| a.get_long() == Some(flag));
-    let (args, notes) = to_args(&text, known)
-        .with_context(|| format!("parsing --config-file {}", path.display()))?;
+    let (args, notes) = to_args(text, known).context("parsing")?;
     // The file alone: no ETCD_* variable is read.
     let cmd = Config::command().mut_args(|a| a.env(None::<&str>));
     let matches = cmd
         .try_get_matches_from(std::iter::once("strata".to_string()).chain(args))
-        .map_err(|e| anyhow::anyhow!("--config-file {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cfg = Config::from_arg_matches(&matches)?;
     Ok((cfg, notes))
 }
