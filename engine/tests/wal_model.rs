@@ -1,6 +1,7 @@
 //! Model-based property test of the WAL: saves (with suffix overwrites),
-//! hard states, snapshot markers, segment cuts, releases and reopens against
-//! an in-memory log.
+//! hard states, snapshot markers (local, and installed from a leader over a
+//! diverged log), segment cuts, releases and reopens against an in-memory
+//! log.
 
 use proptest::prelude::*;
 use strata_engine::wal::{ConfState, Entry, HardState, Metadata, SnapshotMark, Wal, WalOptions};
@@ -15,6 +16,12 @@ enum Op {
         state: bool,
     },
     Snapshot,
+    /// A snapshot from the leader at `back` entries below the log's end
+    /// plus `ahead` beyond it, of a newer term: the log above it is gone.
+    Install {
+        back: usize,
+        ahead: usize,
+    },
     Cut,
     Release,
     Reopen,
@@ -24,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         10 => (1..20usize, 0..4usize, 0..300usize, any::<bool>()).prop_map(|(n, back, len, state)| Op::Save { n, back, len, state }),
         2 => Just(Op::Snapshot),
+        1 => (0..6usize, 0..4usize).prop_map(|(back, ahead)| Op::Install { back, ahead }),
         1 => Just(Op::Cut),
         2 => Just(Op::Release),
         2 => Just(Op::Reopen),
@@ -102,6 +110,36 @@ fn run(ops: Vec<Op>) {
                     w.sync().unwrap();
                     m.snapshot = mark;
                 }
+            }
+            Op::Install { back, ahead } => {
+                let floor = m.snapshot.index as usize;
+                let at = (m.entries.len().saturating_sub(back) + ahead).max(floor + 1);
+                m.term += 1;
+                let mark = SnapshotMark {
+                    index: at as u64,
+                    term: m.term,
+                    conf_state: ConfState {
+                        voters: vec![1, 2, 3],
+                        ..Default::default()
+                    },
+                };
+                w.save_snapshot(&mark).unwrap();
+                w.sync().unwrap();
+                // The snapshot stands for everything up to it (those
+                // entries are never read back: the log opens above it; the
+                // one at its index has its term, as a local snapshot
+                // taken there would record).
+                m.entries.truncate(at - 1);
+                while m.entries.len() < at {
+                    let index = m.entries.len() as u64 + 1;
+                    m.entries.push(Entry {
+                        index,
+                        term: m.term,
+                        entry_type: 0,
+                        data: Vec::new(),
+                    });
+                }
+                m.snapshot = mark;
             }
             Op::Cut => w.cut().unwrap(),
             Op::Release => w.release_before(m.snapshot.index).unwrap(),

@@ -14,6 +14,13 @@
 //! replacing every entry from its index on; the last hard state and
 //! snapshot marker win; the metadata must agree across segments; the
 //! marker for `at` must be found (unless `at` is index 0).
+//!
+//! A marker for `at` whose term differs from the term of the log's own
+//! entry at `at.index` records a snapshot installed from the leader (raft
+//! installs one only when its log does not hold that entry with that
+//! term): the entries above it written before the marker belong to the
+//! log that diverged, and are dropped. A local snapshot's marker has the
+//! term of the entry it was taken at, and the entries above it stay.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -33,6 +40,8 @@ struct Replay<'a> {
     metadata: Option<Metadata>,
     /// Index of the last entry record, whatever its index.
     last_index: u64,
+    /// The term of the last entry record at `at.index`.
+    term_at_mark: Option<u64>,
 }
 
 /// A log read back: what it held, and where appending continues.
@@ -58,6 +67,9 @@ impl Replay<'_> {
             },
             Record::Entry(e) => {
                 self.last_index = e.index;
+                if e.index == self.at.index {
+                    self.term_at_mark = Some(e.term);
+                }
                 let entries = &mut self.rec.entries;
                 if e.index > self.at.index {
                     let first = self.at.index + 1;
@@ -93,6 +105,13 @@ impl Replay<'_> {
                                 s.index, s.term, self.at.term
                             ),
                         ));
+                    }
+                    // Only where it was written: each new segment repeats
+                    // the last marker at its head, after entries that
+                    // followed it.
+                    if !self.found && self.term_at_mark.is_some_and(|t| t != s.term) {
+                        // Installed from the leader over a diverged log.
+                        self.rec.entries.clear();
                     }
                     self.found = true;
                 }
@@ -160,6 +179,7 @@ pub(super) fn replay(
         found: at.index == 0,
         metadata: None,
         last_index: 0,
+        term_at_mark: None,
     };
     let mut crc = 0;
     let mut tail_end = 0;
