@@ -196,3 +196,45 @@ pub fn wal_segment(data: &[u8]) {
         }
     }
 }
+
+/// The seed corpus of fuzz target `target` (fuzz/corpus/<target>/, sorted
+/// by file name), for the tests that run the bodies in CI.
+pub fn corpus(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "empty corpus {}", dir.display());
+    files
+        .iter()
+        .map(|f| std::fs::read(f).expect("a corpus file"))
+        .collect()
+}
+
+/// `seed` and `count` deterministic mutations of it: bit flips, and every
+/// fifth a truncation.
+pub fn mutations(seed: &[u8], count: usize) -> Vec<Vec<u8>> {
+    let mut out = vec![seed.to_vec()];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..count {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut m = seed.to_vec();
+        if m.is_empty() {
+            break;
+        }
+        let at = (x as usize) % m.len();
+        if i % 5 == 4 {
+            m.truncate(at);
+        } else {
+            m[at] ^= 1 << (x >> 60 & 7);
+        }
+        out.push(m);
+    }
+    out
+}

@@ -163,43 +163,12 @@ mod tests {
     use prost::Message as _;
     use strata_proto::peerpb;
 
+    use strata_engine::fuzzing::{corpus, mutations};
+
     fn dir(target: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../fuzz/corpus")
             .join(target)
-    }
-
-    fn corpus(target: &str) -> Vec<Vec<u8>> {
-        let d = dir(target);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
-            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "empty corpus {}", d.display());
-        files.iter().map(|f| std::fs::read(f).unwrap()).collect()
-    }
-
-    fn mutations(seed: &[u8], count: usize) -> Vec<Vec<u8>> {
-        let mut out = vec![seed.to_vec()];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for i in 0..count {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let mut m = seed.to_vec();
-            if m.is_empty() {
-                break;
-            }
-            let at = (x as usize) % m.len();
-            if i % 5 == 4 {
-                m.truncate(at);
-            } else {
-                m[at] ^= 1 << (x >> 60 & 7);
-            }
-            out.push(m);
-        }
-        out
     }
 
     fn run(target: &str, n: usize, body: fn(&[u8])) {
