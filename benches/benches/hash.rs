@@ -1,5 +1,6 @@
-//! The Hash RPC's work: a CRC-32C over a consistent copy of a 1 GiB db
-//! (8 MiB in test mode), as `Backend::hash` computes it with the CPU's
+//! A CRC-32C over a consistent copy of a 1 GiB db file (8 MiB in test
+//! mode; the Hash RPC's work until it hashed the logical state instead),
+//! as `Backend::hash` computes it with the CPU's
 //! CRC instruction (crc32c), beside the path it replaced ("before": the
 //! Snapshot RPC's stream, which also takes a SHA-256, into the `crc`
 //! crate's byte-at-a-time CRC_32_ISCSI table). Both read the same file in

@@ -377,8 +377,9 @@ impl Backend {
     }
 
     /// The CRC-32C (Castagnoli) of a consistent copy of the whole database
-    /// (after committing what is pending), streamed: what the Hash RPC
-    /// reports.
+    /// (after committing what is pending), streamed: the file's bytes, so
+    /// two members holding the same data may differ (the Hash RPC answers
+    /// the logical `mvcc::statehash` instead).
     pub fn hash(&self) -> Result<u32> {
         struct Crc(u32);
         impl std::io::Write for Crc {
