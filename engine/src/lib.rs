@@ -8,8 +8,12 @@
 //!   and hard state.
 //! - [`backend`]: etcd's backend: named buckets, a batched write
 //!   transaction, readers that see applied writes before they commit.
-//! - [`mvcc`]: etcd's multi-version store (in progress: revisions, the key
-//!   index and the stored KeyValue so far).
+//! - [`mvcc`]: etcd's multi-version store: revisions, the in-memory key
+//!   index, range/put/delete/txn, compaction, HashKV and the whole-state
+//!   hash, and the watchable store.
+//! - [`bbolt`]: etcd's backup format (bbolt files) read and written;
+//!   [`crashpoint`]: named crash points for fault tests; [`error`]: the
+//!   engine's errors.
 //!
 //! The engine knows nothing of raft or gRPC; the server builds on it.
 #![deny(unsafe_code)]

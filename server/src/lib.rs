@@ -26,7 +26,11 @@
 //!   and finishing an install a crash interrupted;
 //! - [`serve`]: listeners and service registration; [`tls`]: TLS for
 //!   listeners and peer connections, auto-TLS certificates;
-//! - [`http`]: `/health` and `/version` beside gRPC on the client port;
+//! - [`http`]: `/health`, `/version` and `/metrics` beside gRPC on the
+//!   client port, with the host and CORS checks; [`gateway`]: the JSON
+//!   gateway (`/v3/...`); [`metrics`]: etcd's metric names;
+//! - [`logging`]: log lines in etcd's zap format; [`version`]: the
+//!   versions reported;
 //! - [`api`]: the gRPC services; [`errors`]: etcd's errors, in one place;
 //!   [`convert`]: wire types to engine types.
 //!

@@ -9,7 +9,7 @@
 //! - `RemoveNode`: a removal (context: the id alone).
 //!
 //! The context also carries the proposer's `--max-learners` (field 100 of
-//! a [`LearnerLimit`] appended to the member's bytes: a decoder of
+//! a `LearnerLimit` appended to the member's bytes: a decoder of
 //! `Member` skips it), so the learner limit every member checks is the
 //! entry's, not its own flag. A context without it (written by an older
 //! strata) is checked against the applying member's flag.
