@@ -26,6 +26,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_engine::backend::Bucket;
 use strata_proto::etcdserverpb as pb;
 use strata_proto::peerpb;
 
@@ -176,14 +177,7 @@ impl EtcdServer {
             crate::state::Applied::StateHash { index } => index,
             other => anyhow::bail!("a state-hash mark applied as {other:?}"),
         };
-        let status = self.shared.status.clone();
-        let applied = move || status.applied.load(std::sync::atomic::Ordering::Acquire);
-        let mine = match self
-            .shared
-            .marks
-            .wait(index, applied, Duration::from_secs(30))
-            .await
-        {
+        let mine = match self.shared.mark_hash(index, Duration::from_secs(30)).await {
             Marked::Done(h) => h,
             other => anyhow::bail!("hashing the state at mark {index}: {other:?}"),
         };
@@ -206,12 +200,16 @@ impl EtcdServer {
                 .map(|r| r.into_inner());
             match asked {
                 Ok(a) if a.refused == 0 && a.hash != mine.hash => {
+                    let theirs = strata_engine::mvcc::StateHash {
+                        hash: a.hash,
+                        revision: a.revision,
+                        compact: 0,
+                        buckets: Bucket::ALL.into_iter().zip(a.buckets).collect(),
+                    };
                     let buckets: Vec<String> = mine
-                        .buckets
-                        .iter()
-                        .zip(&a.buckets)
-                        .filter(|((_, x), y)| x != *y)
-                        .map(|((b, _), _)| String::from_utf8_lossy(b.name()).into_owned())
+                        .differing(&theirs)
+                        .into_iter()
+                        .map(|b| String::from_utf8_lossy(b.name()).into_owned())
                         .collect();
                     tracing::warn!(
                         remote,

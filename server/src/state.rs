@@ -235,6 +235,21 @@ impl Shared {
         crate::statehash::hash(&capture)
     }
 
+    /// This member's hash of the state-hash mark at `index`, waiting up to
+    /// `limit` for it to be applied and hashed.
+    pub async fn mark_hash(
+        &self,
+        index: u64,
+        limit: std::time::Duration,
+    ) -> crate::statehash::Marked {
+        let applied = || {
+            self.status
+                .applied
+                .load(std::sync::atomic::Ordering::Acquire)
+        };
+        self.marks.wait(index, applied, limit).await
+    }
+
     /// A member's data differs from the leader's (etcd's CORRUPT alarm):
     /// writes are refused everywhere until it is disarmed.
     pub fn corrupt(&self) -> bool {

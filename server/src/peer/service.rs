@@ -159,14 +159,7 @@ impl p::peer_server::Peer for PeerService {
         use crate::statehash::Marked;
         let r = req.into_inner();
         self.check(r.header.as_ref())?;
-        let status = self.srv.shared.status.clone();
-        let applied = move || status.applied.load(std::sync::atomic::Ordering::Acquire);
-        let marked = self
-            .srv
-            .shared
-            .marks
-            .wait(r.index, applied, MARK_WAIT)
-            .await;
+        let marked = self.srv.shared.mark_hash(r.index, MARK_WAIT).await;
         let refused = |refused, error: String| p::StateHashAnswer {
             refused,
             error,
