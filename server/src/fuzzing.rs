@@ -65,7 +65,7 @@ pub fn authority(data: &[u8]) {
         sizes: if sizes.is_empty() { vec![4096] } else { sizes },
         turn: 0,
     };
-    let mut fix = crate::tls::authority::AuthorityFix::new(input);
+    let mut fix = crate::transport::tls::authority::AuthorityFix::new(input);
     let mut out = Vec::new();
     let _ = runtime().block_on(fix.read_to_end(&mut out));
 }
@@ -77,9 +77,10 @@ pub fn peer_batch(data: &[u8]) {
         return;
     };
     for m in batch.messages {
-        if let Ok(r) = crate::peer::convert::from_pb(m) {
-            let again = crate::peer::convert::to_pb(&r);
-            let back = crate::peer::convert::from_pb(again).expect("a converted message converts");
+        if let Ok(r) = crate::transport::peer::convert::from_pb(m) {
+            let again = crate::transport::peer::convert::to_pb(&r);
+            let back = crate::transport::peer::convert::from_pb(again)
+                .expect("a converted message converts");
             assert_eq!(back, r, "conversion does not round-trip");
         }
     }
@@ -88,7 +89,7 @@ pub fn peer_batch(data: &[u8]) {
 /// Gateway bodies: one whole message of each kind a route takes, and the
 /// same bytes as a stream of watch requests cut where the input says.
 pub fn gateway_json(data: &[u8]) {
-    use crate::gateway::json::{parse_one, ValueStream};
+    use crate::frontend::gateway::json::{parse_one, ValueStream};
     let _ = parse_one::<pb::RangeRequest>(data);
     let _ = parse_one::<pb::PutRequest>(data);
     let _ = parse_one::<pb::DeleteRangeRequest>(data);
@@ -112,7 +113,7 @@ pub fn gateway_json(data: &[u8]) {
 /// A JWT as a client sends it, checked by a member signing ES256 (keys
 /// made once per process).
 pub fn jwt(data: &[u8]) {
-    static TOKENS: OnceLock<crate::auth::token::Tokens> = OnceLock::new();
+    static TOKENS: OnceLock<crate::statemachine::auth::token::Tokens> = OnceLock::new();
     let tokens = TOKENS.get_or_init(|| {
         let key =
             rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("an ES256 key");
@@ -126,7 +127,7 @@ pub fn jwt(data: &[u8]) {
             public.display(),
             private.display()
         );
-        crate::auth::token::Tokens::new(&spec, 0).expect("jwt tokens")
+        crate::statemachine::auth::token::Tokens::new(&spec, 0).expect("jwt tokens")
     });
     let text = String::from_utf8_lossy(data);
     let _ = tokens.parse(&text);
@@ -134,14 +135,14 @@ pub fn jwt(data: &[u8]) {
 
 /// A simple token as a client sends it.
 pub fn simple_token(data: &[u8]) {
-    static TOKENS: OnceLock<crate::auth::token::Tokens> = OnceLock::new();
+    static TOKENS: OnceLock<crate::statemachine::auth::token::Tokens> = OnceLock::new();
     let tokens = TOKENS.get_or_init(|| {
-        let t = crate::auth::token::Tokens::new("simple", 0).expect("simple tokens");
+        let t = crate::statemachine::auth::token::Tokens::new("simple", 0).expect("simple tokens");
         t.record("abcdefghijklmnop", 7, "root");
         t
     });
     let text = String::from_utf8_lossy(data);
-    if let crate::auth::token::Parsed::Simple { index } = tokens.parse(&text) {
+    if let crate::statemachine::auth::token::Parsed::Simple { index } = tokens.parse(&text) {
         let _ = tokens.simple_user(&text, index);
     }
 }
@@ -149,7 +150,7 @@ pub fn simple_token(data: &[u8]) {
 /// A `--config-file`, as text, into the configuration.
 pub fn config_yaml(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let _ = crate::config::file::parse(&text);
+    let _ = crate::embed::config::file::parse(&text);
 }
 
 #[cfg(test)]
@@ -196,11 +197,11 @@ mod tests {
         let batch = peerpb::RaftBatch::decode(corpus("peer_batch")[0].as_slice()).unwrap();
         assert_eq!(batch.messages.len(), 3);
         for m in batch.messages {
-            crate::peer::convert::from_pb(m).unwrap();
+            crate::transport::peer::convert::from_pb(m).unwrap();
         }
         let seed = &corpus("authority")[0];
         assert!(seed.windows(7).any(|w| w == b"http://"));
-        let mut fix = crate::tls::authority::AuthorityFix::new(&seed[4..]);
+        let mut fix = crate::transport::tls::authority::AuthorityFix::new(&seed[4..]);
         let mut out = Vec::new();
         super::runtime()
             .block_on(tokio::io::AsyncReadExt::read_to_end(&mut fix, &mut out))

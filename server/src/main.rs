@@ -28,7 +28,7 @@ fn run() -> anyhow::Result<()> {
     let mut cfg = Config::parse();
     let mut notes = Vec::new();
     if let Some(path) = cfg.config_file.clone() {
-        (cfg, notes) = strata_server::config::file::load(&path)?;
+        (cfg, notes) = strata_server::embed::config::file::load(&path)?;
         notes.insert(
             0,
             format!(
@@ -40,7 +40,7 @@ fn run() -> anyhow::Result<()> {
     // raft-rs's own records come under the target `raft` at the same level
     // (raftnode/log.rs); colours only on a terminal.
     let level = if cfg.debug {
-        strata_server::config::LogLevel::Debug
+        strata_server::embed::config::LogLevel::Debug
     } else {
         cfg.log_level
     };
@@ -87,7 +87,9 @@ fn run() -> anyhow::Result<()> {
         .with_writer(writer)
         .with_ansi(terminal && !json);
     if json {
-        builder.event_format(strata_server::logging::ZapJson).init();
+        builder
+            .event_format(strata_server::embed::logging::ZapJson)
+            .init();
     } else {
         builder.init();
     }

@@ -405,8 +405,8 @@ fn a_backup_restored_into_three_new_members() {
         let d = dir.join(&name);
         std::fs::create_dir_all(&d).unwrap();
         // What `strata-util snapshot restore` runs.
-        let backup = strata_server::restore::read_backup(&backup, false).unwrap();
-        let params = strata_server::restore::RestoreParams {
+        let backup = strata_server::embed::restore::read_backup(&backup, false).unwrap();
+        let params = strata_server::embed::restore::RestoreParams {
             name: name.clone(),
             initial_cluster: initial.clone(),
             initial_cluster_token: "restored".into(),
@@ -414,7 +414,7 @@ fn a_backup_restored_into_three_new_members() {
             data_dir: d.join("data"),
         };
         let file = strata_engine::bbolt::BoltFile::read(&backup.db).unwrap();
-        strata_server::restore::restore(&file, &params, |_| {}).unwrap();
+        strata_server::embed::restore::restore(&file, &params, |_| {}).unwrap();
         restored.push(launch(
             dir,
             &name,

@@ -39,12 +39,13 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use strata_engine::wal::SnapshotMark;
 use strata_proto::etcdserverpb as pb;
-use strata_server::apply::Applier;
-use strata_server::bootstrap::bootstrap_with;
 use strata_server::raftnode::storage::conf_to_wal;
 use strata_server::raftnode::{Input, Node, StateMachine, Transport, TransportReport};
-use strata_server::state::{Applied, ApplyResult, Shared};
-use strata_server::{snapdir, Config};
+use strata_server::server::bootstrap::bootstrap_with;
+use strata_server::statemachine::apply::Applier;
+use strata_server::statemachine::snapdir;
+use strata_server::statemachine::state::{Applied, ApplyResult, Shared};
+use strata_server::Config;
 use tokio::sync::oneshot;
 
 const MEMBERS: usize = 3;

@@ -377,7 +377,9 @@ fn handshake(
         .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(strata_server::tls::dial::Unverified(provider)))
+        .with_custom_certificate_verifier(Arc::new(
+            strata_server::transport::tls::dial::Unverified(provider),
+        ))
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| e.to_string())?;

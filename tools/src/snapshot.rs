@@ -1,6 +1,6 @@
 //! `strata-util snapshot save|status|restore`, as etcdutl (and etcdctl
 //! 3.4) name and print them. A backup is a bbolt file plus its SHA-256
-//! (see `strata_server::restore`), so these work on etcd's backups too.
+//! (see `strata_server::embed::restore`), so these work on etcd's backups too.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use sha2::Digest;
-use strata_server::restore::{self, RestoreParams};
+use strata_server::embed::restore::{self, RestoreParams};
 
 #[derive(Subcommand)]
 pub enum Verb {
@@ -194,7 +194,7 @@ fn restore_cmd(a: &RestoreArgs) -> Result<ExitCode> {
             m.id,
             m.name,
             m.peer_urls,
-            strata_server::membership::cluster_id_of(&members)
+            strata_server::statemachine::membership::cluster_id_of(&members)
         );
     }
     println!(

@@ -177,3 +177,20 @@ fn waldump_lists_records_and_reports_damage() {
     let (ok, out) = util(&["waldump", d]);
     assert!(!ok && out.contains("PROBLEM: offset"), "{out}");
 }
+
+/// The layer checker finds the circles it is shown (grouped imports,
+/// aliases, `self`/`super` paths, re-exports, inside a folder) and passes
+/// a clean crate: a checker that could not fail would prove nothing.
+#[test]
+fn the_import_circle_checker_finds_planted_circles() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/module-cycles.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg("--self-test")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("circle found").count(), 5, "{text}");
+    assert!(text.contains("ok: clean: no circle"), "{text}");
+}

@@ -18,6 +18,7 @@
 mod confchange;
 pub mod error;
 mod log;
+pub mod readindex;
 mod reads;
 pub mod storage;
 

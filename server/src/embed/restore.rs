@@ -1,0 +1,209 @@
+//! Restoring a backup into a new member's data dir (`strata-util snapshot
+//! restore`, like `etcdutl snapshot restore`), and what `snapshot status`
+//! reports of a backup.
+//!
+//! A backup is a bbolt file (what Maintenance/Snapshot streams, Strata's
+//! or etcd's: the format is the same) usually followed by the SHA-256 of
+//! the file: a length of a multiple of 512 plus 32 bytes says a digest is
+//! there (etcd's rule). The digest is checked unless the caller skips it;
+//! a file without one is refused unless the check is skipped.
+//!
+//! Restoring writes a db holding every bucket of the backup (keys,
+//! revisions, leases, auth, alarms), minus the old cluster's members and
+//! its raft bookkeeping (consistent index, markers), plus the new
+//! cluster's members from `--initial-cluster` and `--initial-cluster-token`.
+//! The data dir is built under a temporary name and renamed into place
+//! once synced. The member then starts with `--initial-cluster-state new`
+//! and the same flags: finding its members in the db, it creates its WAL
+//! and starts from the backup's revision.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use sha2::Digest;
+use strata_engine::backend::{Backend, BackendConfig, Bucket};
+use strata_engine::bbolt::BoltFile;
+
+use crate::statemachine::membership;
+use crate::statemachine::meta;
+
+/// What etcdctl's `snapshot status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// CRC-32C over every bucket's name, then its keys and values.
+    pub hash: u32,
+    /// The main revision of the last entry of the `key` bucket.
+    pub revision: i64,
+    /// Entries in all buckets.
+    pub total_key: u64,
+    /// Bytes of the db (without the digest).
+    pub total_size: u64,
+}
+
+/// A backup file read: its db bytes, and whether a digest followed.
+pub struct Backup {
+    pub db: Vec<u8>,
+    pub had_digest: bool,
+}
+
+/// Reads a backup, checking its SHA-256 trailer unless `skip_hash_check`.
+pub fn read_backup(path: &Path, skip_hash_check: bool) -> anyhow::Result<Backup> {
+    let mut bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let had_digest = bytes.len() % 512 == 32;
+    if had_digest {
+        let at = bytes.len() - 32;
+        let want = bytes.split_off(at);
+        if !skip_hash_check {
+            let got = sha2::Sha256::digest(&bytes);
+            if got.as_slice() != want.as_slice() {
+                bail!(
+                    "expected sha256 {}, got {} (file {})",
+                    hex(&want),
+                    hex(&got),
+                    path.display()
+                );
+            }
+        }
+    } else if !skip_hash_check {
+        bail!(
+            "snapshot missing hash but --skip-hash-check=false ({}: a copy of a db file, not a saved snapshot?)",
+            path.display()
+        );
+    }
+    Ok(Backup {
+        db: bytes,
+        had_digest,
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// etcdctl's `snapshot status` of a db.
+pub fn status(db: &[u8]) -> anyhow::Result<Status> {
+    status_of(&BoltFile::read(db)?, db.len())
+}
+
+/// [`status`] of a db already read (`len`: its size in bytes).
+pub fn status_of(f: &BoltFile, len: usize) -> anyhow::Result<Status> {
+    let mut crc = 0u32;
+    let mut total_key = 0u64;
+    let mut revision = 0i64;
+    for (name, entries) in &f.buckets {
+        crc = crc32c::crc32c_append(crc, name);
+        for (k, v) in entries {
+            crc = crc32c::crc32c_append(crc, k);
+            crc = crc32c::crc32c_append(crc, v);
+            total_key += 1;
+        }
+        if name.as_slice() == Bucket::Key.name() {
+            if let Some((k, _)) = entries.last() {
+                let main: [u8; 8] = k
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .context("a key bucket entry shorter than a revision")?;
+                revision = i64::from_be_bytes(main);
+            }
+        }
+    }
+    Ok(Status {
+        hash: crc,
+        revision,
+        total_key,
+        total_size: len as u64,
+    })
+}
+
+/// What a restore needs to know of the new cluster.
+pub struct RestoreParams {
+    pub name: String,
+    pub initial_cluster: String,
+    pub initial_cluster_token: String,
+    pub initial_advertise_peer_urls: Vec<String>,
+    pub data_dir: PathBuf,
+}
+
+/// Meta keys of the old cluster's raft that a restored member must not
+/// inherit.
+const RAFT_META: [&[u8]; 4] = [
+    meta::CONSISTENT_INDEX_KEY,
+    meta::TERM_KEY,
+    meta::SNAPSHOT_KEY,
+    meta::CONF_STATE_KEY,
+];
+
+/// Builds a new member's data dir from a backup's db (read with
+/// [`BoltFile::read`]); returns the new members (id, name, peer URLs).
+/// `progress` is told of every entry copied.
+pub fn restore(
+    f: &BoltFile,
+    p: &RestoreParams,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<Vec<membership::Member>> {
+    if p.data_dir.exists() {
+        bail!("data-dir {:?} exists", p.data_dir.display().to_string());
+    }
+    let members = membership::from_initial_cluster(&p.initial_cluster, &p.initial_cluster_token)?;
+    let me = members
+        .iter()
+        .find(|m| m.name == p.name)
+        .with_context(|| format!("{:?} is not in --initial-cluster", p.name))?;
+    let mut mine = me.peer_urls.clone();
+    mine.sort();
+    let mut given = p.initial_advertise_peer_urls.clone();
+    given.sort();
+    if mine != given {
+        bail!(
+            "--initial-cluster has {}={:?} but --initial-advertise-peer-urls is {:?}",
+            p.name,
+            me.peer_urls,
+            p.initial_advertise_peer_urls
+        );
+    }
+    let tmp = p.data_dir.with_extension("restoring");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    let member_dir = tmp.join("member");
+    std::fs::create_dir_all(member_dir.join("wal"))?;
+    std::fs::create_dir_all(member_dir.join("snap"))?;
+    let backend = Backend::open(BackendConfig::new(member_dir.join("db")))?;
+    for (name, entries) in &f.buckets {
+        let Some(bucket) = Bucket::ALL
+            .into_iter()
+            .find(|b| b.name() == name.as_slice())
+        else {
+            tracing::warn!(bucket = %String::from_utf8_lossy(name), "a bucket strata does not keep was left out");
+            continue;
+        };
+        if matches!(bucket, Bucket::Members | Bucket::MembersRemoved) {
+            continue;
+        }
+        for chunk in entries.chunks(10_000) {
+            {
+                let mut b = backend.batch()?;
+                for (k, v) in chunk {
+                    if bucket == Bucket::Meta && RAFT_META.contains(&k.as_slice()) {
+                        continue;
+                    }
+                    b.put(bucket, k, v)?;
+                }
+            }
+            backend.force_commit()?;
+            progress(chunk.len() as u64);
+        }
+    }
+    backend.close()?;
+    let backend = Backend::open(BackendConfig::new(member_dir.join("db")))?;
+    membership::store(&backend, &members)?;
+    backend.close()?;
+    crate::statemachine::snapdir::sync_dirs_up(
+        &[&member_dir.join("wal"), &member_dir.join("snap")],
+        &tmp,
+    )?;
+    std::fs::rename(&tmp, &p.data_dir)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), p.data_dir.display()))?;
+    crate::statemachine::snapdir::sync_dirs_up(&[&p.data_dir], &p.data_dir)?;
+    Ok(members)
+}

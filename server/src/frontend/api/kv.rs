@@ -1,0 +1,176 @@
+//! The KV service: Range, Put, DeleteRange, Txn, Compact.
+//!
+//! Writes go through raft ([`EtcdServer::propose`]); reads are served
+//! locally, after the ReadIndex barrier unless the request is serializable.
+//! Requests are checked here first, as etcd's v3rpc layer does, so a bad
+//! request never reaches the log.
+
+use std::sync::Arc;
+
+use strata_engine::mvcc::txn as mtxn;
+use strata_proto::etcdserverpb as pb;
+use tonic::{Request, Response, Status};
+
+use super::propose;
+use crate::errors::{EtcdError, Grpc};
+use crate::server::EtcdServer;
+use crate::statemachine::auth::AuthInfo;
+use crate::statemachine::convert;
+
+pub struct KvService {
+    pub srv: Arc<EtcdServer>,
+}
+
+/// etcd's checkTxnRequest: op counts (each nested txn on its own), empty
+/// keys and ops.
+fn check_txn(t: &pb::TxnRequest, max_ops: usize) -> Result<(), EtcdError> {
+    if t.compare.len() > max_ops || t.success.len() > max_ops || t.failure.len() > max_ops {
+        return Err(EtcdError::TooManyOps);
+    }
+    for op in t.success.iter().chain(&t.failure) {
+        use pb::request_op::Request as R;
+        match &op.request {
+            Some(R::RequestRange(r)) if r.key.is_empty() => return Err(EtcdError::EmptyKey),
+            Some(R::RequestPut(p)) => check_put(p)?,
+            Some(R::RequestDeleteRange(d)) if d.key.is_empty() => return Err(EtcdError::EmptyKey),
+            Some(R::RequestTxn(inner)) => check_txn(inner, max_ops)?,
+            None => return Err(EtcdError::KeyNotFound),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_put(p: &pb::PutRequest) -> Result<(), EtcdError> {
+    if p.key.is_empty() {
+        return Err(EtcdError::EmptyKey);
+    }
+    if p.ignore_value && !p.value.is_empty() {
+        return Err(EtcdError::ValueProvided);
+    }
+    if p.ignore_lease && p.lease != 0 {
+        return Err(EtcdError::LeaseProvided);
+    }
+    Ok(())
+}
+
+/// grpc-go's receive limit, as etcd configures it (the request limit plus
+/// 512 KiB), with grpc-go's status. tonic's own cap is set higher so that
+/// this check, with grpc-go's message, is the one clients see.
+fn check_recv<M: prost::Message>(srv: &EtcdServer, m: &M) -> Result<(), Status> {
+    let limit = srv.recv_limit();
+    let n = m.encoded_len();
+    if n > limit {
+        return Err(Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({n} vs. {limit})"
+        )));
+    }
+    Ok(())
+}
+
+/// etcd's doSerialize: a read served while the auth store changed under
+/// it is refused, so it never returns what a just-revoked permission
+/// covered.
+fn stale_check(srv: &EtcdServer, who: Option<&AuthInfo>) -> Result<(), EtcdError> {
+    match who {
+        Some(w) if w.revision != 0 && w.revision != srv.shared.auth.revision() => {
+            Err(EtcdError::AuthOldRevision)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn txn_put_bytes(t: &pb::TxnRequest) -> usize {
+    use pb::request_op::Request as R;
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .map(|op| match &op.request {
+            Some(R::RequestPut(p)) => p.key.len() + p.value.len(),
+            Some(R::RequestTxn(inner)) => txn_put_bytes(inner),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for KvService {
+    async fn range(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
+        let r = req.into_inner();
+        check_recv(&self.srv, &r)?;
+        if r.key.is_empty() {
+            return Err(EtcdError::EmptyKey.into());
+        }
+        let mr = convert::range_in(&r)?;
+        if !r.serializable {
+            if self.srv.is_learner() {
+                return Err(EtcdError::NotSupportedForLearner.into());
+            }
+            self.srv.read_barrier().await?;
+        }
+        let auth = &self.srv.shared.auth;
+        auth.check_read(who.as_ref(), &r.key, &r.range_end)?;
+        let resp = self.srv.store().range(&mr).grpc()?;
+        stale_check(&self.srv, who.as_ref())?;
+        let h = self.srv.shared.header(resp.revision);
+        Ok(Response::new(convert::range_out(resp, h)))
+    }
+
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
+        let p = req.into_inner();
+        check_recv(&self.srv, &p)?;
+        check_put(&p)?;
+        self.srv.check_quota(p.key.len() + p.value.len()).await?;
+        propose(&self.srv, who.as_ref(), p).await
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
+        let d = req.into_inner();
+        check_recv(&self.srv, &d)?;
+        if d.key.is_empty() {
+            return Err(EtcdError::EmptyKey.into());
+        }
+        propose(&self.srv, who.as_ref(), d).await
+    }
+
+    async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
+        let t = req.into_inner();
+        check_recv(&self.srv, &t)?;
+        check_txn(&t, self.srv.cfg.max_txn_ops as usize)?;
+        let mt = convert::txn_in(&t)?;
+        mtxn::validate_txn(&mt).grpc()?;
+        if !mtxn::is_write(&mt.success) && !mtxn::is_write(&mt.failure) {
+            // Read-only: served locally after the barrier, like a range.
+            self.srv.read_barrier().await?;
+            self.srv.shared.auth.check_txn(who.as_ref(), &t)?;
+            let resp = self.srv.store().txn(&mt).grpc()?;
+            stale_check(&self.srv, who.as_ref())?;
+            let h = self.srv.shared.header(resp.revision);
+            return Ok(Response::new(convert::txn_out(resp, &h)));
+        }
+        let put_bytes = txn_put_bytes(&t);
+        if put_bytes > 0 {
+            self.srv.check_quota(put_bytes).await?;
+        }
+        propose(&self.srv, who.as_ref(), t).await
+    }
+
+    async fn compact(
+        &self,
+        req: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
+        let who = self.srv.who_of(&req).await?;
+        let c = req.into_inner();
+        propose(&self.srv, who.as_ref(), c).await
+    }
+}
