@@ -158,6 +158,13 @@ fn arm_crash_points() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let unknown = strata_engine::crashpoint::unknown_armed(&spec);
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "FAILPOINTS: no crash point named {} (strata_engine::crashpoint::NAMES lists them)",
+            unknown.join(", ")
+        );
+    }
     for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, actions) = part
             .split_once('=')

@@ -481,7 +481,7 @@ impl Backend {
             (db.begin_read(), db.info().page_size)
         };
         let _ = std::fs::remove_file(&tmp);
-        crate::crash_point!("defragBeforeCopy");
+        crate::crash_point!(defragBeforeCopy);
         let copied = crate::btree::compact_snapshot(&rx, page_size, &tmp, &mut |_| {});
         drop(rx);
         let copy = match copied.and_then(|_| {
@@ -532,7 +532,7 @@ impl Backend {
             replay(&copy, &journal)?;
             // Closing writes the freelist and syncs everything.
             copy.close()?;
-            crate::crash_point!("defragBeforeRename");
+            crate::crash_point!(defragBeforeRename);
             swap_in(inner, &mut b, &tmp)?;
             Ok(DefragStats {
                 size_before,
@@ -668,9 +668,9 @@ fn commit(inner: &Inner, batch: &mut Batch) -> Result<()> {
         }
         let tx = batch.tx.take().ok_or(Error::Poisoned)?;
         let started = std::time::Instant::now();
-        crate::crash_point!("beforeCommit");
+        crate::crash_point!(beforeCommit);
         tx.commit()?;
-        crate::crash_point!("afterCommit");
+        crate::crash_point!(afterCommit);
         if let Some(observe) = &batch.observer {
             observe(started.elapsed());
         }

@@ -718,7 +718,7 @@ impl WriteTxn {
         if !shared.no_sync {
             // Pages and meta written, not yet durable: where a power loss
             // bites.
-            crate::crash_point!("dbBeforeFsync");
+            crate::crash_point!(dbBeforeFsync);
             // A failed fsync: EIO, as fdatasync(2) reports it.
             fail::fail_point!("btree::commit::sync", |_| Err(
                 std::io::Error::from_raw_os_error(5).into()

@@ -281,9 +281,9 @@ impl Store {
             st.index.compact(rev)
         };
         // The schedule must be durable before anything is deleted.
-        crate::crash_point!("compactBeforeCommitScheduledCompact");
+        crate::crash_point!(compactBeforeCommitScheduledCompact);
         self.backend.force_commit()?;
-        crate::crash_point!("compactAfterCommitScheduledCompact");
+        crate::crash_point!(compactAfterCommitScheduledCompact);
         Ok(CompactionJob {
             store: self.clone(),
             rev,
@@ -381,12 +381,12 @@ impl CompactionJob {
                 }
             }
             drop(batch);
-            crate::crash_point!("compactAfterDeleteBatch");
+            crate::crash_point!(compactAfterDeleteBatch);
             std::thread::yield_now();
             start = chunk.last().map(|(k, _)| k.clone()).unwrap_or_default();
             start.push(0);
         }
-        crate::crash_point!("compactBeforeSetFinishedCompact");
+        crate::crash_point!(compactBeforeSetFinishedCompact);
         {
             let mut batch = store.backend.batch()?;
             // A later compaction may have finished first: never move back.
@@ -403,7 +403,7 @@ impl CompactionJob {
             }
         }
         store.backend.force_commit()?;
-        crate::crash_point!("compactAfterSetFinishedCompact");
+        crate::crash_point!(compactAfterSetFinishedCompact);
         Ok(())
     }
 }

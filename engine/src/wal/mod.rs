@@ -318,7 +318,7 @@ impl Wal {
         self.flush()?;
         if !self.opts.no_sync {
             // Written, not yet durable: where a power loss bites.
-            crate::crash_point!("walBeforeFsync");
+            crate::crash_point!(walBeforeFsync);
             let synced = (|| {
                 // A failed fsync: EIO, as fdatasync(2) reports it.
                 fail::fail_point!("wal::sync", |_| Err(std::io::Error::from_raw_os_error(5)));

@@ -402,7 +402,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         }
         let mut rd = self.raw.ready();
         if !rd.messages().is_empty() {
-            crash_point!("raftBeforeLeaderSend");
+            crash_point!(raftBeforeLeaderSend);
             self.send(rd.take_messages());
         }
         if !rd.snapshot().is_empty() {
@@ -413,13 +413,13 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             self.reads.answered(&rs.request_ctx, rs.index);
         }
         let hs = rd.hs().cloned();
-        crash_point!("raftBeforeSave");
+        crash_point!(raftBeforeSave);
         self.raw
             .mut_store()
             .persist(rd.entries(), hs.as_ref(), rd.must_sync())?;
-        crash_point!("raftAfterSave");
+        crash_point!(raftAfterSave);
         if !rd.persisted_messages().is_empty() {
-            crash_point!("raftBeforeFollowerSend");
+            crash_point!(raftBeforeFollowerSend);
             self.send(rd.take_persisted_messages());
         }
         let mut light = self.raw.advance(rd);
@@ -468,7 +468,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             index: e.index,
             reason,
         })?;
-        crash_point!("beforeApplyOneConfChange");
+        crash_point!(beforeApplyOneConfChange);
         let accepted = self.sm.check_conf_change(e, &cc);
         if accepted {
             self.conf =
@@ -480,7 +480,7 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
                     })?;
         }
         self.sm.conf_change_applied(e, &cc, accepted, &self.conf)?;
-        crash_point!("afterApplyOneConfChange");
+        crash_point!(afterApplyOneConfChange);
         Ok(())
     }
 
@@ -491,9 +491,9 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
         for e in &entries {
             match e.entry_type {
                 EntryType::EntryNormal => {
-                    crash_point!("beforeApplyOneEntryNormal");
+                    crash_point!(beforeApplyOneEntryNormal);
                     self.sm.apply(e)?;
-                    crash_point!("afterApplyOneEntryNormal");
+                    crash_point!(afterApplyOneEntryNormal);
                 }
                 EntryType::EntryConfChange => self.apply_member_change(e)?,
                 EntryType::EntryConfChangeV2 => self.apply_conf_change(e, confchange::decode_v2)?,
@@ -512,17 +512,17 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
     /// A snapshot from the leader: the WAL records it, the state machine
     /// swaps its db for the received one, and the log before it is let go.
     fn install_snapshot(&mut self, snap: &raft::eraftpb::Snapshot) -> Result<()> {
-        crash_point!("raftBeforeSaveSnap");
+        crash_point!(raftBeforeSaveSnap);
         let mark = self.raw.mut_store().apply_snapshot(snap)?;
-        crash_point!("raftAfterSaveSnap");
-        crash_point!("raftBeforeApplySnap");
+        crash_point!(raftAfterSaveSnap);
+        crash_point!(raftBeforeApplySnap);
         self.sm.install_snapshot(&snap.data, &mark)?;
-        crash_point!("raftAfterApplySnap");
+        crash_point!(raftAfterApplySnap);
         self.conf = snap.get_metadata().get_conf_state().clone();
         self.applied = mark.index;
         self.snapshot_index = mark.index;
         self.raw.mut_store().release(mark.index, mark.index)?;
-        crash_point!("raftAfterWALRelease");
+        crash_point!(raftAfterWALRelease);
         self.status.applied.store(self.applied, Ordering::Release);
         // The snapshot's index is committed (Status's raftIndex must not
         // lag the applied index until the next write).
@@ -554,13 +554,13 @@ impl<T: Transport, S: StateMachine> Node<T, S> {
             })?;
         self.sm.flush()?;
         let conf = self.conf.clone();
-        crash_point!("raftBeforeLocalSnap");
+        crash_point!(raftBeforeLocalSnap);
         let mark = self.raw.mut_store().mark_snapshot(index, term, &conf)?;
         self.sm.snapshot_taken(&mark)?;
-        crash_point!("raftAfterLocalSnap");
+        crash_point!(raftAfterLocalSnap);
         let keep_after = index.saturating_sub(self.catch_up);
         self.raw.mut_store().release(keep_after, index)?;
-        crash_point!("raftAfterLocalWALRelease");
+        crash_point!(raftAfterLocalWALRelease);
         self.snapshot_index = index;
         tracing::info!(
             index,

@@ -48,6 +48,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::RngExt;
+use strata_engine::crashpoint::points;
 
 use crate::cluster::Cluster;
 use crate::powerloss::{Loss, Undone};
@@ -101,21 +102,21 @@ pub const NEEDS_SHIM: &[&str] = &["power-loss", "power-loss-all", "clock-jump"];
 
 /// Crash points that a member under write load reaches by itself.
 pub const CRASH_POINTS: &[&str] = &[
-    "raftBeforeLeaderSend",
-    "raftBeforeSave",
-    "raftAfterSave",
-    "raftBeforeFollowerSend",
-    "beforeApplyOneEntryNormal",
-    "afterApplyOneEntryNormal",
-    "beforeCommit",
-    "afterCommit",
-    "walBeforeFsync",
-    "dbBeforeFsync",
+    points::raftBeforeLeaderSend,
+    points::raftBeforeSave,
+    points::raftAfterSave,
+    points::raftBeforeFollowerSend,
+    points::beforeApplyOneEntryNormal,
+    points::afterApplyOneEntryNormal,
+    points::beforeCommit,
+    points::afterCommit,
+    points::walBeforeFsync,
+    points::dbBeforeFsync,
 ];
 
 /// Crash points where the WAL or the db has been written and not yet
 /// synced: a power loss there has the most to lose.
-pub const POWER_POINTS: &[&str] = &["walBeforeFsync", "dbBeforeFsync"];
+pub const POWER_POINTS: &[&str] = &[points::walBeforeFsync, points::dbBeforeFsync];
 
 /// What was done, for the report; `restart` says what healing must do.
 #[derive(Debug)]

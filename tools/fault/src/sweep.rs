@@ -27,39 +27,8 @@ use etcd_client::{GetOptions, MemberAddOptions};
 use crate::cluster::Cluster;
 use crate::run::{converge, free_ports};
 
-/// Every crash point the sweep covers.
-pub const POINTS: &[&str] = &[
-    "raftBeforeSave",
-    "raftAfterSave",
-    "raftBeforeFollowerSend",
-    "beforeApplyOneEntryNormal",
-    "afterApplyOneEntryNormal",
-    "beforeCommit",
-    "afterCommit",
-    "walBeforeFsync",
-    "dbBeforeFsync",
-    "raftBeforeLeaderSend",
-    "defragBeforeCopy",
-    "defragBeforeRename",
-    "compactBeforeCommitScheduledCompact",
-    "compactAfterCommitScheduledCompact",
-    "compactAfterDeleteBatch",
-    "compactBeforeSetFinishedCompact",
-    "compactAfterSetFinishedCompact",
-    "beforeApplyOneConfChange",
-    "afterApplyOneConfChange",
-    "raftBeforeLocalSnap",
-    "raftAfterLocalSnap",
-    "raftAfterLocalWALRelease",
-    "snapshotReceiveMidway",
-    "raftBeforeSaveSnap",
-    "raftAfterSaveSnap",
-    "raftBeforeApplySnap",
-    "applyAfterSwapSnapshot",
-    "raftAfterApplySnap",
-    "raftAfterWALRelease",
-    "snapshotSendMidway",
-];
+/// Every crash point the sweep covers: all of them.
+pub const POINTS: &[&str] = strata_engine::crashpoint::NAMES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {

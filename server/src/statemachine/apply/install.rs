@@ -74,7 +74,7 @@ impl Applier {
         cells.index.store(ci, Ordering::Release);
         self.ci = ci;
 
-        strata_engine::crash_point!("applyAfterSwapSnapshot");
+        strata_engine::crash_point!(applyAfterSwapSnapshot);
         let leased = self.shared.store.reload()?;
         self.shared
             .restore_leases_and_alarms(leased)

@@ -62,7 +62,7 @@ impl Pieces {
         if self.buf.is_empty() {
             return Ok(());
         }
-        strata_engine::crash_point!("snapshotSendMidway");
+        strata_engine::crash_point!(snapshotSendMidway);
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
         self.tx
             .blocking_send(p::SnapshotChunk {
@@ -252,7 +252,7 @@ async fn write_part(
             hash.update(&chunk.data);
             size += chunk.data.len() as u64;
             file.write_all(&chunk.data).await.map_err(io)?;
-            strata_engine::crash_point!("snapshotReceiveMidway");
+            strata_engine::crash_point!(snapshotReceiveMidway);
         }
         if !chunk.sha256.is_empty() {
             let got: [u8; 32] = hash.finalize().into();

@@ -95,6 +95,12 @@ fn main() -> anyhow::Result<()> {
         } else {
             a.points.iter().map(String::as_str).collect()
         };
+        if let Some(p) = points.iter().find(|p| !sweep::POINTS.contains(p)) {
+            anyhow::bail!(
+                "--points: no crash point named {p} (the sweep knows {})",
+                sweep::POINTS.join(", ")
+            );
+        }
         let dir = a.dir.join("sweep");
         let out = rt.block_on(sweep::sweep(&cfg.strata, &dir, &points))?;
         let mut table = Table::new();
