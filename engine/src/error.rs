@@ -1,5 +1,7 @@
 //! The engine's error type. Corruption always names the file and the page (or
 //! byte offset) where it was found; it is never returned as data.
+//! [`Error::kind`] says whether an error is the request's or the storage's,
+//! exhaustively: callers never sort variants by hand.
 
 use std::path::PathBuf;
 
@@ -87,7 +89,55 @@ pub enum Error {
     LeaseNotFound,
 }
 
+/// Whose failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request cannot be served as asked (etcd's request errors, a key
+    /// or value too large, a missing bucket, a misused handle): the store
+    /// is intact, and every replica given the same request and state
+    /// refuses it the same way. The caller's error to report.
+    Request,
+    /// The files, the disk or an invariant failed: nothing more may be
+    /// written through this store; a replicated state machine stops rather
+    /// than answer (another member's store may not have failed).
+    Storage,
+}
+
 impl Error {
+    /// Sorts this error (an exhaustive match: a new variant must be sorted
+    /// here before the crate compiles).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io(_)
+            | Error::Corrupted { .. }
+            | Error::CorruptedRecord { .. }
+            | Error::CorruptedLog { .. }
+            | Error::Poisoned
+            | Error::Internal(_)
+            | Error::SnapshotMarkNotFound { .. } => ErrorKind::Storage,
+            Error::Locked(_)
+            | Error::BucketNotFound
+            | Error::BucketExists
+            | Error::IncompatibleValue
+            | Error::KeyRequired
+            | Error::KeyTooLarge { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::InvalidOption(_)
+            | Error::WalExists(_)
+            | Error::NoWal(_)
+            | Error::AlreadyExists(_)
+            | Error::InUse
+            | Error::Compacted
+            | Error::FutureRevision
+            | Error::KeyNotFound
+            | Error::KeyNotProvided
+            | Error::ValueProvided
+            | Error::LeaseProvided
+            | Error::DuplicateKey
+            | Error::LeaseNotFound => ErrorKind::Request,
+        }
+    }
+
     pub(crate) fn corrupted(file: &std::path::Path, page: u64, what: impl Into<String>) -> Error {
         Error::Corrupted {
             file: file.to_path_buf(),

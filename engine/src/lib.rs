@@ -31,4 +31,4 @@ pub mod fuzzing;
 pub mod mvcc;
 pub mod wal;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};

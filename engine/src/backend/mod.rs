@@ -18,7 +18,13 @@
 //! - [`Backend::close`] commits what is pending. Dropping the last handle
 //!   without closing discards the uncommitted batch, as a crash would (the
 //!   server replays it from its WAL).
+//!
+//! Here: the buckets, the batch, commits and readers' views. The whole-file
+//! operations (snapshot, bbolt export, hash, replacement) are in `files`;
+//! online defragmentation in `defrag`.
 
+mod defrag;
+mod files;
 mod view;
 
 use std::collections::HashMap;
@@ -29,6 +35,8 @@ use std::time::Duration;
 use crate::btree::{Database, Options, WriteBucket, WriteTxn};
 use crate::error::{Error, Result};
 
+use defrag::defrag_path;
+pub use defrag::DefragStats;
 pub use view::{Buffer, ReadView};
 
 /// The buckets of an etcd backend.
@@ -292,109 +300,6 @@ impl Backend {
         }
         res
     }
-
-    /// Writes a consistent copy of the whole database (after committing what
-    /// is pending) and returns its size and SHA-256.
-    pub fn snapshot(&self, w: &mut dyn std::io::Write) -> Result<(u64, [u8; 32])> {
-        use sha2::Digest;
-        struct Hashing<'a> {
-            w: &'a mut dyn std::io::Write,
-            h: sha2::Sha256,
-        }
-        impl std::io::Write for Hashing<'_> {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                let n = self.w.write(buf)?;
-                self.h.update(&buf[..n]);
-                Ok(n)
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                self.w.flush()
-            }
-        }
-        let mut hw = Hashing {
-            w,
-            h: sha2::Sha256::new(),
-        };
-        let size = self.write_consistent(&mut hw)?;
-        Ok((size, hw.h.finalize().into()))
-    }
-
-    /// Writes every bucket of one consistent view as a bbolt file (etcd's
-    /// backup format, see [`crate::bbolt`]) to `f`, then returns its size
-    /// and SHA-256. Buckets are read in pieces of 10,000 entries, so memory
-    /// stays bounded by a piece, not the db.
-    pub fn export_bbolt(&self, f: &mut std::fs::File) -> Result<(u64, [u8; 32])> {
-        use sha2::Digest;
-        use std::io::{Read, Seek, SeekFrom};
-        const PIECE: usize = 10_000;
-        let view = self.read();
-        let mut w = crate::bbolt::BoltWriter::new(std::io::BufWriter::new(&mut *f))?;
-        for bucket in Bucket::ALL {
-            let mut next: Vec<u8> = Vec::new();
-            let mut piece = std::collections::VecDeque::new();
-            let mut done = false;
-            let entries = std::iter::from_fn(|| {
-                if piece.is_empty() && !done {
-                    match view.range(bucket, &next, &[], PIECE) {
-                        Ok(got) => {
-                            done = got.len() < PIECE;
-                            if let Some((k, _)) = got.last() {
-                                next = k.clone();
-                                next.push(0);
-                            }
-                            piece.extend(got);
-                        }
-                        Err(e) => {
-                            done = true;
-                            return Some(Err(e));
-                        }
-                    }
-                }
-                piece.pop_front().map(Ok)
-            });
-            w.bucket(bucket.name(), entries)?;
-        }
-        let (out, size) = w.finish()?;
-        drop(out);
-        f.seek(SeekFrom::Start(0))?;
-        let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut left = size;
-        while left > 0 {
-            let n = (left as usize).min(buf.len());
-            f.read_exact(&mut buf[..n])?;
-            h.update(&buf[..n]);
-            left -= n as u64;
-        }
-        Ok((size, h.finalize().into()))
-    }
-
-    /// Commits what is pending, then writes a copy of the whole database as
-    /// of that commit; returns its size.
-    fn write_consistent(&self, w: &mut dyn std::io::Write) -> Result<u64> {
-        self.force_commit()?;
-        self.inner.db().begin_read().write_snapshot(w)
-    }
-
-    /// The CRC-32C (Castagnoli) of a consistent copy of the whole database
-    /// (after committing what is pending), streamed: the file's bytes, so
-    /// two members holding the same data may differ (the Hash RPC answers
-    /// the logical `mvcc::statehash` instead).
-    pub fn hash(&self) -> Result<u32> {
-        struct Crc(u32);
-        impl std::io::Write for Crc {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0 = crc32c::crc32c_append(self.0, buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut c = Crc(0);
-        self.write_consistent(&mut c)?;
-        Ok(c.0)
-    }
 }
 
 impl Inner {
@@ -407,212 +312,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.signal.stop();
     }
-}
-
-/// Catch-up rounds before the final replay with writers held off.
-const DEFRAG_CATCH_UP_ROUNDS: usize = 8;
-/// A journal this short is replayed with writers held off.
-const DEFRAG_FINAL_REPLAY: usize = 1000;
-
-/// Applies journaled changes to the copy, in order, in one transaction.
-fn replay(copy: &Database, journal: &[JournalEntry]) -> Result<()> {
-    if journal.is_empty() {
-        return Ok(());
-    }
-    let mut tx = copy.begin_write()?;
-    let mut ids = HashMap::new();
-    for b in Bucket::ALL {
-        ids.insert(
-            b,
-            tx.bucket(WriteBucket::ROOT, b.name())?
-                .ok_or(Error::BucketNotFound)?,
-        );
-    }
-    for (bucket, key, value) in journal {
-        match value {
-            Some(v) => tx.put(ids[bucket], key, v)?,
-            None => {
-                tx.delete(ids[bucket], key)?;
-            }
-        }
-    }
-    tx.commit()
-}
-
-fn defrag_path(path: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.defrag", path.display()))
-}
-
-/// What an online defragmentation did.
-#[derive(Debug, Clone)]
-pub struct DefragStats {
-    pub size_before: u64,
-    pub size_after: u64,
-    /// The whole operation.
-    pub total: Duration,
-    /// How long writers were held off (the final replay and swap).
-    pub stall: Duration,
-    /// Changes made while the snapshot was copied, replayed at the end.
-    pub journaled: usize,
-}
-
-impl Backend {
-    /// Rewrites the database into a new, compact file while reads and writes
-    /// go on: a snapshot is copied without any lock while changes are
-    /// journaled; then, with writers held off, the journal is replayed into
-    /// the copy, which replaces the file. Readers never wait; open readers
-    /// keep the old file until they finish. A crash before the final rename
-    /// leaves the old file as it was.
-    pub fn defrag(&self) -> Result<DefragStats> {
-        let inner = &*self.inner;
-        let start = std::time::Instant::now();
-        let path = inner.cfg.path.clone();
-        let tmp = defrag_path(&path);
-        let size_before = std::fs::metadata(&path)?.len();
-        let (rx, page_size) = {
-            let mut b = lock(&inner.batch);
-            if b.failed {
-                return Err(Error::Poisoned);
-            }
-            publish(inner, &mut b);
-            commit(inner, &mut b)?;
-            b.journal = Some(Vec::new());
-            let db = inner.db();
-            (db.begin_read(), db.info().page_size)
-        };
-        let _ = std::fs::remove_file(&tmp);
-        crate::crash_point!(defragBeforeCopy);
-        let copied = crate::btree::compact_snapshot(&rx, page_size, &tmp, &mut |_| {});
-        drop(rx);
-        let copy = match copied.and_then(|_| {
-            Database::open(
-                &tmp,
-                Options {
-                    no_sync: true,
-                    ..Options::default()
-                },
-            )
-        }) {
-            Ok(c) => c,
-            Err(e) => {
-                lock(&inner.batch).journal = None;
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        // Catch up in rounds without holding writers off, while the journal
-        // keeps filling; only a short final remainder is replayed with
-        // writers held.
-        let mut journaled = 0;
-        let mut b = lock(&inner.batch);
-        for _ in 0..DEFRAG_CATCH_UP_ROUNDS {
-            let pending = b.journal.as_ref().map_or(0, Vec::len);
-            if pending <= DEFRAG_FINAL_REPLAY {
-                break;
-            }
-            let journal = b.journal.replace(Vec::new()).unwrap_or_default();
-            drop(b);
-            journaled += journal.len();
-            // Flushed here, so the final sync with writers held is short.
-            let replayed = replay(&copy, &journal).and_then(|()| copy.sync());
-            b = lock(&inner.batch);
-            if let Err(e) = replayed {
-                b.journal = None;
-                drop(copy);
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        }
-        let stall_start = std::time::Instant::now();
-        let journal = b.journal.take().unwrap_or_default();
-        journaled += journal.len();
-        let res = (|| -> Result<DefragStats> {
-            publish(inner, &mut b);
-            commit(inner, &mut b)?;
-            replay(&copy, &journal)?;
-            // Closing writes the freelist and syncs everything.
-            copy.close()?;
-            crate::crash_point!(defragBeforeRename);
-            swap_in(inner, &mut b, &tmp)?;
-            Ok(DefragStats {
-                size_before,
-                size_after: std::fs::metadata(&path)?.len(),
-                total: start.elapsed(),
-                stall: stall_start.elapsed(),
-                journaled,
-            })
-        })();
-        if let Err(e) = &res {
-            fail_batch(&mut b, &path, e);
-        }
-        res
-    }
-}
-
-impl Backend {
-    /// Replaces the whole database with the file `from` (a complete,
-    /// synced database, such as a snapshot received from the raft leader):
-    /// with writers held off, what is pending is committed to the old file,
-    /// `before_swap` runs (nothing can commit from then on until the swap),
-    /// `from` is renamed over the backend's file and the directory synced,
-    /// and readers move to the new file. Open readers keep the old one
-    /// until they finish. A crash before the rename leaves the old file
-    /// whole; after it, the new one.
-    pub fn replace_with(&self, from: &Path, before_swap: impl FnOnce()) -> Result<()> {
-        let inner = &*self.inner;
-        let mut b = lock(&inner.batch);
-        if b.failed {
-            return Err(Error::Poisoned);
-        }
-        publish(inner, &mut b);
-        let res = commit(inner, &mut b).and_then(|()| {
-            before_swap();
-            swap_in(inner, &mut b, from)
-        });
-        if let Err(e) = &res {
-            fail_batch(&mut b, &inner.cfg.path, e);
-        }
-        res
-    }
-}
-
-/// With the batch held and empty (just committed): renames `from` over the
-/// backend's file, syncs the directory, opens the new file and moves the
-/// batch and the readers' view to it.
-fn swap_in(inner: &Inner, b: &mut Batch, from: &Path) -> Result<()> {
-    let path = &inner.cfg.path;
-    std::fs::rename(from, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    let db = Database::open(
-        path,
-        Options {
-            no_sync: inner.cfg.no_sync,
-            ..Options::default()
-        },
-    )?;
-    // End the (empty) batch on the old file.
-    b.tx = None;
-    let (tx, ids) = begin(&db)?;
-    let view = ReadView::new(db.begin_read(), Buffer::default())?;
-    // Old readers may hold the replaced file a while. Its last close frees
-    // the whole unlinked file (blocks and page cache), which must not land
-    // on a reader: a reaper thread holds it until no one else does, and
-    // closes it without writing.
-    let old = inner.db();
-    old.retire();
-    *inner.db.write().unwrap_or_else(|e| e.into_inner()) = db;
-    std::thread::spawn(move || {
-        while old.handles() > 1 {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        drop(old);
-    });
-    b.tx = Some(tx);
-    b.ids = ids;
-    *inner.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
-    Ok(())
 }
 
 /// Marks the batch failed (every later write is refused with `Poisoned`),

@@ -8,7 +8,8 @@
 //! - [`types`]: requests and responses shaped like etcd's KV API;
 //! - [`store`]: open/restore, ranges, compaction, HashKV;
 //! - [`statehash`]: a hash of the whole logical state, every bucket;
-//! - [`txn`]: write transactions, Put, DeleteRange and Txn;
+//! - [`write`]: the write primitive (one transaction, one revision);
+//!   [`txn`]: etcd's Put, DeleteRange and Txn over it, and their checks;
 //! - [`watch`]: watchers (synced, unsynced, victims) over the store.
 
 pub mod index;
@@ -21,12 +22,13 @@ pub mod store;
 pub mod txn;
 pub mod types;
 pub mod watch;
+pub mod write;
 
 pub use statehash::{StateCapture, StateHash};
 pub use store::{CompactionJob, Store};
-pub use txn::TxnWrite;
 pub use types::*;
 pub use watch::{WatchRequest, WatchResponse, WatchableStore};
+pub use write::TxnWrite;
 
 pub use index::{End, TreeIndex};
 pub use key_index::{Found, Generation, KeyIndex};

@@ -1,7 +1,7 @@
 //! Simulated power loss: after a member was killed, undo in its data dir
 //! what the machine losing power at that instant could have lost, from the
-//! journal its shim kept (`strata-fault-shim`; the record format is in
-//! that crate's docs).
+//! journal its shim kept (`strata-fault-shim`; the record format is the
+//! `strata-fault-record` crate, which this reads with).
 //!
 //! The model (POSIX, strict, as LazyFS's): a file's data and length are
 //! safe once an fsync or fdatasync of it completed after they were
@@ -22,9 +22,10 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rand::rngs::StdRng;
 use rand::RngExt;
+use strata_fault_record::{replaced, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loss {
@@ -95,111 +96,84 @@ pub struct Undone {
     pub names: Vec<String>,
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        if self.b.len() - self.at < n {
-            bail!("journal cut short at byte {}", self.at);
-        }
-        let s = &self.b[self.at..self.at + n];
-        self.at += n;
-        Ok(s)
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into()?))
-    }
-    fn bytes(&mut self) -> Result<Vec<u8>> {
-        let n = u32::from_le_bytes(self.take(4)?.try_into()?) as usize;
-        Ok(self.take(n)?.to_vec())
-    }
-    fn path(&mut self) -> Result<PathBuf> {
-        use std::os::unix::ffi::OsStringExt;
-        Ok(PathBuf::from(std::ffi::OsString::from_vec(self.bytes()?)))
-    }
-    fn opt_path(&mut self) -> Result<Option<PathBuf>> {
-        let p = self.path()?;
-        Ok((!p.as_os_str().is_empty()).then_some(p))
-    }
-}
-
+/// The journal's records (`strata_fault_shim::record`, the format the
+/// shim writes), as the undo reads them.
 fn parse(b: &[u8]) -> Result<Vec<Rec>> {
-    let mut r = Reader { b, at: 0 };
-    let mut out = Vec::new();
-    while r.at < b.len() {
-        let kind = r.take(1)?[0];
-        out.push(match kind {
-            b'W' => {
-                let (ino, off, len, old_size) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-                let zeroed = r.take(1)?[0] != 0;
-                let have = replaced(off, len, old_size);
-                let old = if zeroed {
-                    None
-                } else {
-                    Some(r.take(have as usize)?.to_vec())
-                };
-                r.path()?;
-                Rec::Write {
-                    ino,
-                    off,
-                    len,
-                    old_size,
-                    old,
-                }
-            }
-            b'Z' => {
-                let (ino, old, new, n) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-                let tail = r.take(n as usize)?.to_vec();
-                r.path()?;
-                Rec::Size {
-                    ino,
-                    old,
-                    new,
-                    tail,
-                }
-            }
-            b'S' => Rec::SyncBegin {
-                ino: r.u64()?,
-                seq: r.u64()?,
+    use std::os::unix::ffi::OsStringExt;
+    let path = |b: Vec<u8>| PathBuf::from(std::ffi::OsString::from_vec(b));
+    let saved = |b: Vec<u8>| (!b.is_empty()).then(|| path(b));
+    let records = Record::decode_all(b).map_err(anyhow::Error::msg)?;
+    Ok(records
+        .into_iter()
+        .map(|r| match r {
+            Record::Write {
+                ino,
+                off,
+                len,
+                old_size,
+                old,
+                ..
+            } => Rec::Write {
+                ino,
+                off,
+                len,
+                old_size,
+                old,
             },
-            b's' => Rec::SyncEnd {
-                seq: r.u64()?,
-                ok: r.u64()? == 0,
+            Record::Size {
+                ino,
+                old,
+                new,
+                tail,
+                ..
+            } => Rec::Size {
+                ino,
+                old,
+                new,
+                tail,
             },
-            b'C' => Rec::Create {
-                parent: r.u64()?,
-                path: r.path()?,
+            Record::SyncBegin { ino, seq } => Rec::SyncBegin { ino, seq },
+            Record::SyncEnd { seq, result } => Rec::SyncEnd {
+                seq,
+                ok: result == 0,
             },
-            b'M' => Rec::Mkdir {
-                parent: r.u64()?,
-                path: r.path()?,
+            Record::Create { parent, path: p } => Rec::Create {
+                parent,
+                path: path(p),
             },
-            b'R' => {
-                let (ino, _from_parent, to_parent) = (r.u64()?, r.u64()?, r.u64()?);
-                Rec::Rename {
-                    ino,
-                    to_parent,
-                    from: r.path()?,
-                    to: r.path()?,
-                    saved: r.opt_path()?,
-                }
-            }
-            b'U' => Rec::Unlink {
-                parent: r.u64()?,
-                path: r.path()?,
-                saved: r.opt_path()?,
+            Record::Mkdir { parent, path: p } => Rec::Mkdir {
+                parent,
+                path: path(p),
             },
-            b'D' => Rec::Rmdir {
-                parent: r.u64()?,
-                path: r.path()?,
+            Record::Rename {
+                ino,
+                to_parent,
+                from,
+                to,
+                saved: s,
+                ..
+            } => Rec::Rename {
+                ino,
+                to_parent,
+                from: path(from),
+                to: path(to),
+                saved: saved(s),
             },
-            other => bail!("journal: unknown record {other:#x} at byte {}", r.at - 1),
-        });
-    }
-    Ok(out)
+            Record::Unlink {
+                parent,
+                path: p,
+                saved: s,
+            } => Rec::Unlink {
+                parent,
+                path: path(p),
+                saved: saved(s),
+            },
+            Record::Rmdir { parent, path: p } => Rec::Rmdir {
+                parent,
+                path: path(p),
+            },
+        })
+        .collect())
 }
 
 /// For each record: is it safe (a completed sync of its file or directory
@@ -254,12 +228,6 @@ fn inodes(root: &Path, saved: &Path) -> HashMap<u64, PathBuf> {
     walk(root, &mut out);
     walk(saved, &mut out);
     out
-}
-
-/// How many bytes a write of `len` at `off` replaced in a file of
-/// `old_size` (the rest extended it).
-fn replaced(off: u64, len: u64, old_size: u64) -> u64 {
-    old_size.saturating_sub(off).min(len)
 }
 
 /// The file of inode `ino`, opened for writing (None: it is gone).

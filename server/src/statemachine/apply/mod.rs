@@ -153,17 +153,13 @@ pub struct Applier {
     pending_change: Option<Result<crate::statemachine::membership::change::Change, EtcdError>>,
 }
 
-/// Sorts an engine error into the request's own failure (its client's
-/// error) or a storage failure (the member stops).
+/// An engine error as the entry's outcome: the request's own failure is
+/// its client's error; a storage failure stops the member
+/// ([`strata_engine::Error::kind`] sorts them).
 fn request_err(e: strata_engine::Error) -> Outcome {
-    match e {
-        strata_engine::Error::Io(_)
-        | strata_engine::Error::Poisoned
-        | strata_engine::Error::Corrupted { .. }
-        | strata_engine::Error::CorruptedRecord { .. }
-        | strata_engine::Error::CorruptedLog { .. }
-        | strata_engine::Error::Internal(_) => Err(e),
-        e => Ok(Err(e.into())),
+    match e.kind() {
+        strata_engine::ErrorKind::Storage => Err(e),
+        strata_engine::ErrorKind::Request => Ok(Err(e.into())),
     }
 }
 
