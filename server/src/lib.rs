@@ -4,12 +4,14 @@
 //! (downwards in this list; `tools/scripts/module-cycles.py` checks it):
 //!
 //! - [`embed`]: flags and config file ([`embed::config`]), logging,
-//!   restoring a backup; `main.rs` wires them to the front end;
+//!   restoring a backup, and [`run`]: the member from the flags, on its
+//!   listeners;
 //! - [`frontend`]: the gRPC services, the JSON gateway, `/health` and
-//!   `/metrics`, the inbound peer service, listeners;
+//!   `/metrics`, the inbound peer service;
 //! - [`server`]: the running member, every `impl EtcdServer`: bootstrap,
 //!   propose-and-wait, reads, membership operations, joining, forwarding to
-//!   the leader, leadership transfer, corruption checks, periodic duties;
+//!   the leader, leadership transfer, corruption checks, periodic duties,
+//!   and the [`server::ServerConfig`] it runs with;
 //! - [`transport`]: raft traffic and db snapshots between members
 //!   ([`transport::peer`]), TLS for both ports ([`transport::tls`]);
 //! - [`statemachine`]: committed entries applied to the store, the lessor,
@@ -18,7 +20,8 @@
 //!   barrier; knows nothing of etcd's requests;
 //! - foundations used by every layer: [`errors`] (etcd's errors, in one
 //!   place), [`metrics`] (etcd's metric names), [`version`], [`duration`]
-//!   (Go's duration spelling).
+//!   (Go's duration spelling), [`urls`] (URL flags checked as etcd checks
+//!   them).
 //!
 //! `fuzzing` holds the bodies of the fuzz targets (fuzz/) for every parser
 //! of untrusted bytes.
@@ -39,8 +42,9 @@ pub mod raftnode;
 pub mod server;
 pub mod statemachine;
 pub mod transport;
+pub mod urls;
 pub mod version;
 
 pub use embed::config::Config;
-pub use frontend::serve::run;
+pub use embed::serve::run;
 pub use server::EtcdServer;

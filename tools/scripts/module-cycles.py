@@ -394,7 +394,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     top = os.path.normpath(os.path.join(here, "..", ".."))
     crates = sys.argv[1:] or [os.path.join(top, c) for c in (
-        "engine", "proto", "server", "tools", "tools/fault", "tools/fault/shim", "tools/fault/record", "benches")]
+        "engine", "proto", "server", "tools", "tools/fault", "tools/fault/shim", "tools/fault/record", "tools/testkit", "benches")]
     out, bad = [], False
     for crate in crates:
         bad |= check(crate, out)

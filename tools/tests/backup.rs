@@ -4,10 +4,8 @@
 //! backup made by real etcd restored and served by Strata.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-use clap::Parser;
 
 fn util(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_strata-util"))
@@ -38,31 +36,7 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = listener.local_addr().unwrap().to_string();
-        let mut args = vec![
-            "strata",
-            "--wal-segment-size=4194304",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let cfg = strata_server::Config::parse_from(args);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let member = tokio::spawn(strata_server::run(cfg, vec![listener], async move {
-            let _ = stopped.await;
-        }));
-        tokio::time::timeout(Duration::from_secs(60), f(endpoint))
-            .await
-            .expect("done in time");
-        let _ = stop.send(());
-        member.await.unwrap().unwrap();
-    });
+    strata_testkit::inprocess::with_member(data, extra, Duration::from_secs(60), f);
 }
 
 fn json_field(json: &str, name: &str) -> i64 {
@@ -178,45 +152,15 @@ fn save_status_restore_and_serve_again() {
 #[test]
 fn a_backup_of_real_etcd_is_restored_and_served() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let peer = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let url = format!("http://127.0.0.1:{port}");
-    let mut etcd = Command::new("/usr/bin/etcd")
-        .arg("--data-dir")
-        .arg(dir.path().join("etcd"))
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd is installed (.ci/deps)");
-    let ep = format!("127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..300 {
-        if etcdctl(&ep, &["put", "e0", "first"]).0 {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let etcd = strata_testkit::Etcd::start();
+    let ep = etcd.endpoint();
+    let up = etcdctl(&ep, &["put", "e0", "first"]).0;
     let backup = dir.path().join("etcd.db");
     let b = backup.to_str().unwrap();
     let saved = up
         && (1..50).all(|i| etcdctl(&ep, &["put", &format!("e{i}"), "v"]).0)
         && etcdctl(&ep, &["snapshot", "save", b]).0;
-    let _ = etcd.kill();
-    let _ = etcd.wait();
+    drop(etcd);
     assert!(saved, "real etcd took the writes and saved a backup");
     let restored = dir.path().join("restored");
     let (ok, out) = util(&[

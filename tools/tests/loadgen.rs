@@ -1,9 +1,9 @@
 //! strata-bench's load generator against a real member (in this process,
-//! through `strata_server::run` on a listener bound to port 0).
+//! through `strata_testkit::inprocess`).
 
 use std::time::Duration;
 
-use clap::Parser;
+use strata_testkit::inprocess;
 use strata_tools::loadgen::{self, Common, PutOpts};
 
 /// Runs `f` against a fresh member, then stops the member.
@@ -13,29 +13,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = listener.local_addr().unwrap().to_string();
-        let cfg = strata_server::Config::parse_from([
-            "strata",
-            "--wal-segment-size=4194304",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-        ]);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let member = tokio::spawn(strata_server::run(cfg, vec![listener], async move {
-            let _ = stopped.await;
-        }));
-        tokio::time::timeout(Duration::from_secs(120), f(endpoint))
-            .await
-            .expect("the load finished in time");
-        let _ = stop.send(());
-        member.await.unwrap().unwrap();
-    });
+    inprocess::with_member(&dir.path().join("data"), &[], Duration::from_secs(120), f);
 }
 
 fn common(endpoint: &str, total: u64) -> Common {

@@ -212,7 +212,7 @@ impl p::peer_server::Peer for PeerService {
                 "this member is already receiving a snapshot",
             ));
         };
-        let snap_dir = self.srv.cfg.data_dir().join("member").join("snap");
+        let snap_dir = self.srv.cfg.data_dir.join("member").join("snap");
         let (msg, size) = snapshot::receive(&snap_dir, first, stream).await?;
         self.srv.step(msg)?;
         Ok(Response::new(p::SnapshotAck { size }))

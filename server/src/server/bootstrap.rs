@@ -19,10 +19,10 @@ use strata_engine::mvcc::{Store, WatchableStore};
 use strata_engine::wal::{self, Metadata, SnapshotMark, Wal, WalOptions};
 use tokio::sync::watch;
 
-use crate::embed::config::Config;
 use crate::raftnode::storage::LogStore;
 use crate::raftnode::{Node, NodeConfig, NodeStatus, StateMachine, Transport};
 use crate::server::join::{self, Joined};
+use crate::server::ServerConfig;
 use crate::statemachine::apply::{self, Applier};
 use crate::statemachine::lease::Lessor;
 use crate::statemachine::membership::{self, Member, Membership};
@@ -43,7 +43,7 @@ pub struct Bootstrapped<T: Transport = PeerTransport, S: StateMachine = Applier>
     pub applied_rx: watch::Receiver<u64>,
 }
 
-fn wal_options(cfg: &Config) -> WalOptions {
+fn wal_options(cfg: &ServerConfig) -> WalOptions {
     WalOptions {
         no_sync: cfg.unsafe_no_fsync,
         segment_size: cfg.wal_segment_size,
@@ -69,7 +69,7 @@ struct OpenedWal {
 /// holds one), or creates it for a new cluster of `members` with a
 /// bootstrap marker (index 0) naming them as voters.
 fn open_or_create_wal(
-    cfg: &Config,
+    cfg: &ServerConfig,
     wal_dir: &std::path::Path,
     mark: Option<SnapshotMark>,
     members: &[Member],
@@ -117,7 +117,7 @@ fn open_or_create_wal(
             at,
         });
     }
-    if cfg.initial_cluster_state == crate::embed::config::ClusterState::Existing {
+    if cfg.join_existing {
         anyhow::bail!("--initial-cluster-state=existing needs the cluster's members to answer (none was asked)");
     }
     // This member, by its name (config validation made sure the initial
@@ -161,7 +161,7 @@ fn open_or_create_wal(
         member = format!("{me:x}"),
         cluster = format!("{:x}", metadata.cluster_id),
         members = members.len(),
-        dir = %cfg.data_dir().display(),
+        dir = %cfg.data_dir.clone().display(),
         "bootstrapped a new cluster"
     );
     Ok(OpenedWal {
@@ -185,16 +185,14 @@ pub struct TransportParts {
 
 /// Opens or bootstraps the member's data dir, with the peer transport
 /// (inside a tokio runtime).
-pub fn bootstrap(cfg: &Config, dialer: Dialer) -> anyhow::Result<Bootstrapped> {
+pub fn bootstrap(cfg: &ServerConfig, dialer: Dialer) -> anyhow::Result<Bootstrapped> {
     let rt = tokio::runtime::Handle::try_current()
         .map_err(|_| anyhow::anyhow!("a member starts inside a tokio runtime"))?;
-    let wal_dir = cfg.wal_dir();
-    let joined = if cfg.initial_cluster_state == crate::embed::config::ClusterState::Existing
-        && !has_wal(&wal_dir)
-    {
+    let wal_dir = cfg.wal_dir.clone();
+    let joined = if cfg.join_existing && !has_wal(&wal_dir) {
         let local =
-            membership::from_initial_cluster(&cfg.initial_cluster(), &cfg.initial_cluster_token)?;
-        let mine = crate::embed::config::urls::parse_urls(
+            membership::from_initial_cluster(&cfg.initial_cluster, &cfg.initial_cluster_token)?;
+        let mine = crate::urls::parse_urls(
             "initial-advertise-peer-urls",
             &cfg.initial_advertise_peer_urls,
         )?
@@ -229,19 +227,19 @@ pub fn bootstrap(cfg: &Config, dialer: Dialer) -> anyhow::Result<Bootstrapped> {
 /// machine `machine` makes of the applier (a simulation records what is
 /// applied), and, if given, a fixed election timeout range in ticks.
 pub fn bootstrap_with<T: Transport, S: StateMachine>(
-    cfg: &Config,
+    cfg: &ServerConfig,
     election_tick_range: Option<(usize, usize)>,
     joined: Option<Joined>,
     transport: impl FnOnce(TransportParts) -> T,
     machine: impl FnOnce(Applier) -> S,
 ) -> anyhow::Result<Bootstrapped<T, S>> {
-    let member_dir = cfg.data_dir().join("member");
-    let wal_dir = cfg.wal_dir();
+    let member_dir = cfg.data_dir.clone().join("member");
+    let wal_dir = cfg.wal_dir.clone();
     std::fs::create_dir_all(&wal_dir).with_context(|| format!("creating {}", wal_dir.display()))?;
     std::fs::create_dir_all(member_dir.join("snap"))?;
     if !cfg.unsafe_no_fsync {
         // Every start: an earlier one may have died before these syncs.
-        let top = cfg.data_dir();
+        let top = cfg.data_dir.clone();
         crate::statemachine::snapdir::sync_dirs_up(&[&wal_dir, &member_dir.join("snap")], &top)
             .with_context(|| format!("syncing the directories of {}", top.display()))?;
     }
@@ -269,10 +267,9 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
                 removed = j.removed.clone();
                 j.members.clone()
             }
-            None => membership::from_initial_cluster(
-                &cfg.initial_cluster(),
-                &cfg.initial_cluster_token,
-            )?,
+            None => {
+                membership::from_initial_cluster(&cfg.initial_cluster, &cfg.initial_cluster_token)?
+            }
         };
         membership::store(&backend, &members)?;
     }
@@ -298,7 +295,7 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     let status = Arc::new(NodeStatus::default());
     let shared = Arc::new(Shared {
         store: WatchableStore::new(store),
-        lessor: Lessor::new(cfg.min_lease_ttl()),
+        lessor: Lessor::new(cfg.min_lease_ttl),
         waiters: Waiters::default(),
         alarms: Mutex::new(Default::default()),
         cluster_id: md.cluster_id,
@@ -346,7 +343,7 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
     let ncfg = NodeConfig {
         id: md.member_id,
         pre_vote: cfg.pre_vote,
-        election_ticks: cfg.election_ticks(),
+        election_ticks: cfg.election_ticks,
         heartbeat_ticks: 1,
         snapshot_count: cfg.snapshot_count,
         catch_up_entries: cfg.snapshot_catchup_entries,
@@ -366,7 +363,7 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
         transport,
         machine(
             Applier::new(shared.clone(), membership.clone(), applied, cells)
-                .with_max_learners(cfg.experimental_max_learners),
+                .with_max_learners(cfg.max_learners),
         ),
         status,
         applied_tx,

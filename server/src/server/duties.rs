@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use strata_proto::etcdserverpb as pb;
 
-use crate::embed::config::AutoCompaction;
+use crate::server::config::AutoCompaction;
 use crate::server::EtcdServer;
 
 impl EtcdServer {
@@ -44,14 +44,14 @@ impl EtcdServer {
                         }
                     });
                 }
-                let every = srv.cfg.experimental_lease_checkpoint_interval;
+                let every = srv.cfg.lease_checkpoint_interval;
                 if !every.is_zero() && last_checkpoint.elapsed() >= every {
                     last_checkpoint = Instant::now();
                     srv.checkpoint_leases().await;
                 }
             }
         });
-        let every = self.cfg.experimental_corrupt_check_time;
+        let every = self.cfg.corrupt_check_time;
         if !every.is_zero() {
             // etcd's monitorKVHash: the leader compares hashes with its
             // followers (corrupt.rs).
@@ -87,7 +87,7 @@ impl EtcdServer {
                 }
             });
         }
-        if let Ok(Some(ac)) = self.cfg.auto_compaction() {
+        if let Some(ac) = self.cfg.auto_compaction {
             let srv = self.clone();
             tokio::spawn(async move { srv.auto_compact(ac).await });
         }

@@ -30,8 +30,7 @@ fn check_urls(urls: &[String]) -> Result<(), EtcdError> {
         return Err(EtcdError::MemberBadUrls);
     }
     for u in urls {
-        crate::embed::config::urls::parse_urls("peer-urls", u)
-            .map_err(|_| EtcdError::MemberBadUrls)?;
+        crate::urls::parse_urls("peer-urls", u).map_err(|_| EtcdError::MemberBadUrls)?;
     }
     Ok(())
 }
@@ -52,7 +51,7 @@ impl EtcdServer {
     async fn propose_change(&self, c: Change) -> Result<Applied, EtcdError> {
         self.check_running()?;
         let id = self.next_id();
-        let cc = change::encode(id, &c, self.cfg.experimental_max_learners);
+        let cc = change::encode(id, &c, self.cfg.max_learners);
         let rx = self.shared.waiters.register(id);
         if let Err(e) = self.send(Input::ProposeConfChange(cc)) {
             self.shared.waiters.cancel(id);
@@ -119,7 +118,7 @@ impl EtcdServer {
         change::validate(
             &Change::Add(m.clone()),
             &self.membership,
-            self.cfg.experimental_max_learners,
+            self.cfg.max_learners,
         )?;
         self.propose_change(Change::Add(m)).await
     }
@@ -176,7 +175,7 @@ impl EtcdServer {
         change::validate(
             &Change::Promote(id),
             &self.membership,
-            self.cfg.experimental_max_learners,
+            self.cfg.max_learners,
         )?;
         self.propose_change(Change::Promote(id)).await
     }

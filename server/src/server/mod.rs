@@ -1,7 +1,7 @@
 //! The running member, every `impl EtcdServer` in this folder: the raft
 //! thread and its ticker, and what the services need of them:
 //! propose-and-wait, the linearizable read barrier, the quota check, and a
-//! clean stop (here); opening the data dir ([`bootstrap`]); joining a
+//! clean stop (here); what it is told ([`config`]); opening the data dir ([`bootstrap`]); joining a
 //! running cluster ([`join`]); member add/remove/update/promote
 //! ([`members`]) and publishing this member's attributes ([`publish`]);
 //! calls forwarded to the leader ([`forward`]); MoveLeader
@@ -18,6 +18,7 @@
 //! delivered to nobody or twice.
 
 pub mod bootstrap;
+pub mod config;
 pub mod corrupt;
 pub mod duties;
 pub mod forward;
@@ -25,6 +26,8 @@ pub mod join;
 pub mod leadership;
 pub mod members;
 pub mod publish;
+
+pub use config::ServerConfig;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -36,7 +39,6 @@ use strata_engine::mvcc as m;
 use strata_proto::etcdserverpb as pb;
 use tokio::sync::watch;
 
-use crate::embed::config::Config;
 use crate::errors::EtcdError;
 use crate::raftnode::readindex::ReadIndex;
 use crate::raftnode::Input;
@@ -53,12 +55,12 @@ const MAX_APPLY_GAP: u64 = 5000;
 pub use crate::version::ETCD_VERSION;
 
 /// etcd's request timeout: 5 s plus two election timeouts.
-fn request_timeout(cfg: &Config) -> Duration {
+fn request_timeout(cfg: &ServerConfig) -> Duration {
     Duration::from_secs(5) + Duration::from_millis(2 * cfg.election_timeout)
 }
 
 pub struct EtcdServer {
-    pub cfg: Config,
+    pub cfg: ServerConfig,
     pub shared: Arc<Shared>,
     raft_tx: Sender<Input>,
     reads: Arc<ReadIndex>,
@@ -87,9 +89,8 @@ pub struct EtcdServer {
 
 impl EtcdServer {
     /// Opens or bootstraps the member and starts raft.
-    pub fn start(cfg: Config) -> anyhow::Result<Arc<EtcdServer>> {
-        cfg.validate()?;
-        let peer_tls = cfg.peer_tls()?;
+    pub fn start(cfg: ServerConfig) -> anyhow::Result<Arc<EtcdServer>> {
+        let peer_tls = cfg.peer_tls.clone();
         let dialer = Dialer::new(match &peer_tls {
             Some(info) => Some(crate::transport::tls::client_config(info)?),
             None => None,
@@ -200,12 +201,9 @@ impl EtcdServer {
 
     /// This member's advertised client URLs, as given (checked at start).
     pub fn client_urls(&self) -> Vec<String> {
-        crate::embed::config::urls::parse_urls(
-            "advertise-client-urls",
-            &self.cfg.advertise_client_urls,
-        )
-        .map(|us| us.into_iter().map(|u| u.raw).collect())
-        .unwrap_or_default()
+        crate::urls::parse_urls("advertise-client-urls", &self.cfg.advertise_client_urls)
+            .map(|us| us.into_iter().map(|u| u.raw).collect())
+            .unwrap_or_default()
     }
 
     /// Hands a message from a peer to raft.
@@ -461,7 +459,7 @@ impl EtcdServer {
         if self.shared.nospace() {
             return Err(EtcdError::NoSpace);
         }
-        let Some(quota) = self.cfg.quota() else {
+        let Some(quota) = self.cfg.quota else {
             return Ok(());
         };
         let size = self.quota_db_size();

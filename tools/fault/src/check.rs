@@ -155,20 +155,7 @@ pub fn acknowledged_in_log(records: &[Record], log: &Log) -> Vec<String> {
 }
 
 /// Lines of the members' logs that say a thread panicked.
-pub fn panics(logs: &[(String, String)]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, text) in logs {
-        let mut lines = text.lines();
-        while let Some(line) = lines.next() {
-            if line.contains("panicked at") {
-                // Rust prints the panic's message on the next line.
-                let message = lines.next().unwrap_or_default();
-                out.push(format!("{name}: {line} {message}"));
-            }
-        }
-    }
-    out
-}
+pub use strata_testkit::cluster::panics;
 
 /// A copy of the history with one stale read planted: a linearizable
 /// read, invoked after a put to its key had returned, that claims to see

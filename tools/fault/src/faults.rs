@@ -31,7 +31,7 @@
 //!   writes and say why in its log (checked at the heal, when the failure
 //!   was reached), the others go on; the heal restarts it plain;
 //! - `power-loss`: the member killed, and what a power loss could lose
-//!   undone in its data dir ([`crate::powerloss`]: every unsynced write
+//!   undone in its data dir ([`strata_testkit::powerloss`]: every unsynced write
 //!   and name, or names and a random part of the unsynced sectors);
 //!   restarted after the hold; `power-loss-all`: the same for every
 //!   member at once (a data centre going dark: every acknowledged write
@@ -42,7 +42,7 @@
 //!   clock must not matter.
 //!
 //! The last three need the harness's shim under every member
-//! ([`NEEDS_SHIM`], [`crate::cluster::find_shim`]).
+//! ([`NEEDS_SHIM`], [`strata_testkit::cluster::find_shim`]).
 
 use std::time::Duration;
 
@@ -50,8 +50,8 @@ use rand::rngs::StdRng;
 use rand::RngExt;
 use strata_engine::crashpoint::points;
 
-use crate::cluster::Cluster;
-use crate::powerloss::{Loss, Undone};
+use strata_testkit::cluster::Cluster;
+use strata_testkit::powerloss::{Loss, Undone};
 
 /// All unsynced changes lost, or torn, at even odds.
 fn any_loss(rng: &mut StdRng) -> Loss {

@@ -13,15 +13,16 @@
 //! A real cluster is not deterministic: a seed fixes the faults' kinds,
 //! order, members and durations and the clients' operations, not the
 //! interleaving. The deterministic simulation
-//! (server/tests/simulation.rs) covers what needs exact replay.
+//! (`strata_testkit::sim`) covers what needs exact replay.
 
 pub mod check;
-pub mod cluster;
 pub mod faults;
-pub mod linearizable;
-pub mod powerloss;
-pub mod proxy;
 pub mod run;
 pub mod scenario;
 pub mod sweep;
 pub mod workload;
+
+/// The cluster runner, its peer proxies, the power-loss replayer and the
+/// linearizability checker live with the other test support
+/// (`strata-testkit`), which the server's tests share.
+pub use strata_testkit::{cluster, linearizable, powerloss, proxy};

@@ -14,10 +14,12 @@ use etcd_client::{EventType, WatchOptions};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use strata_testkit::free_ports;
+
 use crate::check::{self, Log};
-use crate::cluster::{find_shim, Cluster};
 use crate::faults;
 use crate::workload::{self, History, Kind, Record, KEYS};
+use strata_testkit::cluster::{find_shim, Cluster};
 
 /// The TTLs of the leases the run follows, in seconds, in turn: short
 /// ones expire within a run (their keys are checked gone in time), long
@@ -66,36 +68,12 @@ pub struct Report {
     pub took: Duration,
 }
 
-/// Free loopback ports below the ephemeral range (outgoing connections
-/// never take them) and away from 20000-20100 (etcd's e2e harness).
-pub fn free_ports(n: usize, salt: u64) -> Vec<u16> {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (22000u32, u32::from(ephemeral_low.max(23000)));
-    let span = high - low;
-    let mut at = ((u64::from(std::process::id()) * 7919 + salt * 104_729) % u64::from(span)) as u32;
-    let mut out = Vec::new();
-    for _ in 0..span {
-        if out.len() == n {
-            break;
-        }
-        at = (at + 7919) % span;
-        let port = (low + at) as u16;
-        if !out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            out.push(port);
-        }
-    }
-    out
-}
-
 pub async fn run_seed(cfg: &Config, seed: u64) -> Result<Report> {
     let started = Instant::now();
     let dir = cfg.dir.join(format!("seed-{seed}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let ports = free_ports(3 * cfg.members, seed);
+    let ports = free_ports(3 * cfg.members);
     if ports.len() != 3 * cfg.members {
         bail!("not enough free loopback ports");
     }
@@ -372,33 +350,12 @@ pub async fn converge(c: &mut Cluster) -> Result<i64, String> {
 /// before and after: None when the index moved (ask again), else whether
 /// they agree.
 async fn whole_states(c: &Cluster) -> Option<Result<(), String>> {
-    let n = c.members.len();
-    let mut clients = Vec::new();
-    for i in 0..n {
-        clients.push(c.client(i).await.ok()?);
-    }
-    let mut applied = Vec::new();
-    let mut hashes = Vec::new();
-    for round in 0..3 {
-        let mut now = Vec::new();
-        for cl in clients.iter_mut() {
-            if round == 1 {
-                let h = cl.hash().await.ok()?;
-                hashes.push(h.hash());
-            }
-            now.push(cl.status().await.ok()?.raft_applied_index());
-        }
-        applied.push(now);
-    }
-    let first = applied[0][0];
-    if applied.iter().flatten().any(|a| *a != first) {
-        return None;
-    }
+    let (index, hashes) = c.whole_state_hashes().await?;
     if hashes.iter().all(|h| *h == hashes[0]) {
         Some(Ok(()))
     } else {
         Some(Err(format!(
-            "members' whole-state hashes differ at applied index {first}: {hashes:?}"
+            "members' whole-state hashes differ at applied index {index}: {hashes:?}"
         )))
     }
 }

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::SeedableRng;
 
-use crate::cluster::{find_shim, Cluster};
-use crate::powerloss::Loss;
-use crate::run::{converge, free_ports};
+use crate::run::converge;
+use strata_testkit::cluster::{find_shim, Cluster};
+use strata_testkit::free_ports;
+use strata_testkit::powerloss::Loss;
 
 /// Waits (20 s at most) for member `i` to die at its armed crash point,
 /// writing through `writer` meanwhile so that it has entries to sync.
@@ -42,7 +43,7 @@ async fn until_exit(c: &mut Cluster, i: usize, writer: usize, key: &str) -> Resu
 pub async fn reread_unsynced(bin: &Path, dir: &Path) -> Result<Vec<String>> {
     let shim = find_shim(bin).context("the shim (cargo build -p strata-fault builds it)")?;
     let _ = std::fs::remove_dir_all(dir);
-    let ports = free_ports(9, 5151);
+    let ports = free_ports(9);
     let mut c = Cluster::start_with(bin, dir, 3, &ports, "reread", &[], Some(shim)).await?;
     converge(&mut c)
         .await

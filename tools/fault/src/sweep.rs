@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use etcd_client::{GetOptions, MemberAddOptions};
 
-use crate::cluster::Cluster;
-use crate::run::{converge, free_ports};
+use crate::run::converge;
+use strata_testkit::cluster::Cluster;
+use strata_testkit::free_ports;
 
 /// Every crash point the sweep covers: all of them.
 pub const POINTS: &[&str] = strata_engine::crashpoint::NAMES;
@@ -72,7 +73,7 @@ pub struct Outcome {
 pub async fn sweep(bin: &Path, dir: &Path, points: &[&str]) -> Result<Vec<Outcome>> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
-    let ports = free_ports(9, 77);
+    let ports = free_ports(9);
     let extra = [
         "--snapshot-count",
         "100",
@@ -209,7 +210,7 @@ async fn one(
         }
         Trigger::AddLearner => {
             let mut cl = c.client(writer).await?;
-            let spare = free_ports(1, 4242 + step as u64)[0];
+            let spare = free_ports(1)[0];
             // As etcd, a member is added only once every voting member has
             // been connected for a while ("unhealthy cluster" before).
             let end = Instant::now() + Duration::from_secs(20);

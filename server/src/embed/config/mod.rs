@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+pub use crate::server::config::AutoCompaction;
+use crate::server::ServerConfig;
+
 pub use crate::duration::parse_duration;
 
 /// The non-empty items of a comma-separated flag value.
@@ -15,7 +18,8 @@ fn list(v: &str) -> impl Iterator<Item = &str> {
 pub mod compat;
 pub mod file;
 pub mod tls;
-pub mod urls;
+
+pub use crate::urls;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -544,6 +548,53 @@ impl Config {
         Ok(())
     }
 
+    /// What the running member needs, resolved once from these flags
+    /// (checked first, as [`Config::validate`] does; `--peer-auto-tls`
+    /// makes its certificate here).
+    pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        self.validate()?;
+        Ok(ServerConfig {
+            name: self.name.clone(),
+            data_dir: self.data_dir(),
+            wal_dir: self.wal_dir(),
+            initial_cluster: self.initial_cluster(),
+            join_existing: self.initial_cluster_state == ClusterState::Existing,
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            initial_advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
+            advertise_client_urls: self.advertise_client_urls.clone(),
+            force_new_cluster: self.force_new_cluster,
+            heartbeat_interval: self.heartbeat_interval,
+            election_timeout: self.election_timeout,
+            election_ticks: self.election_ticks(),
+            pre_vote: self.pre_vote,
+            snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
+            max_learners: self.experimental_max_learners,
+            strict_reconfig_check: self.strict_reconfig_check,
+            unsafe_no_fsync: self.unsafe_no_fsync,
+            wal_segment_size: self.wal_segment_size,
+            backend_batch_interval: self.backend_batch_interval,
+            backend_batch_limit: self.backend_batch_limit,
+            quota: self.quota(),
+            max_request_bytes: self.max_request_bytes,
+            max_txn_ops: self.max_txn_ops,
+            client_cert_auth: self.client_cert_auth,
+            enable_grpc_gateway: self.enable_grpc_gateway,
+            allowed_hosts: self.allowed_hosts(),
+            cors_origins: self.cors_origins(),
+            auth_token: self.auth_token.clone(),
+            auth_token_ttl: self.auth_token_ttl,
+            bcrypt_cost: self.bcrypt_cost,
+            min_lease_ttl: self.min_lease_ttl(),
+            auto_compaction: self.auto_compaction()?,
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
+            corrupt_check_time: self.experimental_corrupt_check_time,
+            lease_checkpoint_interval: self.experimental_lease_checkpoint_interval,
+            watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            peer_tls: self.peer_tls()?,
+        })
+    }
+
     /// Auto compaction as configured: None when off.
     pub fn auto_compaction(&self) -> anyhow::Result<Option<AutoCompaction>> {
         let r = self.auto_compaction_retention.trim();
@@ -561,14 +612,6 @@ impl Config {
             }),
         }))
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoCompaction {
-    /// Keep this much history.
-    Periodic(Duration),
-    /// Keep this many revisions.
-    Revision(i64),
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! client and peer TLS settings (a self-signed pair under the data dir
 //! with `--auto-tls`/`--peer-auto-tls` when no certificate is given).
 
-use super::urls::parse_urls;
 use super::Config;
 use crate::transport::tls::{self, incoming::Schemes, TlsInfo};
+use crate::urls::parse_urls;
 
 /// One address to listen on and the schemes its URLs name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -76,7 +76,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             db_size_in_use: in_use,
             is_learner: self.srv.is_learner(),
             storage_version: String::new(),
-            db_size_quota: self.srv.cfg.quota().map_or(0, |q| q as i64),
+            db_size_quota: self.srv.cfg.quota.map_or(0, |q| q as i64),
             downgrade_info: Some(pb::DowngradeInfo::default()),
         }))
     }
@@ -154,7 +154,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         // A consistent copy goes to a temporary file first (the stream
         // announces the bytes remaining in every chunk), in bbolt's format:
         // the backup etcd's tools read (`etcdctl snapshot status|restore`).
-        let dir = srv.cfg.data_dir().join("member").join("snap");
+        let dir = srv.cfg.data_dir.join("member").join("snap");
         let (mut file, size, sum) = tokio::task::spawn_blocking(move || {
             let mut f = tempfile::tempfile_in(&dir)?;
             let (size, sum) = srv.store().backend().export_bbolt(&mut f)?;

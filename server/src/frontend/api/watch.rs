@@ -360,7 +360,7 @@ impl pb::watch_server::Watch for WatchService {
             next_id: 0,
             progress_pending: false,
         };
-        let notify_every = self.srv.cfg.experimental_watch_progress_notify_interval;
+        let notify_every = self.srv.cfg.watch_progress_notify_interval;
         let election = Duration::from_millis(self.srv.cfg.election_timeout.max(1));
         let status = self.srv.shared.status.clone();
         tokio::spawn(async move {

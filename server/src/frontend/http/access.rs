@@ -36,8 +36,8 @@ pub struct Access {
 impl Access {
     pub fn new(srv: Arc<EtcdServer>) -> Access {
         Access {
-            hosts: srv.cfg.allowed_hosts(),
-            origins: srv.cfg.cors_origins(),
+            hosts: srv.cfg.allowed_hosts.clone(),
+            origins: srv.cfg.cors_origins.clone(),
             srv,
         }
     }

@@ -1,6 +1,6 @@
 //! The fault shim's journal record format, written by the shim
 //! (`strata-fault-shim`) and read back by the power-loss replayer
-//! (`strata_fault::powerloss`): one crate, so the two cannot drift apart
+//! (`strata_testkit::powerloss`): one crate, so the two cannot drift apart
 //! (and the harness reads records without linking the shim's libc
 //! wrappers into itself).
 //!

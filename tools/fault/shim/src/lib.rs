@@ -8,7 +8,7 @@
 //! process makes to files and directories strictly inside the root is
 //! first appended to the journal, with what it needs to be undone, then
 //! made. After a kill -9 the harness reads the journal and undoes what a
-//! power loss could have lost (`strata_fault::powerloss`): data written
+//! power loss could have lost (`strata_testkit::powerloss`): data written
 //! to a file since its last completed fsync/fdatasync, and names created,
 //! renamed or removed in a directory since that directory's last completed
 //! fsync. Names removed or replaced are kept as hard links under

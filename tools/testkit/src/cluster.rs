@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -46,6 +46,53 @@ pub struct Cluster {
     /// The shim members run under (`LD_PRELOAD`), for power losses and
     /// clock jumps ([`crate::powerloss`]); see [`find_shim`].
     pub shim: Option<PathBuf>,
+    /// What a [`Cluster::local`] keeps alive beside its members.
+    owned: Option<Owned>,
+}
+
+/// A local cluster's own runtime (its proxies run there, so sync and async
+/// tests alike can hold the cluster), temp dir and turn.
+#[derive(Debug)]
+struct Owned {
+    rt: tokio::runtime::Runtime,
+    _tmp: tempfile::TempDir,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Member {
+    /// `127.0.0.1:` and the client port.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// `http://127.0.0.1:` and the client port.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.endpoint())
+    }
+
+    /// etcdctl against this member alone.
+    pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        crate::etcdctl(&self.endpoint(), args, None)
+    }
+
+    /// etcdctl's output for a command that must succeed here.
+    pub fn etcdctl_ok(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} on {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// etcdctl's error line for a command that must fail here.
+    pub fn etcdctl_err(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(!out.status.success(), "etcdctl {args:?} should fail");
+        crate::last_error_line(&out)
+    }
 }
 
 /// The harness's `LD_PRELOAD` library (`strata-fault-shim`, built with
@@ -96,6 +143,59 @@ impl Cluster {
         extra: &[&str],
         shim: Option<PathBuf>,
     ) -> Result<Cluster> {
+        Cluster::assemble(bin, dir, n, ports, token, extra, shim)
+    }
+
+    /// `n` members of the `strata` under test ([`crate::strata_bin`]) in a
+    /// temp dir, with `extra` flags (and the tests' small WAL segments),
+    /// after taking [`crate::one_cluster_at_a_time`]; the proxies run on a
+    /// runtime the cluster owns. Returns once every member is ready to
+    /// serve; panics if one is not within 30 s (a test's helper).
+    pub fn local(n: usize, extra: &[&str]) -> Cluster {
+        let turn = crate::one_cluster_at_a_time();
+        let tmp = tempfile::tempdir().expect("a temp dir");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the proxies");
+        let ports = crate::free_ports(3 * n);
+        let mut flags = vec!["--wal-segment-size", crate::TEST_WAL_SEGMENT_SIZE];
+        flags.extend_from_slice(extra);
+        let assembled = {
+            let _in = rt.enter();
+            Cluster::assemble(
+                &crate::strata_bin(),
+                tmp.path(),
+                n,
+                &ports,
+                "cluster-test",
+                &flags,
+                None,
+            )
+        };
+        let mut c = assembled.expect("the cluster's members start");
+        c.owned = Some(Owned {
+            rt,
+            _tmp: tmp,
+            _turn: turn,
+        });
+        for i in 0..n {
+            c.wait_ready(i);
+        }
+        c
+    }
+
+    /// Binds the proxies (on the runtime entered) and starts the members.
+    fn assemble(
+        bin: &Path,
+        dir: &Path,
+        n: usize,
+        ports: &[u16],
+        token: &str,
+        extra: &[&str],
+        shim: Option<PathBuf>,
+    ) -> Result<Cluster> {
         assert_eq!(ports.len(), 3 * n);
         std::fs::create_dir_all(dir)?;
         // Absolute: the shim journals paths under the data dirs.
@@ -105,9 +205,10 @@ impl Cluster {
         for i in 0..n {
             let (client_port, peer_port, proxy_port) =
                 (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]);
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", proxy_port))
-                .await
+            let listener = std::net::TcpListener::bind(("127.0.0.1", proxy_port))
                 .with_context(|| format!("proxy port {proxy_port}"))?;
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
             proxy::spawn(net.clone(), i, listener, ([127, 0, 0, 1], peer_port).into());
             members.push(Member {
                 name: format!("m{i}"),
@@ -126,6 +227,7 @@ impl Cluster {
             net,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             shim,
+            owned: None,
         };
         for i in 0..n {
             c.spawn(i, None)?;
@@ -134,7 +236,7 @@ impl Cluster {
     }
 
     pub fn endpoint(&self, i: usize) -> String {
-        format!("127.0.0.1:{}", self.members[i].client_port)
+        self.members[i].endpoint()
     }
 
     pub fn log_path(&self, i: usize) -> PathBuf {
@@ -340,8 +442,136 @@ impl Cluster {
         None
     }
 
+    /// Every member's whole-state hash (the Hash RPC), taken while all
+    /// stand at one raft applied index, the same before and after: that
+    /// index and the hashes, in member order; None when a member did not
+    /// answer or the index moved (ask again).
+    pub async fn whole_state_hashes(&self) -> Option<(u64, Vec<u32>)> {
+        let mut clients = Vec::new();
+        for i in 0..self.members.len() {
+            clients.push(self.client(i).await.ok()?);
+        }
+        let mut applied = Vec::new();
+        let mut hashes = Vec::new();
+        for round in 0..3 {
+            for cl in clients.iter_mut() {
+                if round == 1 {
+                    hashes.push(cl.hash().await.ok()?.hash());
+                }
+                applied.push(cl.status().await.ok()?.raft_applied_index());
+            }
+        }
+        let first = applied[0];
+        applied
+            .iter()
+            .all(|a| *a == first)
+            .then_some((first, hashes))
+    }
+
+    /// `http://` and the client port of member `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("http://{}", self.endpoint(i))
+    }
+
+    /// Member `i`'s data dir.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(&self.members[i].name)
+    }
+
+    /// What member `i` logged since its last start.
+    pub fn log_since_start(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        match text.rfind("=== harness: starting") {
+            Some(at) => text[at..].to_string(),
+            None => text,
+        }
+    }
+
+    /// Waits (30 s at most) until member `i` logs that it serves clients;
+    /// panics with its log otherwise.
+    pub fn wait_ready(&mut self, i: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log_since_start(i);
+            if log.contains("ready to serve client requests") {
+                return;
+            }
+            let gone = !self.is_running(i);
+            if gone || std::time::Instant::now() >= deadline {
+                panic!(
+                    "{} did not become ready ({}):\n{log}",
+                    self.members[i].name,
+                    if gone { "it exited" } else { "30 s" }
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9 of member `i`, then a start on the same data dir, ready.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i, None).expect("the member starts again");
+        self.wait_ready(i);
+    }
+
+    /// SIGTERM to member `i`, then waits (20 s at most) for its exit; its
+    /// status code (None: killed after the wait, or not running).
+    pub fn terminate(&mut self, i: usize) -> Option<i32> {
+        let mut c = self.members[i].child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        self.net.set_pid(i, None);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// etcdctl against member `i` alone.
+    pub fn etcdctl(&self, i: usize, args: &[&str]) -> std::process::Output {
+        self.members[i].etcdctl(args)
+    }
+
+    /// etcdctl's output for a command that must succeed on member `i`.
+    pub fn etcdctl_ok(&self, i: usize, args: &[&str]) -> String {
+        self.members[i].etcdctl_ok(args)
+    }
+
+    /// etcdctl's error line for a command that must fail on member `i`.
+    pub fn etcdctl_err(&self, i: usize, args: &[&str]) -> String {
+        self.members[i].etcdctl_err(args)
+    }
+
+    /// The index of the member that says it leads (etcdctl's endpoint
+    /// status, so no runtime is needed), waiting up to 10 s; panics if
+    /// none does.
+    pub fn leader_now(&mut self) -> usize {
+        let n = self.members.len();
+        crate::wait_for(10, || {
+            (0..n).find(|&i| {
+                if !self.is_running(i) || self.members[i].paused {
+                    return false;
+                }
+                let out = self.etcdctl(i, &["endpoint", "status", "-w", "json"]);
+                let json = String::from_utf8_lossy(&out.stdout);
+                let id = json_number(&json, "member_id");
+                out.status.success() && id.is_some() && id == json_number(&json, "leader")
+            })
+        })
+        .expect("a leader within 10 s")
+    }
+
     /// Stops every member (kill -9), then reads their logs for panics
-    /// ([`crate::check::panics`]).
+    /// ([`panics`]).
     pub fn stop_and_find_panics(&mut self) -> Vec<String> {
         let mut logs = Vec::new();
         for i in 0..self.members.len() {
@@ -349,7 +579,7 @@ impl Cluster {
             let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
             logs.push((self.members[i].name.clone(), text));
         }
-        crate::check::panics(&logs)
+        panics(&logs)
     }
 
     /// The exit statuses of members that died by themselves, as text.
@@ -366,10 +596,41 @@ impl Cluster {
     }
 }
 
+/// Lines of the members' logs that say a thread panicked.
+pub fn panics(logs: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, text) in logs {
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if line.contains("panicked at") {
+                // Rust prints the panic's message on the next line.
+                let message = lines.next().unwrap_or_default();
+                out.push(format!("{name}: {line} {message}"));
+            }
+        }
+    }
+    out
+}
+
+/// A number field of etcdctl's JSON output.
+pub fn json_number(json: &str, name: &str) -> Option<u64> {
+    let at = json.find(&format!("\"{name}\":"))? + name.len() + 3;
+    let digits: String = json[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
             self.kill(i);
+        }
+        // Not a plain drop: a test may hold the cluster inside its own
+        // runtime, where blocking on another's shutdown is refused.
+        if let Some(owned) = self.owned.take() {
+            owned.rt.shutdown_background();
         }
     }
 }

@@ -4,7 +4,7 @@
 //! JSON lines, and `--max-concurrent-streams` caps gateway calls in flight
 //! as etcd's single gateway connection does.
 
-mod common;
+use strata_testkit as common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -366,7 +366,7 @@ fn the_etcd3gw_python_client_works() {
     let out = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/gateway_client.py"
+            "/tests/e2e/gateway_client.py"
         ))
         .arg(s.port.to_string())
         .output()

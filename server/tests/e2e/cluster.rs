@@ -3,116 +3,20 @@
 //! load (no acknowledged write lost, on any member), and the killed member
 //! catching up after a restart.
 
-mod common;
-use strata_fault::linearizable;
+use strata_testkit as common;
+use strata_testkit::linearizable;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_for, Server};
+use common::cluster::{json_number as field, Cluster};
+use common::wait_for;
 use etcd_client::{Client, GetOptions};
-
-/// One cluster at a time: three members per test on two cores, with the
-/// tests of this file running in parallel, would turn elections and
-/// timeouts into a measure of the machine's load.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-struct Cluster {
-    members: Vec<Server>,
-    _dir: tempfile::TempDir,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Cluster {
-    /// Three members, started together (none is ready before a leader is
-    /// elected). Client ports are picked by each member (port 0); peer
-    /// ports must be named in --initial-cluster beforehand.
-    fn start() -> Cluster {
-        Cluster::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Cluster {
-        // A test that failed while holding the lock poisons it; the next
-        // one may still run.
-        let turn = ONE_CLUSTER_AT_A_TIME
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let dir = tempfile::tempdir().unwrap();
-        let peers: Vec<String> = common::free_ports(3)
-            .into_iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect();
-        let initial: Vec<String> = peers
-            .iter()
-            .enumerate()
-            .map(|(i, u)| format!("m{i}={u}"))
-            .collect();
-        let initial = initial.join(",");
-        let mut members: Vec<Server> = peers
-            .iter()
-            .enumerate()
-            .map(|(i, url)| {
-                let name = format!("m{i}");
-                let mut args = vec![
-                    "--name",
-                    &name,
-                    "--listen-peer-urls",
-                    url,
-                    "--initial-advertise-peer-urls",
-                    url,
-                    "--initial-cluster",
-                    &initial,
-                    "--initial-cluster-token",
-                    "cluster-test",
-                ];
-                args.extend_from_slice(extra);
-                Server::launch_in(&dir.path().join(&name), &args)
-            })
-            .collect();
-        for m in &mut members {
-            m.wait_ready();
-        }
-        Cluster {
-            members,
-            _dir: dir,
-            _turn: turn,
-        }
-    }
-
-    /// Index of the member that reports itself leader (waits up to 10 s).
-    fn leader(&self) -> usize {
-        wait_for(10, || {
-            self.members.iter().position(|m| {
-                m.child.is_some()
-                    && m.etcdctl(&["endpoint", "status", "-w", "json"])
-                        .status
-                        .success()
-                    && {
-                        let out = m.etcdctl_ok(&["endpoint", "status", "-w", "json"]);
-                        let id = field(&out, "member_id");
-                        let leader = field(&out, "leader");
-                        id.is_some() && id == leader
-                    }
-            })
-        })
-        .expect("a leader within 10 s")
-    }
-}
-
-/// A number field of etcdctl's JSON output.
-fn field(json: &str, name: &str) -> Option<u64> {
-    let at = json.find(&format!("\"{name}\":"))? + name.len() + 3;
-    let digits: String = json[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
-}
 
 #[test]
 fn three_members_replicate_and_serve_reads_anywhere() {
-    let c = Cluster::start();
+    let mut c = Cluster::local(3, &[]);
     // A write through every member, each visible through every member.
     for (i, m) in c.members.iter().enumerate() {
         m.etcdctl_ok(&["put", &format!("k{i}"), &format!("v{i}")]);
@@ -123,26 +27,28 @@ fn three_members_replicate_and_serve_reads_anywhere() {
     }
     // Linearizable reads on a follower see a write made just before
     // through another member.
-    let leader = c.leader();
+    let leader = c.leader_now();
     let follower = (leader + 1) % 3;
     for round in 0..20 {
         let v = format!("r{round}");
-        c.members[(follower + 1) % 3].etcdctl_ok(&["put", "latest", &v]);
-        let got = c.members[follower].etcdctl_ok(&["get", "latest", "--print-value-only"]);
+        c.etcdctl_ok((follower + 1) % 3, &["put", "latest", &v]);
+        let got = c.etcdctl_ok(follower, &["get", "latest", "--print-value-only"]);
         assert_eq!(got.trim(), v, "a follower's linearizable read was stale");
     }
     // Serializable reads are local and answer too.
-    let got =
-        c.members[follower].etcdctl_ok(&["get", "k0", "--consistency=s", "--print-value-only"]);
+    let got = c.etcdctl_ok(
+        follower,
+        &["get", "k0", "--consistency=s", "--print-value-only"],
+    );
     assert_eq!(got.trim(), "v0");
     // Every member lists all three, each with its published client URL.
-    let list = c.members[0].etcdctl_ok(&["member", "list"]);
+    let list = c.etcdctl_ok(0, &["member", "list"]);
     assert_eq!(list.lines().count(), 3, "{list}");
     for name in ["m0", "m1", "m2"] {
         assert!(list.contains(&format!(", {name}, ")), "{list}");
     }
     // A lease granted on a follower is known on every member.
-    let out = c.members[follower].etcdctl_ok(&["lease", "grant", "60"]);
+    let out = c.etcdctl_ok(follower, &["lease", "grant", "60"]);
     let id = out
         .split_whitespace()
         .nth(1)
@@ -160,12 +66,9 @@ fn three_members_replicate_and_serve_reads_anywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_under_load_loses_no_acknowledged_write() {
-    let mut c = Cluster::start();
-    let leader = c.leader();
-    let survivors: Vec<String> = (0..3)
-        .filter(|&i| i != leader)
-        .map(|i| c.members[i].url())
-        .collect();
+    let mut c = Cluster::local(3, &[]);
+    let leader = c.leader_now();
+    let survivors: Vec<String> = (0..3).filter(|&i| i != leader).map(|i| c.url(i)).collect();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -195,7 +98,7 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     let before_kill = acked.lock().unwrap().len();
-    c.members[leader].kill9();
+    c.kill(leader);
     // A write sent right after the kill through a follower that still
     // believes in the dead leader: it succeeds, or fails with etcd's
     // errors for this case (a wait that never ends is a failure).
@@ -243,7 +146,7 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
     assert!(before_kill > 0, "no write was acknowledged before the kill");
 
     // The killed member comes back and catches up from the log.
-    c.members[leader].restart();
+    c.restart(leader);
     for m in &c.members {
         let mut client = Client::connect([m.url()], None).await.expect("connect");
         let got = client
@@ -286,34 +189,34 @@ fn remaining(out: &str) -> i64 {
 
 #[test]
 fn leases_are_served_by_the_leader_through_any_member() {
-    let mut c = Cluster::start_with(&["--experimental-lease-checkpoint-interval=1s"]);
-    let leader = c.leader();
+    let mut c = Cluster::local(3, &["--experimental-lease-checkpoint-interval=1s"]);
+    let leader = c.leader_now();
     let f = (leader + 1) % 3;
-    let out = c.members[f].etcdctl_ok(&["lease", "grant", "30"]);
+    let out = c.etcdctl_ok(f, &["lease", "grant", "30"]);
     let id = out
         .split_whitespace()
         .nth(1)
         .expect("a lease id")
         .to_string();
-    c.members[f].etcdctl_ok(&["put", "leased", "x", "--lease", &id]);
+    c.etcdctl_ok(f, &["put", "leased", "x", "--lease", &id]);
     // Keep-alive and time-to-live through a follower reach the leader.
-    let ka = c.members[f].etcdctl_ok(&["lease", "keep-alive", "--once", &id]);
+    let ka = c.etcdctl_ok(f, &["lease", "keep-alive", "--once", &id]);
     assert!(ka.contains("TTL(30)"), "{ka}");
     std::thread::sleep(Duration::from_millis(3500));
-    let ttl = remaining(&c.members[f].etcdctl_ok(&["lease", "timetolive", &id]));
+    let ttl = remaining(&c.etcdctl_ok(f, &["lease", "timetolive", &id]));
     assert!(
         (24..=28).contains(&ttl),
         "a follower reported remaining {ttl}"
     );
     // An unknown lease: TTL 0 on keep-alive, -1 on time-to-live, as etcd.
-    let unknown = c.members[f].etcdctl_ok(&["lease", "timetolive", "1234abcd"]);
+    let unknown = c.etcdctl_ok(f, &["lease", "timetolive", "1234abcd"]);
     assert!(unknown.contains("already expired"), "{unknown}");
     // A new leader resumes from the checkpointed remainder: the lease does
     // not get its whole TTL back.
-    c.members[leader].kill9();
+    c.kill(leader);
     let survivor = (leader + 2) % 3;
     let ttl = wait_for(15, || {
-        let out = c.members[survivor].etcdctl(&["lease", "timetolive", &id]);
+        let out = c.etcdctl(survivor, &["lease", "timetolive", &id]);
         out.status
             .success()
             .then(|| remaining(&String::from_utf8_lossy(&out.stdout)))
@@ -323,16 +226,16 @@ fn leases_are_served_by_the_leader_through_any_member() {
         (1..=28).contains(&ttl),
         "after a leader change the lease has {ttl}s left (granted 30, 3.5s used)"
     );
-    let got = c.members[survivor].etcdctl_ok(&["get", "leased", "--print-value-only"]);
+    let got = c.etcdctl_ok(survivor, &["get", "leased", "--print-value-only"]);
     assert_eq!(got.trim(), "x");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
-    let mut c = Cluster::start();
-    let leader = c.leader();
+    let mut c = Cluster::local(3, &[]);
+    let leader = c.leader_now();
     let lone = (leader + 1) % 3;
-    let url = c.members[lone].url();
+    let url = c.url(lone);
     let opts = etcd_client::ConnectOptions::new().with_require_leader(true);
     let mut client = Client::connect([url.clone()], Some(opts))
         .await
@@ -342,8 +245,8 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
     assert!(watch.message().await.expect("created").is_some());
     // Lose quorum: the leader and one follower die; the last member's
     // leader is gone once check-quorum / its election timeout passes.
-    c.members[leader].kill9();
-    c.members[(leader + 2) % 3].kill9();
+    c.kill(leader);
+    c.kill((leader + 2) % 3);
     let err = wait_for(15, || {
         let r = futures_lite_block(client.get("k", None));
         match r {
@@ -379,7 +282,7 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
     assert_eq!(st.errors(), ["etcdserver: no leader"]);
     // So does /health.
     assert_eq!(
-        common::http_get(c.members[lone].port, "/health"),
+        common::http_get(c.members[lone].client_port, "/health"),
         (
             503,
             r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string()
@@ -387,7 +290,7 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
     );
     // /livez passes (local reads work); /readyz fails on the
     // linearizable read, and says which check failed.
-    let port = c.members[lone].port;
+    let port = c.members[lone].client_port;
     assert_eq!(common::http_get(port, "/livez"), (200, "ok\n".to_string()));
     let (code, body) = common::http_get(port, "/readyz");
     assert_eq!(code, 503);
@@ -411,16 +314,16 @@ fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
 
 #[test]
 fn move_leader_hands_leadership_to_the_target() {
-    let c = Cluster::start();
-    let leader = c.leader();
+    let mut c = Cluster::local(3, &[]);
+    let leader = c.leader_now();
     let target = (leader + 1) % 3;
     let id_of = |i: usize| {
-        let out = c.members[i].etcdctl_ok(&["endpoint", "status", "-w", "json"]);
+        let out = c.etcdctl_ok(i, &["endpoint", "status", "-w", "json"]);
         format!("{:x}", field(&out, "member_id").expect("member id"))
     };
     let (from, to) = (id_of(leader), id_of(target));
     // Asked of a follower: etcd's "not leader".
-    let err = c.members[target].etcdctl_err(&["move-leader", &to]);
+    let err = c.etcdctl_err(target, &["move-leader", &to]);
     assert!(
         err.contains("no leader endpoint") || err.contains("etcdserver: not leader"),
         "{err}"
@@ -437,16 +340,16 @@ fn move_leader_hands_leadership_to_the_target() {
         text.contains(&format!("Leadership transferred from {from} to {to}")),
         "{text}"
     );
-    assert_eq!(c.leader(), target);
+    assert_eq!(c.leader_now(), target);
     // Writes go on under the new leader.
-    c.members[leader].etcdctl_ok(&["put", "after-move", "1"]);
+    c.etcdctl_ok(leader, &["put", "after-move", "1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_writes_stay_linearizable_across_a_leader_kill() {
     use linearizable::{Event, Op};
-    let mut c = Cluster::start();
-    let leader = c.leader();
+    let mut c = Cluster::local(3, &[]);
+    let leader = c.leader_now();
     let urls: Vec<String> = c.members.iter().map(|m| m.url()).collect();
     let t0 = std::time::Instant::now();
     let now = move || t0.elapsed().as_micros() as u64;
@@ -517,7 +420,7 @@ async fn reads_and_writes_stay_linearizable_across_a_leader_kill() {
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     let killed_at = now();
-    c.members[leader].kill9();
+    c.kill(leader);
     // Run on until 50 operations completed after the kill (at most 20 s).
     let enough = {
         let history = history.clone();
@@ -552,7 +455,7 @@ async fn reads_and_writes_stay_linearizable_across_a_leader_kill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_with_every_endpoint_survive_the_death_of_one_member() {
-    let mut c = Cluster::start();
+    let mut c = Cluster::local(3, &[]);
     let endpoints: Vec<String> = c.members.iter().map(|m| m.endpoint()).collect();
     let all = endpoints.join(",");
     let urls: Vec<String> = c.members.iter().map(|m| m.url()).collect();
@@ -563,8 +466,8 @@ async fn clients_with_every_endpoint_survive_the_death_of_one_member() {
         .expect("put before the kill");
     // A member the clients use dies (a follower: the leader's death, with
     // its election, is the load test's case).
-    let leader = c.leader();
-    c.members[(leader + 1) % 3].kill9();
+    let leader = c.leader_now();
+    c.kill((leader + 1) % 3);
     // etcdctl with all three endpoints keeps working.
     let out = common::etcdctl(&all, &["put", "after", "etcdctl"], None);
     assert!(
@@ -615,16 +518,6 @@ async fn clients_with_every_endpoint_survive_the_death_of_one_member() {
     );
 }
 
-/// Sends a signal to a member's process (`STOP`, `CONT`).
-fn signal(m: &Server, sig: &str) {
-    let pid = m.child.as_ref().expect("running").id().to_string();
-    let st = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid])
-        .status()
-        .expect("kill");
-    assert!(st.success());
-}
-
 /// (revision, number of keys under `prefix`) of a serializable read.
 async fn local_state(url: &str, prefix: &str) -> Option<(i64, i64)> {
     let mut client = Client::connect([url], None).await.ok()?;
@@ -648,23 +541,26 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
     use etcd_client::{EventType, PutOptions, WatchOptions};
     // Small snapshot and catch-up settings, so a few hundred writes leave
     // a stopped follower behind the leader's log.
-    let mut c = Cluster::start_with(&[
-        "--snapshot-count",
-        "100",
-        "--snapshot-catchup-entries",
-        "20",
-    ]);
-    let leader = c.leader();
+    let mut c = Cluster::local(
+        3,
+        &[
+            "--snapshot-count",
+            "100",
+            "--snapshot-catchup-entries",
+            "20",
+        ],
+    );
+    let leader = c.leader_now();
     let behind = (leader + 1) % 3;
     let other = (leader + 2) % 3;
-    let mut writer = Client::connect([c.members[other].url()], None)
+    let mut writer = Client::connect([c.url(other)], None)
         .await
         .expect("connect");
     let start = writer.put("snap/first", "0", None).await.unwrap();
     let from = start.header().unwrap().revision() + 1;
     // A watcher on the member that will fall behind: across the snapshot
     // install it must see every event, in order, once.
-    let mut watcher = Client::connect([c.members[behind].url()], None)
+    let mut watcher = Client::connect([c.url(behind)], None)
         .await
         .expect("connect");
     let mut events = watcher
@@ -675,7 +571,7 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
         .await
         .expect("watch");
 
-    signal(&c.members[behind], "STOP");
+    c.pause(behind, true).expect("SIGSTOP");
     let lease = writer.lease_grant(600, None).await.unwrap().id();
     let mut expected = Vec::new();
     // More than raft's 512 messages in flight to the stopped member, so the
@@ -707,14 +603,12 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
     for _ in 0..10 {
         expected.push((del_rev, EventType::Delete));
     }
-    signal(&c.members[behind], "CONT");
+    c.pause(behind, false).expect("SIGCONT");
 
     // The leader's own view, then the follower's once it caught up.
-    let want = local_state(&c.members[leader].url(), "snap/")
-        .await
-        .unwrap();
+    let want = local_state(&c.url(leader), "snap/").await.unwrap();
     let got = {
-        let url = c.members[behind].url();
+        let url = c.url(behind);
         let mut last = None;
         for _ in 0..200 {
             last = local_state(&url, "snap/").await;
@@ -726,12 +620,10 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
         last
     };
     assert_eq!(got, Some(want), "the follower did not catch up in 20 s");
-    let log = c.members[behind].drain_log();
+    let log = c.log_since_start(behind);
     assert!(
-        log.iter()
-            .any(|l| l.contains("installed a database snapshot from the leader")),
-        "the follower caught up without a snapshot (the log was not compacted?):\n{}",
-        log.join("\n")
+        log.contains("installed a database snapshot from the leader"),
+        "the follower caught up without a snapshot (the log was not compacted?):\n{log}"
     );
 
     // The watcher saw every event of the writes made while it was behind.
@@ -749,7 +641,7 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
     assert_eq!(seen, expected, "the watcher across the snapshot install");
 
     // Status counts the snapshot's index as committed (no write since).
-    let mut status = Client::connect([c.members[behind].url()], None)
+    let mut status = Client::connect([c.url(behind)], None)
         .await
         .expect("connect");
     let st = status.status().await.unwrap();
@@ -761,21 +653,18 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
     );
 
     // The lease and its key came with the snapshot.
-    let out =
-        c.members[behind].etcdctl_ok(&["lease", "timetolive", &format!("{lease:x}"), "--keys"]);
+    let out = c.etcdctl_ok(
+        behind,
+        &["lease", "timetolive", &format!("{lease:x}"), "--keys"],
+    );
     assert!(out.contains("snap/leased"), "{out}");
     // The log goes on after the snapshot, and a restart reopens on it.
     writer.put("snap/after", "1", None).await.unwrap();
-    c.members[behind].restart();
-    let got = c.members[behind].etcdctl_ok(&["get", "snap/after", "--print-value-only"]);
+    c.restart(behind);
+    let got = c.etcdctl_ok(behind, &["get", "snap/after", "--print-value-only"]);
     assert_eq!(got.trim(), "1");
-    let want = local_state(&c.members[leader].url(), "snap/")
-        .await
-        .unwrap();
-    assert_eq!(
-        local_state(&c.members[behind].url(), "snap/").await,
-        Some(want)
-    );
+    let want = local_state(&c.url(leader), "snap/").await.unwrap();
+    assert_eq!(local_state(&c.url(behind), "snap/").await, Some(want));
 }
 
 /// Auth changes made through one member hold on every member, and a
@@ -783,23 +672,25 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
 /// when it applies the login).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_reaches_every_member_and_a_token_from_one_works_on_all() {
-    let c = Cluster::start();
-    common::set_up_auth(&c.members[0]);
-    let token = common::login(c.members[0].port, "alice", "alicepw")
+    let c = Cluster::local(3, &[]);
+    common::set_up_auth(&c.endpoint(0));
+    let token = common::login(c.members[0].client_port, "alice", "alicepw")
         .await
         .unwrap();
     for m in &c.members {
-        common::put_with_token(m.port, "a", Some(&token))
+        common::put_with_token(m.client_port, "a", Some(&token))
             .await
-            .unwrap_or_else(|e| panic!("put through {}: {e}", m.port));
-        let e = common::put_with_token(m.port, "b", Some(&token))
+            .unwrap_or_else(|e| panic!("put through {}: {e}", m.client_port));
+        let e = common::put_with_token(m.client_port, "b", Some(&token))
             .await
             .unwrap_err();
         assert_eq!(e.message(), "etcdserver: permission denied");
-        let e = common::put_with_token(m.port, "a", None).await.unwrap_err();
+        let e = common::put_with_token(m.client_port, "a", None)
+            .await
+            .unwrap_err();
         assert_eq!(e.message(), "etcdserver: user name is empty");
     }
-    let out = c.members[2].etcdctl_ok(&["--user=root:rootpw", "user", "list"]);
+    let out = c.etcdctl_ok(2, &["--user=root:rootpw", "user", "list"]);
     assert_eq!(out, "alice\nroot\n");
 }
 
@@ -857,13 +748,13 @@ fn value(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// there, with etcd's names and labels, and moves as writes happen.
 #[test]
 fn metrics_have_etcd_s_names_and_move_with_writes() {
-    let c = Cluster::start();
+    let c = Cluster::local(3, &[]);
     // Round trips are timed every 5 s.
     std::thread::sleep(std::time::Duration::from_millis(5500));
-    let port = c.members[0].port;
+    let port = c.members[0].client_port;
     let before = scrape(port);
     for i in 0..20 {
-        c.members[0].etcdctl_ok(&["put", &format!("m{i}"), "v"]);
+        c.etcdctl_ok(0, &["put", &format!("m{i}"), "v"]);
     }
     let (after, text) = scrape_text(port);
     // The series the dashboard (etcd/contrib/mixin) and alerts use.
@@ -920,7 +811,7 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
         20.0
     );
     // Errors carry their gRPC code.
-    c.members[0].etcdctl_err(&["get", "k", "--rev=999"]);
+    c.etcdctl_err(0, &["get", "k", "--rev=999"]);
     let err = scrape(port);
     assert!(
         value(
@@ -964,31 +855,31 @@ fn corrupt_newest_value(db: &std::path::Path) {
 
 #[test]
 fn the_leader_raises_corrupt_for_a_follower_whose_data_differs() {
-    let mut c = Cluster::start_with(&["--experimental-corrupt-check-time=1s"]);
+    let mut c = Cluster::local(3, &["--experimental-corrupt-check-time=1s"]);
     for i in 0..5 {
-        c.members[0].etcdctl_ok(&["put", &format!("k{i}"), "v"]);
+        c.etcdctl_ok(0, &["put", &format!("k{i}"), "v"]);
     }
-    let leader = c.leader();
+    let leader = c.leader_now();
     let f = (leader + 1) % 3;
     // The follower has applied every write before it stops (a clean stop
     // commits its db).
     let applied = wait_for(10, || {
-        let out = c.members[f].etcdctl_ok(&["get", "k4", "--consistency=s"]);
+        let out = c.etcdctl_ok(f, &["get", "k4", "--consistency=s"]);
         out.contains("k4").then_some(())
     });
     assert!(applied.is_some(), "the follower did not apply the writes");
     // No alarm while the data agree.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(c.members[leader].etcdctl_ok(&["alarm", "list"]), "");
-    c.members[f].terminate();
-    corrupt_newest_value(&c.members[f].dir.join("data").join("member").join("db"));
-    c.members[f].restart();
+    assert_eq!(c.etcdctl_ok(leader, &["alarm", "list"]), "");
+    c.terminate(f);
+    corrupt_newest_value(&c.data_dir(f).join("member").join("db"));
+    c.restart(f);
     let alarm = wait_for(30, || {
-        let out = c.members[leader].etcdctl_ok(&["alarm", "list"]);
+        let out = c.etcdctl_ok(leader, &["alarm", "list"]);
         out.contains("CORRUPT").then_some(out)
     });
     let alarm = alarm.expect("the CORRUPT alarm within 30 s");
-    let id = c.members[f].etcdctl_ok(&["endpoint", "status", "-w", "json"]);
+    let id = c.etcdctl_ok(f, &["endpoint", "status", "-w", "json"]);
     let id = field(&id, "member_id").expect("the follower's id");
     assert!(alarm.contains(&format!("memberID:{id} ")), "{alarm}");
     // Writes are refused on every member; reads go on.
@@ -996,31 +887,15 @@ fn the_leader_raises_corrupt_for_a_follower_whose_data_differs() {
         let err = m.etcdctl_err(&["put", "after", "x"]);
         assert!(err.contains("etcdserver: corrupt cluster"), "{err}");
     }
-    assert!(c.members[leader].etcdctl_ok(&["get", "k0"]).contains("k0"));
+    assert!(c.etcdctl_ok(leader, &["get", "k0"]).contains("k0"));
 }
 
 /// Every member's whole-state hash (the Hash RPC) once all answer at one
 /// raft applied index, unchanged from before to after the hashes were
 /// taken (so every hash is of the same log prefix).
 async fn whole_state_hashes(c: &Cluster) -> Vec<u32> {
-    let mut clients = Vec::new();
-    for m in &c.members {
-        clients.push(Client::connect([m.endpoint()], None).await.unwrap());
-    }
     for _ in 0..100 {
-        let mut before = Vec::new();
-        for cl in clients.iter_mut() {
-            before.push(cl.status().await.unwrap().raft_applied_index());
-        }
-        let mut hashes = Vec::new();
-        for cl in clients.iter_mut() {
-            hashes.push(cl.hash().await.unwrap().hash());
-        }
-        let mut after = Vec::new();
-        for cl in clients.iter_mut() {
-            after.push(cl.status().await.unwrap().raft_applied_index());
-        }
-        if before == after && after.iter().all(|a| *a == after[0]) {
+        if let Some((_, hashes)) = c.whole_state_hashes().await {
             return hashes;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1040,15 +915,13 @@ async fn an_alarm_for_member_zero_is_one_record_on_every_member() {
         o.with_member(id);
         Some(o)
     };
-    let c = Cluster::start();
-    c.members[0].etcdctl_ok(&["put", "k", "v"]);
+    let c = Cluster::local(3, &[]);
+    c.etcdctl_ok(0, &["put", "k", "v"]);
     assert!(whole_state_hashes(&c)
         .await
         .windows(2)
         .all(|w| w[0] == w[1]));
-    let mut cl = Client::connect([c.members[1].endpoint()], None)
-        .await
-        .unwrap();
+    let mut cl = Client::connect([c.endpoint(1)], None).await.unwrap();
     let raised = cl
         .alarm(AlarmAction::Activate, AlarmType::Nospace, member(0))
         .await
@@ -1089,17 +962,17 @@ async fn an_alarm_for_member_zero_is_one_record_on_every_member() {
 /// leader's whole-state comparison.
 #[test]
 fn the_leader_raises_corrupt_for_a_follower_whose_leases_differ() {
-    let mut c = Cluster::start_with(&["--experimental-corrupt-check-time=1s"]);
-    c.members[0].etcdctl_ok(&["put", "k", "v"]);
-    let leader = c.leader();
+    let mut c = Cluster::local(3, &["--experimental-corrupt-check-time=1s"]);
+    c.etcdctl_ok(0, &["put", "k", "v"]);
+    let leader = c.leader_now();
     let f = (leader + 1) % 3;
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(c.members[leader].etcdctl_ok(&["alarm", "list"]), "");
-    c.members[f].terminate();
+    assert_eq!(c.etcdctl_ok(leader, &["alarm", "list"]), "");
+    c.terminate(f);
     {
         use prost::Message;
         use strata_engine::backend::{Backend, BackendConfig, Bucket};
-        let db = c.members[f].dir.join("data").join("member").join("db");
+        let db = c.data_dir(f).join("member").join("db");
         let b = Backend::open(BackendConfig::new(db)).expect("open the member's db");
         let planted = strata_proto::etcdserverpb::LeasePb {
             id: 4242,
@@ -1116,16 +989,17 @@ fn the_leader_raises_corrupt_for_a_follower_whose_leases_differ() {
             .unwrap();
         b.close().unwrap();
     }
-    c.members[f].restart();
+    c.restart(f);
     let alarm = wait_for(30, || {
-        let out = c.members[leader].etcdctl_ok(&["alarm", "list"]);
+        let out = c.etcdctl_ok(leader, &["alarm", "list"]);
         out.contains("CORRUPT").then_some(out)
     })
     .expect("the CORRUPT alarm within 30 s");
-    let id = c.members[f].etcdctl_ok(&["endpoint", "status", "-w", "json"]);
+    let id = c.etcdctl_ok(f, &["endpoint", "status", "-w", "json"]);
     let id = field(&id, "member_id").expect("the follower's id");
     assert!(alarm.contains(&format!("memberID:{id} ")), "{alarm}");
-    let log = c.members[c.leader()].drain_log().join("\n");
+    let leader = c.leader_now();
+    let log = c.log_since_start(leader);
     assert!(
         log.contains("whole-state hash mismatch") && log.contains("lease"),
         "the leader's log names the differing bucket"

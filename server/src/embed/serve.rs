@@ -20,7 +20,8 @@ use strata_proto::peerpb;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::embed::config::{tls as tls_config, Config};
+use crate::embed::config::tls::{self as tls_config, Listen};
+use crate::embed::config::Config;
 use crate::frontend::api;
 use crate::frontend::http;
 use crate::frontend::peer_service::PeerService;
@@ -35,22 +36,24 @@ pub async fn run(
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let srv = tokio::task::spawn_blocking(move || EtcdServer::start(cfg)).await??;
+    let server_cfg = cfg.server_config()?;
+    let srv = tokio::task::spawn_blocking(move || EtcdServer::start(server_cfg)).await??;
     srv.spawn_duties();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
-    let client_tls = srv.cfg.client_tls()?;
-    let client_listens = srv.cfg.client_listens()?;
+    let client_tls = cfg.client_tls()?;
+    let client_listens = cfg.client_listens()?;
+    let peer_listens = cfg.peer_listens()?;
     // Peers first: electing a leader needs them. A lone member binds them
     // once the membership grows.
     if srv.membership.count() >= 2 {
-        for (l, schemes) in bind_peers(&srv).await? {
+        for (l, schemes) in bind_peers(&srv, &peer_listens).await? {
             tasks.push(serve_peer(&srv, l, schemes, stop_tx.subscribe())?);
         }
     } else {
-        peers_when_joined(&srv, &stop_tx);
+        peers_when_joined(&srv, &stop_tx, peer_listens.clone());
     }
-    if srv.cfg.experimental_initial_corrupt_check && srv.initialized && srv.membership.count() > 1 {
+    if srv.cfg.initial_corrupt_check && srv.initialized && srv.membership.count() > 1 {
         if let Err(e) = srv.initial_corrupt_check().await {
             stop(&srv, &stop_tx, tasks).await?;
             return Err(e);
@@ -157,7 +160,7 @@ pub async fn run(
         if srv.cfg.enable_grpc_gateway {
             web = web.merge(crate::frontend::gateway::router(
                 grpc.clone(),
-                srv.cfg.max_concurrent_streams,
+                cfg.max_concurrent_streams,
                 recv_limit,
             ));
         }
@@ -169,9 +172,9 @@ pub async fn run(
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .accept_http1(true)
-            .max_concurrent_streams(srv.cfg.max_concurrent_streams)
-            .http2_keepalive_interval(Some(srv.cfg.grpc_keepalive_interval))
-            .http2_keepalive_timeout(Some(srv.cfg.grpc_keepalive_timeout))
+            .max_concurrent_streams(cfg.max_concurrent_streams)
+            .http2_keepalive_interval(Some(cfg.grpc_keepalive_interval))
+            .http2_keepalive_timeout(Some(cfg.grpc_keepalive_timeout))
             .add_routes(routes);
         let mut stop = stop_tx.subscribe();
         tasks.push(tokio::spawn(async move {
@@ -191,7 +194,7 @@ pub async fn run(
             tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
         }
     }
-    for listen in srv.cfg.metrics_listens()? {
+    for listen in cfg.metrics_listens()? {
         let schemes = tls_config::schemes(&listen, client_tls.as_ref())?;
         let addr = &listen.addr;
         let l = TcpListener::bind(addr)
@@ -346,7 +349,11 @@ async fn client_rpc(
 /// A lone member binds its peer listeners once a member is added (until
 /// then, one-member clusters, tests among them, never compete for a peer
 /// port).
-fn peers_when_joined(srv: &Arc<EtcdServer>, stop_tx: &tokio::sync::broadcast::Sender<()>) {
+fn peers_when_joined(
+    srv: &Arc<EtcdServer>,
+    stop_tx: &tokio::sync::broadcast::Sender<()>,
+    peer_listens: Vec<Listen>,
+) {
     let srv = srv.clone();
     let stop_tx = stop_tx.clone();
     tokio::spawn(async move {
@@ -358,7 +365,7 @@ fn peers_when_joined(srv: &Arc<EtcdServer>, stop_tx: &tokio::sync::broadcast::Se
                 _ = stop.recv() => return,
             }
         }
-        match bind_peers(&srv).await {
+        match bind_peers(&srv, &peer_listens).await {
             Ok(ls) => {
                 for (l, schemes) in ls {
                     if let Err(e) = serve_peer(&srv, l, schemes, stop_tx.subscribe()) {
@@ -372,10 +379,13 @@ fn peers_when_joined(srv: &Arc<EtcdServer>, stop_tx: &tokio::sync::broadcast::Se
 }
 
 /// The peer listeners (`--listen-peer-urls`).
-async fn bind_peers(srv: &EtcdServer) -> anyhow::Result<Vec<(TcpListener, Schemes)>> {
+async fn bind_peers(
+    srv: &EtcdServer,
+    peer_listens: &[Listen],
+) -> anyhow::Result<Vec<(TcpListener, Schemes)>> {
     let mut out = Vec::new();
-    for listen in srv.cfg.peer_listens()? {
-        let schemes = tls_config::schemes(&listen, srv.peer_tls.as_ref())?;
+    for listen in peer_listens {
+        let schemes = tls_config::schemes(listen, srv.peer_tls.as_ref())?;
         let addr = &listen.addr;
         let l = TcpListener::bind(addr)
             .await

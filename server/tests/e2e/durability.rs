@@ -3,7 +3,7 @@
 //! graceful shutdown; raft snapshots and WAL replay; lease TTLs across a
 //! restart.
 
-mod common;
+use strata_testkit as common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

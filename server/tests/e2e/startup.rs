@@ -2,7 +2,7 @@
 //! and bad flag values are refused at once with the accepted values or
 //! etcd's words.
 
-mod common;
+use strata_testkit as common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -49,7 +49,7 @@ fn raft_elections_are_logged() {
 /// 10 s (a member that accepted the flags is killed, and the test fails).
 fn refused(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    let mut cmd = Command::new(common::strata_bin());
     cmd.arg("--data-dir").arg(dir.path().join("data"));
     if !args.iter().any(|a| a.starts_with("--listen-client-urls")) {
         cmd.arg("--listen-client-urls=http://127.0.0.1:0");

@@ -5,16 +5,11 @@
 //! refuses to come back; `--force-new-cluster` after losing quorum; and a
 //! backup restored into three new members.
 
-mod common;
+use strata_testkit as common;
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use common::{free_ports, wait_for, Server};
-
-/// One cluster at a time (members of parallel tests on two cores would
-/// turn elections into a measure of the machine's load).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn peer_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
@@ -135,7 +130,7 @@ fn get(m: &Server, key: &str, serializable: bool) -> Option<String> {
 
 #[test]
 fn replace_grow_shrink_learners_and_removed_members() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::one_cluster_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (mut ms, _) = three(dir);
@@ -177,7 +172,7 @@ fn replace_grow_shrink_learners_and_removed_members() {
     assert_eq!(get(&ms[1], "after-replace", false).as_deref(), Some("1"));
 
     // The removed member, restarted on its old data, refuses to serve.
-    let mut back = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+    let mut back = std::process::Command::new(common::strata_bin())
         .arg("--data-dir")
         .arg(dir.join("m2").join("data"))
         .args(["--listen-client-urls", "http://127.0.0.1:0"])
@@ -341,7 +336,7 @@ fn replace_grow_shrink_learners_and_removed_members() {
 
 #[test]
 fn force_new_cluster_after_losing_quorum() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::one_cluster_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let (mut ms, _) = three(tmp.path());
     for i in 0..50 {
@@ -373,7 +368,7 @@ fn force_new_cluster_after_losing_quorum() {
 
 #[test]
 fn a_backup_restored_into_three_new_members() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::one_cluster_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (mut ms, _) = three(dir);

@@ -1,7 +1,7 @@
 //! End to end: the real `strata` binary driven by etcdctl 3.4 (Debian's
 //! etcd-client package), checking outputs and etcd's exact error strings.
 
-mod common;
+use strata_testkit as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

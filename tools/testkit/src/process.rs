@@ -1,60 +1,35 @@
-//! Test harness: the real `strata` binary (and real etcd, for differential
-//! tests) on free loopback ports, in temp dirs, killed and cleaned up on
-//! drop; etcdctl runs against them.
-#![allow(dead_code)]
+//! The real `strata` binary and real etcd as child processes, on free
+//! loopback ports in temp dirs, killed and cleaned up on drop; etcdctl runs
+//! against them.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use crate::ports::free_ports;
 
 /// WAL segment size for members under test: etcd's 64 MB segment plus
 /// its preallocated spare, in every member of every cluster two test
 /// threads run at once, fills a small CI disk.
 pub const TEST_WAL_SEGMENT_SIZE: &str = "4194304";
 
-/// `n` different free loopback ports, for URLs a test must name before
-/// the member starts (peer URLs in `--initial-cluster`). They come from
-/// below the kernel's ephemeral range, which `bind(0)` and outgoing
-/// connections draw from, so no other test's member or client can take
-/// one between this pick and the member's bind; never from 20000-20100
-/// (etcd's e2e harness), and never the same port twice in one test binary.
-pub fn free_ports(n: usize) -> Vec<u16> {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (21000u16, ephemeral_low.max(22000));
-    let span = u32::from(high - low);
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    let given = given.get_or_insert_with(HashSet::new);
-    // Start where this process's id points, so that test binaries running
-    // side by side start apart.
-    let mut at = std::process::id() % span;
-    let mut out = Vec::new();
-    for _ in 0..span {
-        if out.len() == n {
-            break;
-        }
-        at = (at + 7919) % span;
-        let port = low + at as u16;
-        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
-            continue;
-        }
-        given.insert(port);
-        out.push(port);
+/// The `strata` binary under test: `$STRATA_BIN`, or the one cargo built
+/// beside the running test (`target/<profile>/strata`; test binaries run
+/// from its `deps/`).
+pub fn strata_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("STRATA_BIN") {
+        return PathBuf::from(p);
     }
-    assert_eq!(
-        out.len(),
-        n,
-        "free loopback ports below the ephemeral range"
-    );
-    out
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe.parent().expect("the test's dir");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("the profile dir")
+    } else {
+        dir
+    };
+    dir.join("strata")
 }
 
 /// The path of a tool CI installs; the test fails (it does not skip) when
@@ -132,7 +107,7 @@ impl Server {
         } else {
             &["--listen-client-urls", "http://127.0.0.1:0"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut child = Command::new(strata_bin())
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .args(default_urls)
@@ -399,108 +374,5 @@ pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A plain HTTP/1.1 GET of `path` on 127.0.0.1:`port`: the status code and
-/// the body (the server closes the connection after one response).
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("an HTTP response");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {raw}"));
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
-/// One unary gRPC call on `path` to 127.0.0.1:`port`, with optional
-/// `token` metadata (for tests that make or forge tokens).
-pub async fn grpc_unary<Req, Resp>(
-    port: u16,
-    path: &str,
-    req: Req,
-    token: Option<&str>,
-) -> Result<Resp, tonic::Status>
-where
-    Req: prost::Message + Send + Sync + 'static,
-    Resp: prost::Message + Default + Send + Sync + 'static,
-{
-    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut g = tonic::client::Grpc::new(ch);
-    g.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut r = tonic::Request::new(req);
-    if let Some(t) = token {
-        r.metadata_mut()
-            .insert("token", t.parse().expect("ascii token"));
-    }
-    g.unary(
-        r,
-        path.parse().expect("path"),
-        tonic_prost::ProstCodec::default(),
-    )
-    .await
-    .map(|r| r.into_inner())
-}
-
-/// Authenticate: the token.
-pub async fn login(port: u16, name: &str, password: &str) -> Result<String, tonic::Status> {
-    use strata_proto::etcdserverpb as pb;
-    let req = pb::AuthenticateRequest {
-        name: name.into(),
-        password: password.into(),
-    };
-    grpc_unary::<_, pb::AuthenticateResponse>(port, "/etcdserverpb.Auth/Authenticate", req, None)
-        .await
-        .map(|r| r.token)
-}
-
-/// A put of `key` with a token.
-pub async fn put_with_token(
-    port: u16,
-    key: &str,
-    token: Option<&str>,
-) -> Result<strata_proto::etcdserverpb::PutResponse, tonic::Status> {
-    let req = strata_proto::etcdserverpb::PutRequest {
-        key: key.as_bytes().to_vec(),
-        value: b"v".to_vec(),
-        ..Default::default()
-    };
-    grpc_unary(port, "/etcdserverpb.KV/Put", req, token).await
-}
-
-/// Users root (password rootpw, root role) and alice (alicepw, readwrite
-/// on the key "a" through role "ra"), then auth on.
-pub fn set_up_auth(s: &Server) {
-    for args in [
-        &["user", "add", "root:rootpw"][..],
-        &["role", "add", "root"],
-        &["user", "grant-role", "root", "root"],
-        &["user", "add", "alice:alicepw"],
-        &["role", "add", "ra"],
-        &["role", "grant-permission", "ra", "readwrite", "a"],
-        &["user", "grant-role", "alice", "ra"],
-        &["auth", "enable"],
-    ] {
-        s.etcdctl_ok(args);
     }
 }

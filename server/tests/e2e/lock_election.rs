@@ -2,7 +2,7 @@
 //! the etcd-client crate (which calls them over gRPC), and etcdctl's lock
 //! with a holder killed while it holds the lock.
 
-mod common;
+use strata_testkit as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -7,7 +7,7 @@
 //! client certificate, one from another CA, plaintext to a TLS port. With
 //! auth on, a client certificate's common name is its user.
 
-mod common;
+use strata_testkit as common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,8 @@
 //! `--initial-cluster`), checked at start as etcd checks them
 //! (client/pkg/types NewURLs): a scheme etcd knows, an explicit
 //! `host:port`, no path. The strings themselves are kept as given: member
-//! ids are hashed from them, as etcd hashes them.
+//! ids are hashed from them, as etcd hashes them. A foundation: the flags
+//! (embed) and membership operations (server) both check URLs here.
 
 use url::Url;
 

@@ -3,7 +3,7 @@
 //! terms, remaining TTLs and timings are normalized. Add scenarios here
 //! whenever a behaviour is found to differ.
 
-mod common;
+use strata_testkit as common;
 
 use common::{etcdctl, Etcd, Server};
 use regex::Regex;

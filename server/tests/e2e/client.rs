@@ -2,7 +2,7 @@
 //! and the watch options etcdctl cannot reach (several watchers on one
 //! stream, client-chosen ids, filters, progress, fragments).
 
-mod common;
+use strata_testkit as common;
 
 use std::time::Duration;
 

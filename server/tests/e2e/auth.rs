@@ -4,7 +4,7 @@
 //! a deleted user), auth state across a restart, and the Authenticate
 //! guard (an unknown user answers like a wrong password).
 
-mod common;
+use strata_testkit as common;
 
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ fn assert_status(r: Result<impl std::fmt::Debug, Status>, code: Code, msg: &str)
 }
 
 fn set_up_users(s: &Server) {
-    common::set_up_auth(s);
+    common::set_up_auth(&s.endpoint());
 }
 
 fn b64(bytes: &[u8]) -> String {
