@@ -24,29 +24,31 @@
 //! Determinism: every choice comes from the seed; raft's election timeout
 //! is fixed per member start (raft-rs draws it from an unseeded
 //! generator otherwise); time is the simulation's, in ms.
+//!
+//! Here: the event queue, the network and its faults, the run and its
+//! checks; `member` (one simulated member), `clients` (requests and the
+//! recorded history).
 
 use crate::linearizable;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use clap::Parser;
-use prost::Message as _;
-use raft::eraftpb::{Entry, Message, MessageType};
+use raft::eraftpb::{Message, MessageType};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use strata_engine::wal::SnapshotMark;
-use strata_proto::etcdserverpb as pb;
 use strata_server::raftnode::storage::conf_to_wal;
-use strata_server::raftnode::{Input, Node, StateMachine, Transport, TransportReport};
-use strata_server::server::bootstrap::bootstrap_with;
-use strata_server::statemachine::apply::Applier;
+use strata_server::raftnode::{Input, TransportReport};
 use strata_server::statemachine::snapdir;
-use strata_server::statemachine::state::{Applied, ApplyResult, Shared};
-use strata_server::Config;
-use tokio::sync::oneshot;
+
+mod clients;
+mod member;
+
+use clients::Request;
+use member::{msg_to_id, Applies, Member, Outbox};
 
 const MEMBERS: usize = 3;
 const KEYS: usize = 4;
@@ -59,183 +61,6 @@ const CHAOS_MS: u64 = 20_000;
 const CALM_MS: u64 = 4_000;
 /// A client gives up on a request after this long.
 const REQUEST_MS: u64 = 3_000;
-
-/// Messages a member's raft sent, waiting for the network.
-#[derive(Default, Clone)]
-struct Outbox(Arc<Mutex<Vec<Message>>>);
-
-struct SimTransport {
-    out: Outbox,
-    reports: Arc<Mutex<Vec<TransportReport>>>,
-}
-
-impl Transport for SimTransport {
-    fn send(&mut self, msgs: Vec<Message>) {
-        self.out.0.lock().unwrap().extend(msgs);
-    }
-
-    fn reports(&mut self) -> Vec<TransportReport> {
-        std::mem::take(&mut *self.reports.lock().unwrap())
-    }
-}
-
-/// What the members applied, by index: (term, data), for the check that a
-/// committed entry is the same everywhere.
-#[derive(Default)]
-struct Applies {
-    by_index: BTreeMap<u64, (u64, Vec<u8>, usize)>,
-    violations: Vec<String>,
-}
-
-/// The applier, recording each normal entry it is given.
-struct Recorder {
-    inner: Applier,
-    member: usize,
-    applies: Arc<Mutex<Applies>>,
-}
-
-impl StateMachine for Recorder {
-    fn apply(&mut self, e: &Entry) -> strata_engine::Result<()> {
-        if std::env::var("STRATA_SIM_APPLIES").is_ok() {
-            let r = pb::InternalRaftRequest::decode(e.data.as_ref()).unwrap_or_default();
-            let put = r.put.map(|p| {
-                format!(
-                    "{}={}",
-                    String::from_utf8_lossy(&p.key),
-                    String::from_utf8_lossy(&p.value)
-                )
-            });
-            eprintln!(
-                "apply member {} index {} term {} {put:?}",
-                self.member, e.index, e.term
-            );
-        }
-        {
-            let mut a = self.applies.lock().unwrap();
-            match a.by_index.get(&e.index) {
-                Some((term, data, by)) if *term != e.term || data[..] != e.data[..] => {
-                    let v = format!(
-                        "entry {} applied by member {} as term {}, by member {by} as term {term}",
-                        e.index, self.member, e.term
-                    );
-                    a.violations.push(v);
-                }
-                Some(_) => {}
-                None => {
-                    a.by_index
-                        .insert(e.index, (e.term, e.data.to_vec(), self.member));
-                }
-            }
-        }
-        self.inner.apply(e)
-    }
-    fn dropped(&mut self, request_id: u64) {
-        self.inner.dropped(request_id)
-    }
-    fn end_batch(&mut self) {
-        self.inner.end_batch()
-    }
-    fn snapshot_taken(&mut self, mark: &SnapshotMark) -> strata_engine::Result<()> {
-        self.inner.snapshot_taken(mark)
-    }
-    fn role_changed(&mut self, leader: u64, term: u64, is_leader: bool) {
-        self.inner.role_changed(leader, term, is_leader)
-    }
-    fn flush(&mut self) -> strata_engine::Result<()> {
-        self.inner.flush()
-    }
-    fn install_snapshot(&mut self, data: &[u8], mark: &SnapshotMark) -> strata_engine::Result<()> {
-        self.inner.install_snapshot(data, mark)
-    }
-    fn has_snapshot(&self, data: &[u8]) -> bool {
-        self.inner.has_snapshot(data)
-    }
-    fn check_conf_change(&mut self, e: &Entry, cc: &raft::eraftpb::ConfChange) -> bool {
-        self.inner.check_conf_change(e, cc)
-    }
-    fn conf_change_applied(
-        &mut self,
-        e: &Entry,
-        cc: &raft::eraftpb::ConfChange,
-        accepted: bool,
-        conf: &raft::eraftpb::ConfState,
-    ) -> strata_engine::Result<()> {
-        self.inner.conf_change_applied(e, cc, accepted, conf)
-    }
-}
-
-struct Member {
-    id: u64,
-    dir: PathBuf,
-    args: Vec<String>,
-    running: Option<(Node<SimTransport, Recorder>, Arc<Shared>)>,
-    out: Outbox,
-    reports: Arc<Mutex<Vec<TransportReport>>>,
-}
-
-impl Member {
-    fn start(&mut self, index: usize, election: usize, applies: &Arc<Mutex<Applies>>) {
-        let cfg = Config::parse_from(&self.args)
-            .server_config()
-            .expect("the simulated member's flags");
-        let (out, reports) = (self.out.clone(), self.reports.clone());
-        out.0.lock().unwrap().clear();
-        reports.lock().unwrap().clear();
-        // The previous incarnation's threads let go of its files at once,
-        // but not always before this line.
-        let mut tries = 0;
-        let b = loop {
-            let (out, reports) = (out.clone(), reports.clone());
-            match bootstrap_with(
-                &cfg,
-                Some((election, election + 1)),
-                None,
-                move |_| SimTransport { out, reports },
-                |inner| Recorder {
-                    inner,
-                    member: index,
-                    applies: applies.clone(),
-                },
-            ) {
-                Ok(b) => break b,
-                Err(e) if tries < 200 && format!("{e:#}").contains("ocked") => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err(e) => panic!("member {index} does not start: {e:#}"),
-            }
-        };
-        self.id = b.shared.member_id;
-        self.running = Some((b.node, b.shared));
-    }
-
-    fn up(&self) -> bool {
-        self.running.is_some()
-    }
-}
-
-/// A client's request in flight.
-enum Pending {
-    Put {
-        rx: oneshot::Receiver<ApplyResult>,
-    },
-    ReadIndex {
-        key: usize,
-        rx: oneshot::Receiver<u64>,
-    },
-    ReadWait {
-        key: usize,
-        index: u64,
-    },
-}
-
-struct Request {
-    member: usize,
-    invoke: u64,
-    pending: Pending,
-    /// Its place in the history (puts are recorded when sent).
-    event: Option<usize>,
-}
 
 #[derive(Debug)]
 enum Ev {
@@ -547,207 +372,6 @@ impl Sim {
         self.log(|| "links healed".into());
     }
 
-    fn record(&mut self, key: usize, op: linearizable::Op) -> usize {
-        self.history.push(linearizable::Event {
-            key: format!("k{key}"),
-            op,
-            invoke: self.now,
-            ret: None,
-        });
-        self.history.len() - 1
-    }
-
-    /// Client `c` starts its next request.
-    fn client(&mut self, c: usize) {
-        if self.clients_stop {
-            return;
-        }
-        let up: Vec<usize> = (0..MEMBERS).filter(|&i| self.members[i].up()).collect();
-        if up.is_empty() {
-            self.at(100, Ev::Client(c));
-            return;
-        }
-        let member = up[self.rng.random_range(0..up.len())];
-        let key = self.rng.random_range(0..KEYS);
-        if self.rng.random_bool(0.5) {
-            self.put(c, member, key);
-        } else {
-            self.read(c, member, key);
-        }
-    }
-
-    fn put(&mut self, c: usize, member: usize, key: usize) {
-        self.next_value += 1;
-        let value = format!("v{}", self.next_value);
-        let id = self.next_id;
-        self.next_id += 1;
-        let req = pb::InternalRaftRequest {
-            header: Some(pb::RequestHeader {
-                id,
-                ..Default::default()
-            }),
-            put: Some(pb::PutRequest {
-                key: format!("k{key}").into_bytes(),
-                value: value.clone().into_bytes(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let (_, shared) = self.members[member].running.as_ref().unwrap();
-        let rx = shared.waiters.register(id);
-        let event = self.record(key, linearizable::Op::Write(value.clone()));
-        self.requests[c] = Some(Request {
-            member,
-            invoke: self.now,
-            pending: Pending::Put { rx },
-            event: Some(event),
-        });
-        self.process(
-            member,
-            vec![Input::Propose {
-                id,
-                data: req.encode_to_vec(),
-            }],
-        );
-        self.settle(c);
-    }
-
-    fn read(&mut self, c: usize, member: usize, key: usize) {
-        if self.stale_reads {
-            self.requests[c] = Some(Request {
-                member,
-                invoke: self.now,
-                pending: Pending::ReadWait { key, index: 0 },
-                event: None,
-            });
-            self.settle(c);
-            return;
-        }
-        let (tx, rx) = oneshot::channel();
-        self.requests[c] = Some(Request {
-            member,
-            invoke: self.now,
-            pending: Pending::ReadIndex { key, rx },
-            event: None,
-        });
-        self.process(member, vec![Input::ReadIndex(tx)]);
-        self.settle(c);
-    }
-
-    /// Moves client `c`'s request on if it can; when it ends, schedules the
-    /// client's next one.
-    fn settle(&mut self, c: usize) {
-        let Some(mut r) = self.requests[c].take() else {
-            return;
-        };
-        let down = !self.members[r.member].up();
-        let timed_out = self.now >= r.invoke + REQUEST_MS;
-        enum Next {
-            Keep,
-            Done,
-        }
-        let next = match &mut r.pending {
-            Pending::Put { rx, .. } => match rx.try_recv() {
-                Ok(Ok(Applied::Put(p))) => {
-                    let what = r
-                        .event
-                        .map(|e| format!("{} {:?}", self.history[e].key, self.history[e].op));
-                    self.log(|| {
-                        format!(
-                            "client {c} put {what:?} on member {} done at revision {}",
-                            r.member,
-                            p.header.as_ref().map_or(0, |h| h.revision)
-                        )
-                    });
-                    if let Some(e) = r.event {
-                        self.history[e].ret = Some(self.now);
-                    }
-                    Next::Done
-                }
-                Ok(Err(strata_server::errors::EtcdError::NoLeader)) => {
-                    // Refused by raft (no leader): never applied.
-                    if let Some(e) = r.event {
-                        self.history[e].op = linearizable::Op::Read(None);
-                        self.history[e].key = String::new();
-                    }
-                    Next::Done
-                }
-                Ok(other) => {
-                    self.violations.push(format!("a put answered {other:?}"));
-                    Next::Done
-                }
-                Err(oneshot::error::TryRecvError::Closed) => Next::Done,
-                Err(oneshot::error::TryRecvError::Empty) if down || timed_out => Next::Done,
-                Err(oneshot::error::TryRecvError::Empty) => Next::Keep,
-            },
-            Pending::ReadIndex { key, rx } => match rx.try_recv() {
-                Ok(index) => {
-                    r.pending = Pending::ReadWait { key: *key, index };
-                    self.requests[c] = Some(r);
-                    return self.settle(c);
-                }
-                Err(oneshot::error::TryRecvError::Empty) if !(down || timed_out) => Next::Keep,
-                Err(_) => Next::Done,
-            },
-            Pending::ReadWait { key, index } => {
-                if down || timed_out {
-                    Next::Done
-                } else {
-                    let (_, shared) = self.members[r.member].running.as_ref().unwrap();
-                    let applied = shared
-                        .status
-                        .applied
-                        .load(std::sync::atomic::Ordering::Acquire);
-                    if applied < *index {
-                        Next::Keep
-                    } else {
-                        let got = shared
-                            .store
-                            .store()
-                            .range(&strata_engine::mvcc::RangeRequest {
-                                key: format!("k{key}").into_bytes(),
-                                ..Default::default()
-                            })
-                            .unwrap();
-                        let value = got
-                            .kvs
-                            .first()
-                            .map(|kv| String::from_utf8(kv.value.clone()).unwrap());
-                        let key = *key;
-                        self.log(|| {
-                            format!(
-                                "client {c} read k{key} on member {} at index {index} (applied {applied}): {value:?}",
-                                r.member
-                            )
-                        });
-                        let e = self.record(key, linearizable::Op::Read(value));
-                        self.history[e].invoke = r.invoke;
-                        self.history[e].ret = Some(self.now);
-                        if let Some(slot) = self.final_reads.get_mut(key) {
-                            if slot.is_none() && self.clients_stop {
-                                *slot = Some(e);
-                            }
-                        }
-                        Next::Done
-                    }
-                }
-            }
-        };
-        match next {
-            Next::Keep => self.requests[c] = Some(r),
-            Next::Done => {
-                let pause = self.rng.random_range(0..50);
-                self.at(pause, Ev::Client(c));
-            }
-        }
-    }
-
-    fn settle_all(&mut self) {
-        for c in 0..CLIENTS {
-            self.settle(c);
-        }
-    }
-
     fn step(&mut self) -> bool {
         let Some(Reverse((at, _, id))) = self.queue.pop() else {
             return false;
@@ -929,10 +553,6 @@ impl Sim {
             ));
         }
     }
-}
-
-fn msg_to_id(m: &Member) -> u64 {
-    m.id
 }
 
 /// Runs one seed: its violations (empty when every check held).
