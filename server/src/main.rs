@@ -25,10 +25,27 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let mut cfg = Config::parse();
+    use strata_server::embed::config::renamed;
+    // etcd 3.6's names read the old ETCD_EXPERIMENTAL_* variables too (the
+    // new variable wins when both are set); each old one is warned about.
+    let mut deprecated = Vec::new();
+    for (old, new) in renamed::in_env(|k| std::env::var(k).ok()) {
+        if std::env::var_os(&new).is_none() {
+            if let Some(v) = std::env::var_os(&old) {
+                std::env::set_var(&new, v);
+            }
+        }
+        let flag = |env: &str| env["ETCD_".len()..].replace('_', "-").to_lowercase();
+        deprecated.push(renamed::warning(&flag(&old), &flag(&new)));
+    }
+    let args: Vec<String> = std::env::args().collect();
+    deprecated.extend(renamed::in_args(args.iter().map(String::as_str)));
+    let mut cfg = Config::parse_from(&args);
     let mut notes = Vec::new();
     if let Some(path) = cfg.config_file.clone() {
         (cfg, notes) = strata_server::embed::config::file::load(&path)?;
+        // The file's own old spellings are among its notes.
+        deprecated.clear();
         notes.insert(
             0,
             format!(
@@ -96,8 +113,11 @@ fn run() -> anyhow::Result<()> {
     for n in notes {
         tracing::info!("{n}");
     }
-    for w in cfg.compat.warnings() {
+    for w in cfg.compat.warnings().into_iter().chain(deprecated) {
         tracing::warn!("{w}");
+    }
+    for n in cfg.feature_gates.notes() {
+        tracing::info!("{n}");
     }
     if cfg.logger == "capnslog" {
         tracing::warn!("--logger=capnslog is accepted; logs keep Strata's structured format");

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// What the state gauges show at a scrape (read by the caller from the
@@ -51,6 +51,8 @@ pub struct Metrics {
     pub peer_rtt: HistogramVec,
     pub grpc_started: IntCounterVec,
     pub grpc_handled: IntCounterVec,
+    /// etcd 3.6's `etcd_server_feature_enabled{name, stage}`.
+    pub feature_enabled: IntGaugeVec,
     process: process::ProcessMetrics,
 }
 
@@ -202,6 +204,19 @@ impl Metrics {
                 "Total number of RPCs completed on the server, regardless of success or failure.",
                 &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
             ),
+            feature_enabled: {
+                let name = "etcd_server_feature_enabled";
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        name,
+                        "Whether or not a feature is enabled. 1 is enabled, 0 is not.",
+                    ),
+                    &["name", "stage"],
+                )
+                .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+                let _ = r.register(Box::new(g.clone()));
+                g
+            },
             process,
             registry: r,
         }

@@ -82,6 +82,10 @@ pub struct ServerConfig {
     pub lease_checkpoint_interval: Duration,
     pub watch_progress_notify_interval: Duration,
 
+    /// Every feature gate etcd knows: name, stage, on (the
+    /// `etcd_server_feature_enabled` metric).
+    pub feature_gates: Vec<(&'static str, &'static str, bool)>,
+
     /// TLS to peers (dialing them), when peer URLs are https.
     pub peer_tls: Option<TlsInfo>,
 }

@@ -3,7 +3,7 @@
 //! each peer's at its own current revision before it serves, as etcd's
 //! CheckInitialHashKV does.
 //!
-//! The periodic check (`--experimental-corrupt-check-time`, etcd's
+//! The periodic check (`--corrupt-check-time`, etcd's
 //! checkHashKV) runs on the leader only: it hashes its store, asks every
 //! follower for its hash at the same revision, hashes again, and raises
 //! the CORRUPT alarm (through raft) for a follower whose compact revision

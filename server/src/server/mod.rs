@@ -91,6 +91,12 @@ impl EtcdServer {
     /// Opens or bootstraps the member and starts raft.
     pub fn start(cfg: ServerConfig) -> anyhow::Result<Arc<EtcdServer>> {
         let peer_tls = cfg.peer_tls.clone();
+        for (name, stage, on) in &cfg.feature_gates {
+            crate::metrics::global()
+                .feature_enabled
+                .with_label_values(&[name, stage])
+                .set(i64::from(*on));
+        }
         let dialer = Dialer::new(match &peer_tls {
             Some(info) => Some(crate::transport::tls::client_config(info)?),
             None => None,

@@ -69,8 +69,8 @@ ignored_flags! {
     experimental_distributed_tracing_service_name, "experimental-distributed-tracing-service-name", "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_SERVICE_NAME", "OpenTelemetry tracing is not exported";
     experimental_distributed_tracing_instance_id, "experimental-distributed-tracing-instance-id", "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_INSTANCE_ID", "OpenTelemetry tracing is not exported";
     experimental_distributed_tracing_sampling_rate, "experimental-distributed-tracing-sampling-rate", "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_SAMPLING_RATE", "OpenTelemetry tracing is not exported";
-    experimental_compact_hash_check_enabled, "experimental-compact-hash-check-enabled", "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_ENABLED", "hashes are compared at start (--experimental-initial-corrupt-check) only";
-    experimental_compact_hash_check_time, "experimental-compact-hash-check-time", "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_TIME", "hashes are compared at start (--experimental-initial-corrupt-check) only";
+    experimental_compact_hash_check_enabled, "experimental-compact-hash-check-enabled", "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_ENABLED", "the leader's periodic check compares whole-state hashes (--corrupt-check-time)";
+    experimental_compact_hash_check_time, "experimental-compact-hash-check-time", "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_TIME", "the leader's periodic check compares whole-state hashes (--corrupt-check-time)";
     experimental_stop_grpc_service_on_defrag, "experimental-stop-grpc-service-on-defrag", "ETCD_EXPERIMENTAL_STOP_GRPC_SERVICE_ON_DEFRAG", "defragmentation does not stop the gRPC service here";
     max_snapshots, "max-snapshots", "ETCD_MAX_SNAPSHOTS", "snapshot files are removed once installed or superseded";
     max_wals, "max-wals", "ETCD_MAX_WALS", "WAL segments are released at each snapshot marker";
@@ -84,6 +84,30 @@ ignored_flags! {
     enable_log_rotation, "enable-log-rotation", "ETCD_ENABLE_LOG_ROTATION", "rotate logs with the service manager or logrotate";
     log_rotation_config_json, "log-rotation-config-json", "ETCD_LOG_ROTATION_CONFIG_JSON", "rotate logs with the service manager or logrotate";
     metrics, "metrics", "ETCD_METRICS", "the extensive metric set is not exported; the basic one is";
+    // etcd 3.6's names for the flags above that lost `experimental-`
+    // (renamed.rs warns for the old spellings).
+    experimental_compaction_sleep_interval, "experimental-compaction-sleep-interval", "ETCD_EXPERIMENTAL_COMPACTION_SLEEP_INTERVAL", "compaction does not pause between batches";
+    compact_hash_check_time, "compact-hash-check-time", "ETCD_COMPACT_HASH_CHECK_TIME", "the leader's periodic check compares whole-state hashes (--corrupt-check-time)";
+    compaction_batch_limit, "compaction-batch-limit", "ETCD_COMPACTION_BATCH_LIMIT", "compaction deletes in batches of 1,000 (etcd's default)";
+    compaction_sleep_interval, "compaction-sleep-interval", "ETCD_COMPACTION_SLEEP_INTERVAL", "compaction does not pause between batches";
+    downgrade_check_time, "downgrade-check-time", "ETCD_DOWNGRADE_CHECK_TIME", "downgrades are not supported";
+    warning_apply_duration, "warning-apply-duration", "ETCD_WARNING_APPLY_DURATION", "slow applies are not logged yet";
+    warning_unary_request_duration, "warning-unary-request-duration", "ETCD_WARNING_UNARY_REQUEST_DURATION", "slow requests are not logged yet";
+    memory_mlock, "memory-mlock", "ETCD_MEMORY_MLOCK", "the db is not locked in memory";
+    bootstrap_defrag_threshold_megabytes, "bootstrap-defrag-threshold-megabytes", "ETCD_BOOTSTRAP_DEFRAG_THRESHOLD_MEGABYTES", "use strata-util defrag --data-dir on a stopped member";
+    enable_distributed_tracing, "enable-distributed-tracing", "ETCD_ENABLE_DISTRIBUTED_TRACING", "OpenTelemetry tracing is not exported";
+    distributed_tracing_address, "distributed-tracing-address", "ETCD_DISTRIBUTED_TRACING_ADDRESS", "OpenTelemetry tracing is not exported";
+    distributed_tracing_service_name, "distributed-tracing-service-name", "ETCD_DISTRIBUTED_TRACING_SERVICE_NAME", "OpenTelemetry tracing is not exported";
+    distributed_tracing_instance_id, "distributed-tracing-instance-id", "ETCD_DISTRIBUTED_TRACING_INSTANCE_ID", "OpenTelemetry tracing is not exported";
+    distributed_tracing_sampling_rate, "distributed-tracing-sampling-rate", "ETCD_DISTRIBUTED_TRACING_SAMPLING_RATE", "OpenTelemetry tracing is not exported";
+    backend_bbolt_freelist_type, "backend-bbolt-freelist-type", "ETCD_BACKEND_BBOLT_FREELIST_TYPE", "a bbolt setting; Strata's B+tree keeps its own freelist";
+    raft_read_timeout, "raft-read-timeout", "ETCD_RAFT_READ_TIMEOUT", "peer streams keep their own keepalive and timeouts";
+    raft_write_timeout, "raft-write-timeout", "ETCD_RAFT_WRITE_TIMEOUT", "peer streams keep their own keepalive and timeouts";
+    client_cert_file, "client-cert-file", "ETCD_CLIENT_CERT_FILE", "the JSON gateway calls the services in-process, with no client certificate";
+    client_key_file, "client-key-file", "ETCD_CLIENT_KEY_FILE", "the JSON gateway calls the services in-process, with no client certificate";
+    peer_client_cert_file, "peer-client-cert-file", "ETCD_PEER_CLIENT_CERT_FILE", "peers are dialed with --peer-cert-file and --peer-key-file";
+    peer_client_key_file, "peer-client-key-file", "ETCD_PEER_CLIENT_KEY_FILE", "peers are dialed with --peer-cert-file and --peer-key-file";
+    peer_skip_client_san_verification, "peer-skip-client-san-verification", "ETCD_PEER_SKIP_CLIENT_SAN_VERIFICATION", "peer client certificates are checked against the trusted CA and --peer-cert-allowed-cn/-hostname only";
 }
 
 #[cfg(test)]

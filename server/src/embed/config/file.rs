@@ -32,8 +32,13 @@ pub fn load(path: &Path) -> anyhow::Result<(Config, Vec<String>)> {
 /// key that was skipped.
 pub fn parse(text: &str) -> anyhow::Result<(Config, Vec<String>)> {
     let cmd = Config::command();
-    let known = |flag: &str| cmd.get_arguments().any(|a| a.get_long() == Some(flag));
-    let (args, notes) = to_args(text, known).context("parsing")?;
+    let known = |flag: &str| {
+        cmd.get_arguments().any(|a| {
+            a.get_long() == Some(flag) || a.get_all_aliases().is_some_and(|al| al.contains(&flag))
+        })
+    };
+    let (args, mut notes) = to_args(text, known).context("parsing")?;
+    notes.extend(super::renamed::in_args(args.iter().map(String::as_str)));
     // The file alone: no ETCD_* variable is read.
     let cmd = Config::command().mut_args(|a| a.env(None::<&str>));
     let matches = cmd

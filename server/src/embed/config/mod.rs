@@ -17,6 +17,8 @@ fn list(v: &str) -> impl Iterator<Item = &str> {
 
 pub mod compat;
 pub mod file;
+pub mod gates;
+pub mod renamed;
 pub mod tls;
 
 pub use crate::urls;
@@ -257,17 +259,24 @@ pub struct Config {
 
     /// How often the leader compares its HashKV with every follower's and
     /// raises the CORRUPT alarm on a mismatch (0: never).
-    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = parse_duration)]
-    pub experimental_corrupt_check_time: Duration,
+    #[arg(long, alias = "experimental-corrupt-check-time", env = "ETCD_CORRUPT_CHECK_TIME",
+          default_value = "0s", value_parser = parse_duration)]
+    pub corrupt_check_time: Duration,
 
     /// Entries the leader keeps in memory behind a snapshot for slow
     /// followers.
-    #[arg(long, env = "ETCD_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    #[arg(
+        long,
+        alias = "experimental-snapshot-catchup-entries",
+        env = "ETCD_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5000
+    )]
     pub snapshot_catchup_entries: u64,
 
     /// Duration of periodic watch progress notifications.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
-    pub experimental_watch_progress_notify_interval: Duration,
+    #[arg(long, alias = "experimental-watch-progress-notify-interval",
+          env = "ETCD_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub watch_progress_notify_interval: Duration,
 
     /// How often the leader checkpoints the remaining TTL of leases (so a
     /// restart resumes from it).
@@ -290,8 +299,17 @@ pub struct Config {
     pub strict_reconfig_check: bool,
 
     /// The most learners a cluster may have.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_MAX_LEARNERS", default_value_t = 1)]
-    pub experimental_max_learners: usize,
+    #[arg(
+        long,
+        alias = "experimental-max-learners",
+        env = "ETCD_MAX_LEARNERS",
+        default_value_t = 1
+    )]
+    pub max_learners: usize,
+
+    /// etcd 3.6/3.7's feature gates, `Name=bool,...` ([`gates`]).
+    #[arg(long, env = "ETCD_FEATURE_GATES", default_value = "", value_parser = gates::FeatureGates::parse)]
+    pub feature_gates: gates::FeatureGates,
 
     /// Auth token type and its options: `simple`, or
     /// `jwt,pub-key=F,priv-key=F,sign-method=RS256[,ttl=5m]`.
@@ -569,7 +587,7 @@ impl Config {
             pre_vote: self.pre_vote,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,
-            max_learners: self.experimental_max_learners,
+            max_learners: self.max_learners,
             strict_reconfig_check: self.strict_reconfig_check,
             unsafe_no_fsync: self.unsafe_no_fsync,
             wal_segment_size: self.wal_segment_size,
@@ -587,10 +605,12 @@ impl Config {
             bcrypt_cost: self.bcrypt_cost,
             min_lease_ttl: self.min_lease_ttl(),
             auto_compaction: self.auto_compaction()?,
-            initial_corrupt_check: self.experimental_initial_corrupt_check,
-            corrupt_check_time: self.experimental_corrupt_check_time,
+            initial_corrupt_check: self.experimental_initial_corrupt_check
+                || self.feature_gates.enabled("InitialCorruptCheck"),
+            corrupt_check_time: self.corrupt_check_time,
             lease_checkpoint_interval: self.experimental_lease_checkpoint_interval,
-            watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            watch_progress_notify_interval: self.watch_progress_notify_interval,
+            feature_gates: self.feature_gates.all(),
             peer_tls: self.peer_tls()?,
         })
     }

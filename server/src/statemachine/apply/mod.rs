@@ -146,7 +146,7 @@ pub struct Applier {
     /// requests (no permission checks), else the client (its name empty
     /// if it sent no credentials).
     caller: Option<crate::statemachine::auth::AuthInfo>,
-    /// `--experimental-max-learners`.
+    /// `--max-learners`.
     max_learners: usize,
     /// The verdict on the conf change being applied (checked before raft
     /// takes it, recorded after).
@@ -182,7 +182,7 @@ impl Applier {
         }
     }
 
-    /// Sets `--experimental-max-learners`.
+    /// Sets `--max-learners`.
     pub fn with_max_learners(mut self, n: usize) -> Applier {
         self.max_learners = n;
         self
