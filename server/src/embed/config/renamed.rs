@@ -295,7 +295,7 @@ mod tests {
         let c = Config::parse_from(["strata", "--feature-gates=InitialCorruptCheck=true"]);
         assert!(c.feature_gates.enabled("InitialCorruptCheck"));
         let bad = Config::try_parse_from(["strata", "--feature-gates=NoSuchGate=true"]);
-        assert!(format!("{}", bad.err().expect("refused"))
+        assert!(format!("{}", bad.expect_err("refused"))
             .contains("unrecognized feature gate: NoSuchGate"));
     }
 }
