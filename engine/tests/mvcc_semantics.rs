@@ -481,3 +481,44 @@ fn a_damaged_record_names_file_bucket_and_key() {
     let msg = err.to_string();
     assert!(msg.contains("bucket key"), "{msg}");
 }
+
+/// etcd 3.6 (and 3.5.17) hash at exactly the compaction revision; only
+/// revisions below it are compacted. After compacting to r the hash at r
+/// covers what a read at r still needs (the superseded revisions are gone,
+/// so it differs from the hash at r taken before). A tombstone at r itself
+/// is left out of the hash, as etcd leaves it out (it deletes or keeps it
+/// depending on its version); the rule is exercised below.
+#[test]
+fn hashkv_at_the_compaction_revision_is_answered_and_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    put(&s, "a", "1");
+    put(&s, "b", "1");
+    let r = put(&s, "a", "2");
+    put(&s, "c", "1");
+    let (before, _, _) = s.hash_kv(r).unwrap();
+    s.compact(r).unwrap();
+    let (after, current, compact) = s.hash_kv(r).unwrap();
+    assert_eq!((compact, current), (r, r + 1));
+    assert_ne!(after, before, "the superseded revision of a is gone");
+    assert_eq!(s.hash_kv(r).unwrap().0, after, "stable");
+    assert!(matches!(s.hash_kv(r - 1), Err(Error::Compacted)));
+
+    // A delete at the compaction revision: its tombstone is not hashed.
+    let d = s
+        .delete_range(&DeleteRangeRequest {
+            key: "c".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .revision;
+    put(&s, "e", "1");
+    s.compact(d).unwrap();
+    let (at_d, _, compact) = s.hash_kv(d).unwrap();
+    assert_eq!(compact, d);
+    assert_eq!(s.hash_kv(d).unwrap().0, at_d, "stable");
+    assert_eq!(
+        at_d, after,
+        "c's put and its tombstone at d are out of the hash: what is left is what r left"
+    );
+}

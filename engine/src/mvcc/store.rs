@@ -308,13 +308,16 @@ impl Store {
     /// etcd's HashKV: a CRC-32C over the key bucket's name and its entries
     /// up to `rev` (0: the current revision), leaving out revisions at or
     /// below the compact revision that a read at `rev` no longer needs
-    /// (etcd's rule: only when some are still needed). A `rev` at or below
-    /// the compact revision is compacted. Returns (hash, the store's
-    /// revision, the compact revision).
+    /// (etcd's rule: only when some are still needed) and a tombstone at
+    /// exactly the compact revision (etcd ≥3.5.16 keeps it where older
+    /// versions deleted it; the hash is the same either way). A `rev` below
+    /// the compact revision is compacted; the compact revision itself is
+    /// hashed (etcd 3.6 and 3.5.17). Returns (hash, the store's revision,
+    /// the compact revision).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
         let (view, current, compact, keep, upper) = {
             let st = self.read_state();
-            if rev > 0 && rev <= st.compact {
+            if rev > 0 && rev < st.compact {
                 return Err(Error::Compacted);
             }
             if rev > st.current {
@@ -334,8 +337,11 @@ impl Store {
         let mut crc = crc32c::crc32c(Bucket::Key.name());
         let end = Revision::new(upper + 1, 0).to_key(false);
         for (k, v) in view.range(Bucket::Key, b"", &end, 0)? {
-            let (r, _) = parse_rev_key(view.path(), &k)?;
+            let (r, tombstone) = parse_rev_key(view.path(), &k)?;
             if r.main <= compact && !keep.is_empty() && !keep.contains(&r) {
+                continue;
+            }
+            if r.main == compact && tombstone {
                 continue;
             }
             crc = crc32c::crc32c_append(crc, &k);

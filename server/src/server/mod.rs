@@ -333,7 +333,8 @@ impl EtcdServer {
     }
 
     /// Who a client request comes from (etcd's AuthInfoFromCtx): the
-    /// `token` (or gateway `authorization`) metadata, else, with
+    /// `token` (or gateway `authorization`) metadata, `Bearer ` prefix
+    /// allowed, else, with
     /// `--client-cert-auth`, the common name of the verified client
     /// certificate. None when auth is off or no credentials came; an
     /// unknown, expired or forged token is "invalid auth token".
@@ -350,6 +351,9 @@ impl EtcdServer {
         }
         if let Some(v) = md.get("token").or_else(|| md.get("authorization")) {
             let token = v.to_str().map_err(|_| EtcdError::InvalidAuthToken)?;
+            // etcd 3.6 takes `Bearer <token>` too (clients that send an
+            // Authorization header as HTTP APIs do).
+            let token = token.strip_prefix("Bearer ").unwrap_or(token);
             let user = match auth.tokens.parse(token) {
                 Parsed::Jwt(info) => return Ok(Some(info)),
                 Parsed::Invalid => None,
@@ -389,10 +393,29 @@ impl EtcdServer {
     }
 
     /// etcd's admin check (the root role, once auth is on) for a gRPC
-    /// request: maintenance and membership changes.
-    pub async fn require_admin<T>(&self, req: &tonic::Request<T>) -> Result<(), EtcdError> {
+    /// request: maintenance and membership changes; who it came from.
+    pub async fn require_admin<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<Option<crate::statemachine::auth::AuthInfo>, EtcdError> {
         let who = self.who_of(req).await?;
-        self.shared.auth.check_admin(who.as_ref())
+        self.shared.auth.check_admin(who.as_ref())?;
+        Ok(who)
+    }
+
+    /// etcd 3.6's requireAuthInfo: once auth is on, the request must come
+    /// from someone (a valid token or a verified client certificate);
+    /// "etcdserver: user name is empty" otherwise. Status, Alarm GET,
+    /// MemberList, LeaseGrant, LeaseRevoke and LeaseTimeToLive ask it.
+    pub async fn require_user<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<Option<crate::statemachine::auth::AuthInfo>, EtcdError> {
+        let who = self.who_of(req).await?;
+        if who.is_none() && self.shared.auth.enabled() {
+            return Err(EtcdError::UserEmpty);
+        }
+        Ok(who)
     }
 
     /// [`Self::who`] of a gRPC request.

@@ -221,3 +221,180 @@ async fn simple_tokens_expire_die_with_their_user_and_auth_survives_a_restart() 
     let out = s.etcdctl_ok(&["--user=root:rootpw", "role", "get", "ra"]);
     assert!(out.contains("KV Read:\n\ta\nKV Write:\n\ta"), "{out}");
 }
+
+/// etcd 3.6/3.7's rules: once auth is on, Status, Alarm GET, MemberList,
+/// LeaseGrant, LeaseRevoke and LeaseTimeToLive need a user ("user name is
+/// empty" without one); Compact and changing alarms need root; a token
+/// may come as `Bearer <token>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_etcd_3_7_guards_need_a_user_or_root() {
+    let s = Server::start(&[]);
+    set_up_users(&s);
+    let empty = "etcdserver: user name is empty";
+    let denied = "etcdserver: permission denied";
+    let alice = login(s.port, "alice", "alicepw").await.unwrap();
+    let root = login(s.port, "root", "rootpw").await.unwrap();
+
+    macro_rules! unary {
+        ($path:literal, $req:expr, $token:expr, $resp:ty) => {
+            call::<_, $resp>(s.port, $path, $req, $token).await
+        };
+    }
+    let status = |t: Option<String>| async move {
+        call::<_, pb::StatusResponse>(
+            s.port,
+            "/etcdserverpb.Maintenance/Status",
+            pb::StatusRequest {},
+            t.as_deref(),
+        )
+        .await
+    };
+    assert_status(status(None).await, Code::InvalidArgument, empty);
+    status(Some(alice.clone())).await.unwrap();
+    status(Some(format!("Bearer {alice}"))).await.unwrap();
+
+    let list = pb::MemberListRequest::default();
+    assert_status(
+        unary!(
+            "/etcdserverpb.Cluster/MemberList",
+            list,
+            None,
+            pb::MemberListResponse
+        ),
+        Code::InvalidArgument,
+        empty,
+    );
+    unary!(
+        "/etcdserverpb.Cluster/MemberList",
+        list,
+        Some(alice.as_str()),
+        pb::MemberListResponse
+    )
+    .unwrap();
+
+    let get_alarms = pb::AlarmRequest::default();
+    assert_status(
+        unary!(
+            "/etcdserverpb.Maintenance/Alarm",
+            get_alarms,
+            None,
+            pb::AlarmResponse
+        ),
+        Code::InvalidArgument,
+        empty,
+    );
+    unary!(
+        "/etcdserverpb.Maintenance/Alarm",
+        get_alarms,
+        Some(alice.as_str()),
+        pb::AlarmResponse
+    )
+    .unwrap();
+    let disarm = pb::AlarmRequest {
+        action: pb::alarm_request::AlarmAction::Deactivate as i32,
+        member_id: 1,
+        alarm: pb::AlarmType::Nospace as i32,
+    };
+    assert_status(
+        unary!(
+            "/etcdserverpb.Maintenance/Alarm",
+            disarm,
+            Some(alice.as_str()),
+            pb::AlarmResponse
+        ),
+        Code::PermissionDenied,
+        denied,
+    );
+    unary!(
+        "/etcdserverpb.Maintenance/Alarm",
+        disarm,
+        Some(root.as_str()),
+        pb::AlarmResponse
+    )
+    .unwrap();
+
+    let grant = pb::LeaseGrantRequest { ttl: 60, id: 0 };
+    assert_status(
+        unary!(
+            "/etcdserverpb.Lease/LeaseGrant",
+            grant,
+            None,
+            pb::LeaseGrantResponse
+        ),
+        Code::InvalidArgument,
+        empty,
+    );
+    let id = unary!(
+        "/etcdserverpb.Lease/LeaseGrant",
+        grant,
+        Some(alice.as_str()),
+        pb::LeaseGrantResponse
+    )
+    .unwrap()
+    .id;
+    let ttl = pb::LeaseTimeToLiveRequest { id, keys: false };
+    assert_status(
+        unary!(
+            "/etcdserverpb.Lease/LeaseTimeToLive",
+            ttl,
+            None,
+            pb::LeaseTimeToLiveResponse
+        ),
+        Code::InvalidArgument,
+        empty,
+    );
+    unary!(
+        "/etcdserverpb.Lease/LeaseTimeToLive",
+        ttl,
+        Some(alice.as_str()),
+        pb::LeaseTimeToLiveResponse
+    )
+    .unwrap();
+    let revoke = pb::LeaseRevokeRequest { id };
+    assert_status(
+        unary!(
+            "/etcdserverpb.Lease/LeaseRevoke",
+            revoke,
+            None,
+            pb::LeaseRevokeResponse
+        ),
+        Code::InvalidArgument,
+        empty,
+    );
+    unary!(
+        "/etcdserverpb.Lease/LeaseRevoke",
+        revoke,
+        Some(alice.as_str()),
+        pb::LeaseRevokeResponse
+    )
+    .unwrap();
+
+    let rev = put(s.port, "a", Some(&alice))
+        .await
+        .unwrap()
+        .header
+        .unwrap()
+        .revision;
+    let compact = pb::CompactionRequest {
+        revision: rev,
+        physical: false,
+    };
+    assert_status(
+        unary!(
+            "/etcdserverpb.KV/Compact",
+            compact,
+            Some(alice.as_str()),
+            pb::CompactionResponse
+        ),
+        Code::PermissionDenied,
+        denied,
+    );
+    unary!(
+        "/etcdserverpb.KV/Compact",
+        compact,
+        Some(root.as_str()),
+        pb::CompactionResponse
+    )
+    .unwrap();
+    drop(s);
+}

@@ -86,8 +86,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        self.srv.require_admin(&req).await?;
-        let who = self.srv.who_of(&req).await?;
+        let who = self.srv.require_admin(&req).await?;
         let r = req.into_inner();
         let (_, members) = members_of(
             self.srv
@@ -104,9 +103,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        if req.into_inner().linearizable {
+        if req.get_ref().linearizable {
             self.srv.read_barrier().await?;
         }
+        self.srv.require_user(&req).await?;
         // etcd's cluster responses carry no revision.
         let header = pb::ResponseHeader {
             revision: 0,

@@ -27,7 +27,7 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
-        let who = self.srv.who_of(&req).await?;
+        let who = self.srv.require_user(&req).await?;
         let g = req.into_inner();
         self.srv.check_quota(0).await?;
         let g = self.srv.lease_grant_request(g.id, g.ttl)?;
@@ -38,7 +38,7 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let who = self.srv.who_of(&req).await?;
+        let who = self.srv.require_user(&req).await?;
         propose(&self.srv, who.as_ref(), req.into_inner()).await
     }
 
@@ -79,7 +79,7 @@ impl pb::lease_server::Lease for LeaseService {
         &self,
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
-        let who = self.srv.who_of(&req).await?;
+        let who = self.srv.require_user(&req).await?;
         let r = req.into_inner();
         let info = self.srv.lease_time_to_live(r.id, r.keys).await?;
         // Listing a lease's keys needs read permission on each (etcd 3.5).
