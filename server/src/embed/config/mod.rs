@@ -54,6 +54,12 @@ pub struct Config {
     )]
     pub listen_client_urls: String,
 
+    /// More URLs for client traffic (etcd 3.5+ serves only its HTTP side
+    /// there: the JSON gateway, /health, /metrics; strata serves the whole
+    /// client port on them, gRPC included).
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_HTTP_URLS", default_value = "")]
+    pub listen_client_http_urls: String,
+
     /// List of this member's client URLs to advertise to the public.
     #[arg(
         long,
@@ -514,6 +520,9 @@ impl Config {
     /// Checks every URL flag as etcd does.
     fn check_urls(&self) -> anyhow::Result<()> {
         self.client_listens()?;
+        if !self.listen_client_http_urls.trim().is_empty() {
+            urls::parse_urls("listen-client-http-urls", &self.listen_client_http_urls)?;
+        }
         urls::parse_urls("advertise-client-urls", &self.advertise_client_urls)?;
         urls::parse_urls("listen-peer-urls", &self.listen_peer_urls)?;
         urls::parse_urls(

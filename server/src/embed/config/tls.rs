@@ -15,10 +15,23 @@ pub struct Listen {
 }
 
 impl Config {
-    /// The client listeners: one per address, `http` and `https` URLs of
-    /// the same address served together.
+    /// The client listeners (`--listen-client-urls`, then
+    /// `--listen-client-http-urls`): one per address, `http` and `https`
+    /// URLs of the same address served together.
     pub fn client_listens(&self) -> anyhow::Result<Vec<Listen>> {
-        listens("listen-client-urls", &self.listen_client_urls)
+        let mut out = listens("listen-client-urls", &self.listen_client_urls)?;
+        if !self.listen_client_http_urls.trim().is_empty() {
+            for l in listens("listen-client-http-urls", &self.listen_client_http_urls)? {
+                match out.iter_mut().find(|o| o.addr == l.addr) {
+                    Some(o) => {
+                        o.plain |= l.plain;
+                        o.tls |= l.tls;
+                    }
+                    None => out.push(l),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The listeners of `--listen-metrics-urls` (none by default).
@@ -149,7 +162,14 @@ impl Config {
             );
         }
         let client_certs = (self.cert_file.is_some() && self.key_file.is_some()) || self.auto_tls;
-        for u in parse_urls("listen-client-urls", &self.listen_client_urls)? {
+        let mut client_urls = parse_urls("listen-client-urls", &self.listen_client_urls)?;
+        if !self.listen_client_http_urls.trim().is_empty() {
+            client_urls.extend(parse_urls(
+                "listen-client-http-urls",
+                &self.listen_client_http_urls,
+            )?);
+        }
+        for u in client_urls {
             if u.scheme == "https" && !client_certs {
                 anyhow::bail!(
                     "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
@@ -269,6 +289,34 @@ mod tests {
             ]
         );
         c.check_tls().unwrap();
+    }
+
+    #[test]
+    fn http_client_urls_are_more_client_listeners() {
+        let c = Config::parse_from([
+            "strata",
+            "--listen-client-urls",
+            "http://127.0.0.1:2379",
+            "--listen-client-http-urls",
+            "http://127.0.0.1:2380,https://127.0.0.1:2379",
+        ]);
+        assert_eq!(
+            c.client_listens().unwrap(),
+            vec![
+                Listen {
+                    addr: "127.0.0.1:2379".into(),
+                    plain: true,
+                    tls: true
+                },
+                Listen {
+                    addr: "127.0.0.1:2380".into(),
+                    plain: true,
+                    tls: false
+                },
+            ]
+        );
+        let e = c.check_tls().unwrap_err().to_string();
+        assert!(e.contains("https://127.0.0.1:2379"), "{e}");
     }
 
     #[test]
