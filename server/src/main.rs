@@ -30,13 +30,13 @@ fn run() -> anyhow::Result<()> {
     // new variable wins when both are set); each old one is warned about.
     let mut deprecated = Vec::new();
     for (old, new) in renamed::in_env(|k| std::env::var(k).ok()) {
-        if std::env::var_os(&new).is_none() {
-            if let Some(v) = std::env::var_os(&old) {
-                std::env::set_var(&new, v);
+        let new_env = renamed::env_name(new);
+        if std::env::var_os(&new_env).is_none() {
+            if let Some(v) = std::env::var_os(renamed::env_name(old)) {
+                std::env::set_var(&new_env, v);
             }
         }
-        let flag = |env: &str| env["ETCD_".len()..].replace('_', "-").to_lowercase();
-        deprecated.push(renamed::warning(&flag(&old), &flag(&new)));
+        deprecated.push(renamed::warning(old, new));
     }
     let args: Vec<String> = std::env::args().collect();
     deprecated.extend(renamed::in_args(args.iter().map(String::as_str)));

@@ -33,13 +33,6 @@ import tempfile
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
-def module_path(root, path):
-    parts = os.path.relpath(path, root)[:-3].split(os.sep)
-    if parts[-1] in ("mod", "lib", "main"):
-        parts = parts[:-1]
-    return tuple(parts)
-
-
 def strip(src):
     """Source without comments, string/char literals and test modules."""
     out, i, n = [], 0, len(src)

@@ -31,24 +31,22 @@ fn three_members_replicate_and_serve_reads_anywhere() {
     let follower = (leader + 1) % 3;
     for round in 0..20 {
         let v = format!("r{round}");
-        c.etcdctl_ok((follower + 1) % 3, &["put", "latest", &v]);
-        let got = c.etcdctl_ok(follower, &["get", "latest", "--print-value-only"]);
+        c.members[(follower + 1) % 3].etcdctl_ok(&["put", "latest", &v]);
+        let got = c.members[follower].etcdctl_ok(&["get", "latest", "--print-value-only"]);
         assert_eq!(got.trim(), v, "a follower's linearizable read was stale");
     }
     // Serializable reads are local and answer too.
-    let got = c.etcdctl_ok(
-        follower,
-        &["get", "k0", "--consistency=s", "--print-value-only"],
-    );
+    let got =
+        c.members[follower].etcdctl_ok(&["get", "k0", "--consistency=s", "--print-value-only"]);
     assert_eq!(got.trim(), "v0");
     // Every member lists all three, each with its published client URL.
-    let list = c.etcdctl_ok(0, &["member", "list"]);
+    let list = c.members[0].etcdctl_ok(&["member", "list"]);
     assert_eq!(list.lines().count(), 3, "{list}");
     for name in ["m0", "m1", "m2"] {
         assert!(list.contains(&format!(", {name}, ")), "{list}");
     }
     // A lease granted on a follower is known on every member.
-    let out = c.etcdctl_ok(follower, &["lease", "grant", "60"]);
+    let out = c.members[follower].etcdctl_ok(&["lease", "grant", "60"]);
     let id = out
         .split_whitespace()
         .nth(1)
@@ -68,7 +66,10 @@ fn three_members_replicate_and_serve_reads_anywhere() {
 async fn leader_killed_under_load_loses_no_acknowledged_write() {
     let mut c = Cluster::local(3, &[]);
     let leader = c.leader_now();
-    let survivors: Vec<String> = (0..3).filter(|&i| i != leader).map(|i| c.url(i)).collect();
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| c.members[i].url())
+        .collect();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -192,31 +193,31 @@ fn leases_are_served_by_the_leader_through_any_member() {
     let mut c = Cluster::local(3, &["--experimental-lease-checkpoint-interval=1s"]);
     let leader = c.leader_now();
     let f = (leader + 1) % 3;
-    let out = c.etcdctl_ok(f, &["lease", "grant", "30"]);
+    let out = c.members[f].etcdctl_ok(&["lease", "grant", "30"]);
     let id = out
         .split_whitespace()
         .nth(1)
         .expect("a lease id")
         .to_string();
-    c.etcdctl_ok(f, &["put", "leased", "x", "--lease", &id]);
+    c.members[f].etcdctl_ok(&["put", "leased", "x", "--lease", &id]);
     // Keep-alive and time-to-live through a follower reach the leader.
-    let ka = c.etcdctl_ok(f, &["lease", "keep-alive", "--once", &id]);
+    let ka = c.members[f].etcdctl_ok(&["lease", "keep-alive", "--once", &id]);
     assert!(ka.contains("TTL(30)"), "{ka}");
     std::thread::sleep(Duration::from_millis(3500));
-    let ttl = remaining(&c.etcdctl_ok(f, &["lease", "timetolive", &id]));
+    let ttl = remaining(&c.members[f].etcdctl_ok(&["lease", "timetolive", &id]));
     assert!(
         (24..=28).contains(&ttl),
         "a follower reported remaining {ttl}"
     );
     // An unknown lease: TTL 0 on keep-alive, -1 on time-to-live, as etcd.
-    let unknown = c.etcdctl_ok(f, &["lease", "timetolive", "1234abcd"]);
+    let unknown = c.members[f].etcdctl_ok(&["lease", "timetolive", "1234abcd"]);
     assert!(unknown.contains("already expired"), "{unknown}");
     // A new leader resumes from the checkpointed remainder: the lease does
     // not get its whole TTL back.
     c.kill(leader);
     let survivor = (leader + 2) % 3;
     let ttl = wait_for(15, || {
-        let out = c.etcdctl(survivor, &["lease", "timetolive", &id]);
+        let out = c.members[survivor].etcdctl(&["lease", "timetolive", &id]);
         out.status
             .success()
             .then(|| remaining(&String::from_utf8_lossy(&out.stdout)))
@@ -226,7 +227,7 @@ fn leases_are_served_by_the_leader_through_any_member() {
         (1..=28).contains(&ttl),
         "after a leader change the lease has {ttl}s left (granted 30, 3.5s used)"
     );
-    let got = c.etcdctl_ok(survivor, &["get", "leased", "--print-value-only"]);
+    let got = c.members[survivor].etcdctl_ok(&["get", "leased", "--print-value-only"]);
     assert_eq!(got.trim(), "x");
 }
 
@@ -235,7 +236,7 @@ async fn a_member_without_quorum_answers_require_leader_with_no_leader() {
     let mut c = Cluster::local(3, &[]);
     let leader = c.leader_now();
     let lone = (leader + 1) % 3;
-    let url = c.url(lone);
+    let url = c.members[lone].url();
     let opts = etcd_client::ConnectOptions::new().with_require_leader(true);
     let mut client = Client::connect([url.clone()], Some(opts))
         .await
@@ -318,12 +319,12 @@ fn move_leader_hands_leadership_to_the_target() {
     let leader = c.leader_now();
     let target = (leader + 1) % 3;
     let id_of = |i: usize| {
-        let out = c.etcdctl_ok(i, &["endpoint", "status", "-w", "json"]);
+        let out = c.members[i].etcdctl_ok(&["endpoint", "status", "-w", "json"]);
         format!("{:x}", field(&out, "member_id").expect("member id"))
     };
     let (from, to) = (id_of(leader), id_of(target));
     // Asked of a follower: etcd's "not leader".
-    let err = c.etcdctl_err(target, &["move-leader", &to]);
+    let err = c.members[target].etcdctl_err(&["move-leader", &to]);
     assert!(
         err.contains("no leader endpoint") || err.contains("etcdserver: not leader"),
         "{err}"
@@ -342,7 +343,7 @@ fn move_leader_hands_leadership_to_the_target() {
     );
     assert_eq!(c.leader_now(), target);
     // Writes go on under the new leader.
-    c.etcdctl_ok(leader, &["put", "after-move", "1"]);
+    c.members[leader].etcdctl_ok(&["put", "after-move", "1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,14 +554,14 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
     let leader = c.leader_now();
     let behind = (leader + 1) % 3;
     let other = (leader + 2) % 3;
-    let mut writer = Client::connect([c.url(other)], None)
+    let mut writer = Client::connect([c.members[other].url()], None)
         .await
         .expect("connect");
     let start = writer.put("snap/first", "0", None).await.unwrap();
     let from = start.header().unwrap().revision() + 1;
     // A watcher on the member that will fall behind: across the snapshot
     // install it must see every event, in order, once.
-    let mut watcher = Client::connect([c.url(behind)], None)
+    let mut watcher = Client::connect([c.members[behind].url()], None)
         .await
         .expect("connect");
     let mut events = watcher
@@ -606,9 +607,11 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
     c.pause(behind, false).expect("SIGCONT");
 
     // The leader's own view, then the follower's once it caught up.
-    let want = local_state(&c.url(leader), "snap/").await.unwrap();
+    let want = local_state(&c.members[leader].url(), "snap/")
+        .await
+        .unwrap();
     let got = {
-        let url = c.url(behind);
+        let url = c.members[behind].url();
         let mut last = None;
         for _ in 0..200 {
             last = local_state(&url, "snap/").await;
@@ -641,7 +644,7 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
     assert_eq!(seen, expected, "the watcher across the snapshot install");
 
     // Status counts the snapshot's index as committed (no write since).
-    let mut status = Client::connect([c.url(behind)], None)
+    let mut status = Client::connect([c.members[behind].url()], None)
         .await
         .expect("connect");
     let st = status.status().await.unwrap();
@@ -653,18 +656,21 @@ async fn a_follower_behind_the_retained_log_catches_up_from_a_db_snapshot() {
     );
 
     // The lease and its key came with the snapshot.
-    let out = c.etcdctl_ok(
-        behind,
-        &["lease", "timetolive", &format!("{lease:x}"), "--keys"],
-    );
+    let out =
+        c.members[behind].etcdctl_ok(&["lease", "timetolive", &format!("{lease:x}"), "--keys"]);
     assert!(out.contains("snap/leased"), "{out}");
     // The log goes on after the snapshot, and a restart reopens on it.
     writer.put("snap/after", "1", None).await.unwrap();
     c.restart(behind);
-    let got = c.etcdctl_ok(behind, &["get", "snap/after", "--print-value-only"]);
+    let got = c.members[behind].etcdctl_ok(&["get", "snap/after", "--print-value-only"]);
     assert_eq!(got.trim(), "1");
-    let want = local_state(&c.url(leader), "snap/").await.unwrap();
-    assert_eq!(local_state(&c.url(behind), "snap/").await, Some(want));
+    let want = local_state(&c.members[leader].url(), "snap/")
+        .await
+        .unwrap();
+    assert_eq!(
+        local_state(&c.members[behind].url(), "snap/").await,
+        Some(want)
+    );
 }
 
 /// Auth changes made through one member hold on every member, and a
@@ -690,7 +696,7 @@ async fn auth_reaches_every_member_and_a_token_from_one_works_on_all() {
             .unwrap_err();
         assert_eq!(e.message(), "etcdserver: user name is empty");
     }
-    let out = c.etcdctl_ok(2, &["--user=root:rootpw", "user", "list"]);
+    let out = c.members[2].etcdctl_ok(&["--user=root:rootpw", "user", "list"]);
     assert_eq!(out, "alice\nroot\n");
 }
 
@@ -754,7 +760,7 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
     let port = c.members[0].client_port;
     let before = scrape(port);
     for i in 0..20 {
-        c.etcdctl_ok(0, &["put", &format!("m{i}"), "v"]);
+        c.members[0].etcdctl_ok(&["put", &format!("m{i}"), "v"]);
     }
     let (after, text) = scrape_text(port);
     // The series the dashboard (etcd/contrib/mixin) and alerts use.
@@ -811,7 +817,7 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
         20.0
     );
     // Errors carry their gRPC code.
-    c.etcdctl_err(0, &["get", "k", "--rev=999"]);
+    c.members[0].etcdctl_err(&["get", "k", "--rev=999"]);
     let err = scrape(port);
     assert!(
         value(
@@ -857,29 +863,29 @@ fn corrupt_newest_value(db: &std::path::Path) {
 fn the_leader_raises_corrupt_for_a_follower_whose_data_differs() {
     let mut c = Cluster::local(3, &["--experimental-corrupt-check-time=1s"]);
     for i in 0..5 {
-        c.etcdctl_ok(0, &["put", &format!("k{i}"), "v"]);
+        c.members[0].etcdctl_ok(&["put", &format!("k{i}"), "v"]);
     }
     let leader = c.leader_now();
     let f = (leader + 1) % 3;
     // The follower has applied every write before it stops (a clean stop
     // commits its db).
     let applied = wait_for(10, || {
-        let out = c.etcdctl_ok(f, &["get", "k4", "--consistency=s"]);
+        let out = c.members[f].etcdctl_ok(&["get", "k4", "--consistency=s"]);
         out.contains("k4").then_some(())
     });
     assert!(applied.is_some(), "the follower did not apply the writes");
     // No alarm while the data agree.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(c.etcdctl_ok(leader, &["alarm", "list"]), "");
+    assert_eq!(c.members[leader].etcdctl_ok(&["alarm", "list"]), "");
     c.terminate(f);
     corrupt_newest_value(&c.data_dir(f).join("member").join("db"));
     c.restart(f);
     let alarm = wait_for(30, || {
-        let out = c.etcdctl_ok(leader, &["alarm", "list"]);
+        let out = c.members[leader].etcdctl_ok(&["alarm", "list"]);
         out.contains("CORRUPT").then_some(out)
     });
     let alarm = alarm.expect("the CORRUPT alarm within 30 s");
-    let id = c.etcdctl_ok(f, &["endpoint", "status", "-w", "json"]);
+    let id = c.members[f].etcdctl_ok(&["endpoint", "status", "-w", "json"]);
     let id = field(&id, "member_id").expect("the follower's id");
     assert!(alarm.contains(&format!("memberID:{id} ")), "{alarm}");
     // Writes are refused on every member; reads go on.
@@ -887,7 +893,7 @@ fn the_leader_raises_corrupt_for_a_follower_whose_data_differs() {
         let err = m.etcdctl_err(&["put", "after", "x"]);
         assert!(err.contains("etcdserver: corrupt cluster"), "{err}");
     }
-    assert!(c.etcdctl_ok(leader, &["get", "k0"]).contains("k0"));
+    assert!(c.members[leader].etcdctl_ok(&["get", "k0"]).contains("k0"));
 }
 
 /// Every member's whole-state hash (the Hash RPC) once all answer at one
@@ -916,7 +922,7 @@ async fn an_alarm_for_member_zero_is_one_record_on_every_member() {
         Some(o)
     };
     let c = Cluster::local(3, &[]);
-    c.etcdctl_ok(0, &["put", "k", "v"]);
+    c.members[0].etcdctl_ok(&["put", "k", "v"]);
     assert!(whole_state_hashes(&c)
         .await
         .windows(2)
@@ -963,11 +969,11 @@ async fn an_alarm_for_member_zero_is_one_record_on_every_member() {
 #[test]
 fn the_leader_raises_corrupt_for_a_follower_whose_leases_differ() {
     let mut c = Cluster::local(3, &["--experimental-corrupt-check-time=1s"]);
-    c.etcdctl_ok(0, &["put", "k", "v"]);
+    c.members[0].etcdctl_ok(&["put", "k", "v"]);
     let leader = c.leader_now();
     let f = (leader + 1) % 3;
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(c.etcdctl_ok(leader, &["alarm", "list"]), "");
+    assert_eq!(c.members[leader].etcdctl_ok(&["alarm", "list"]), "");
     c.terminate(f);
     {
         use prost::Message;
@@ -991,11 +997,11 @@ fn the_leader_raises_corrupt_for_a_follower_whose_leases_differ() {
     }
     c.restart(f);
     let alarm = wait_for(30, || {
-        let out = c.etcdctl_ok(leader, &["alarm", "list"]);
+        let out = c.members[leader].etcdctl_ok(&["alarm", "list"]);
         out.contains("CORRUPT").then_some(out)
     })
     .expect("the CORRUPT alarm within 30 s");
-    let id = c.etcdctl_ok(f, &["endpoint", "status", "-w", "json"]);
+    let id = c.members[f].etcdctl_ok(&["endpoint", "status", "-w", "json"]);
     let id = field(&id, "member_id").expect("the follower's id");
     assert!(alarm.contains(&format!("memberID:{id} ")), "{alarm}");
     let leader = c.leader_now();

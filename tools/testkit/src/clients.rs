@@ -103,11 +103,6 @@ pub fn set_up_auth(endpoint: &str) {
         &["user", "grant-role", "alice", "ra"],
         &["auth", "enable"],
     ] {
-        let out = crate::etcdctl(endpoint, args, None);
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::etcdctl_ok(endpoint, args);
     }
 }

@@ -77,21 +77,12 @@ impl Member {
 
     /// etcdctl's output for a command that must succeed here.
     pub fn etcdctl_ok(&self, args: &[&str]) -> String {
-        let out = self.etcdctl(args);
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} on {} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::etcdctl_ok(&self.endpoint(), args)
     }
 
     /// etcdctl's error line for a command that must fail here.
     pub fn etcdctl_err(&self, args: &[&str]) -> String {
-        let out = self.etcdctl(args);
-        assert!(!out.status.success(), "etcdctl {args:?} should fail");
-        crate::last_error_line(&out)
+        crate::etcdctl_err(&self.endpoint(), args)
     }
 }
 
@@ -468,11 +459,6 @@ impl Cluster {
             .then_some((first, hashes))
     }
 
-    /// `http://` and the client port of member `i`.
-    pub fn url(&self, i: usize) -> String {
-        format!("http://{}", self.endpoint(i))
-    }
-
     /// Member `i`'s data dir.
     pub fn data_dir(&self, i: usize) -> PathBuf {
         self.dir.join(&self.members[i].name)
@@ -536,21 +522,6 @@ impl Cluster {
         None
     }
 
-    /// etcdctl against member `i` alone.
-    pub fn etcdctl(&self, i: usize, args: &[&str]) -> std::process::Output {
-        self.members[i].etcdctl(args)
-    }
-
-    /// etcdctl's output for a command that must succeed on member `i`.
-    pub fn etcdctl_ok(&self, i: usize, args: &[&str]) -> String {
-        self.members[i].etcdctl_ok(args)
-    }
-
-    /// etcdctl's error line for a command that must fail on member `i`.
-    pub fn etcdctl_err(&self, i: usize, args: &[&str]) -> String {
-        self.members[i].etcdctl_err(args)
-    }
-
     /// The index of the member that says it leads (etcdctl's endpoint
     /// status, so no runtime is needed), waiting up to 10 s; panics if
     /// none does.
@@ -561,7 +532,7 @@ impl Cluster {
                 if !self.is_running(i) || self.members[i].paused {
                     return false;
                 }
-                let out = self.etcdctl(i, &["endpoint", "status", "-w", "json"]);
+                let out = self.members[i].etcdctl(&["endpoint", "status", "-w", "json"]);
                 let json = String::from_utf8_lossy(&out.stdout);
                 let id = json_number(&json, "member_id");
                 out.status.success() && id.is_some() && id == json_number(&json, "leader")

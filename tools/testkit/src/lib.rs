@@ -33,7 +33,8 @@ pub mod sim;
 pub use clients::{grpc_unary, http_get, login, put_with_token, set_up_auth};
 pub use ports::free_ports;
 pub use process::{
-    etcdctl, last_error_line, strata_bin, tool, wait_for, Etcd, Server, TEST_WAL_SEGMENT_SIZE,
+    etcdctl, etcdctl_err, etcdctl_ok, last_error_line, strata_bin, tool, wait_for, Etcd, Server,
+    TEST_WAL_SEGMENT_SIZE,
 };
 
 use std::sync::{Mutex, MutexGuard};

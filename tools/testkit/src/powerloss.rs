@@ -33,56 +33,6 @@ pub enum Loss {
     Torn,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Rec {
-    Write {
-        ino: u64,
-        off: u64,
-        len: u64,
-        old_size: u64,
-        /// None: the old bytes were all zero.
-        old: Option<Vec<u8>>,
-    },
-    Size {
-        ino: u64,
-        old: u64,
-        new: u64,
-        tail: Vec<u8>,
-    },
-    SyncBegin {
-        ino: u64,
-        seq: u64,
-    },
-    SyncEnd {
-        seq: u64,
-        ok: bool,
-    },
-    Create {
-        parent: u64,
-        path: PathBuf,
-    },
-    Mkdir {
-        parent: u64,
-        path: PathBuf,
-    },
-    Rename {
-        ino: u64,
-        to_parent: u64,
-        from: PathBuf,
-        to: PathBuf,
-        saved: Option<PathBuf>,
-    },
-    Unlink {
-        parent: u64,
-        path: PathBuf,
-        saved: Option<PathBuf>,
-    },
-    Rmdir {
-        parent: u64,
-        path: PathBuf,
-    },
-}
-
 /// What one power loss undid.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Undone {
@@ -96,93 +46,25 @@ pub struct Undone {
     pub names: Vec<String>,
 }
 
-/// The journal's records (`strata_fault_shim::record`, the format the
-/// shim writes), as the undo reads them.
-fn parse(b: &[u8]) -> Result<Vec<Rec>> {
-    use std::os::unix::ffi::OsStringExt;
-    let path = |b: Vec<u8>| PathBuf::from(std::ffi::OsString::from_vec(b));
-    let saved = |b: Vec<u8>| (!b.is_empty()).then(|| path(b));
-    let records = Record::decode_all(b).map_err(anyhow::Error::msg)?;
-    Ok(records
-        .into_iter()
-        .map(|r| match r {
-            Record::Write {
-                ino,
-                off,
-                len,
-                old_size,
-                old,
-                ..
-            } => Rec::Write {
-                ino,
-                off,
-                len,
-                old_size,
-                old,
-            },
-            Record::Size {
-                ino,
-                old,
-                new,
-                tail,
-                ..
-            } => Rec::Size {
-                ino,
-                old,
-                new,
-                tail,
-            },
-            Record::SyncBegin { ino, seq } => Rec::SyncBegin { ino, seq },
-            Record::SyncEnd { seq, result } => Rec::SyncEnd {
-                seq,
-                ok: result == 0,
-            },
-            Record::Create { parent, path: p } => Rec::Create {
-                parent,
-                path: path(p),
-            },
-            Record::Mkdir { parent, path: p } => Rec::Mkdir {
-                parent,
-                path: path(p),
-            },
-            Record::Rename {
-                ino,
-                to_parent,
-                from,
-                to,
-                saved: s,
-                ..
-            } => Rec::Rename {
-                ino,
-                to_parent,
-                from: path(from),
-                to: path(to),
-                saved: saved(s),
-            },
-            Record::Unlink {
-                parent,
-                path: p,
-                saved: s,
-            } => Rec::Unlink {
-                parent,
-                path: path(p),
-                saved: saved(s),
-            },
-            Record::Rmdir { parent, path: p } => Rec::Rmdir {
-                parent,
-                path: path(p),
-            },
-        })
-        .collect())
+/// A journaled path as a path (the shim records the bytes the process
+/// named).
+fn path(b: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(b))
+}
+
+/// A saved copy's path; None when the record kept none.
+fn saved(b: &[u8]) -> Option<&Path> {
+    (!b.is_empty()).then(|| path(b))
 }
 
 /// For each record: is it safe (a completed sync of its file or directory
 /// follows it)?
-fn safe(recs: &[Rec]) -> Vec<bool> {
+fn safe(recs: &[Record]) -> Vec<bool> {
     let done: HashSet<u64> = recs
         .iter()
         .filter_map(|r| match r {
-            Rec::SyncEnd { seq, ok: true } => Some(*seq),
+            Record::SyncEnd { seq, result: 0 } => Some(*seq),
             _ => None,
         })
         .collect();
@@ -190,19 +72,19 @@ fn safe(recs: &[Rec]) -> Vec<bool> {
     let mut out = vec![false; recs.len()];
     for (i, r) in recs.iter().enumerate().rev() {
         out[i] = match r {
-            Rec::SyncBegin { ino, seq } => {
+            Record::SyncBegin { ino, seq } => {
                 if done.contains(seq) {
                     synced_after.insert(*ino);
                 }
                 true
             }
-            Rec::SyncEnd { .. } => true,
-            Rec::Write { ino, .. } | Rec::Size { ino, .. } => synced_after.contains(ino),
-            Rec::Create { parent, .. }
-            | Rec::Mkdir { parent, .. }
-            | Rec::Unlink { parent, .. }
-            | Rec::Rmdir { parent, .. } => synced_after.contains(parent),
-            Rec::Rename { to_parent, .. } => synced_after.contains(to_parent),
+            Record::SyncEnd { .. } => true,
+            Record::Write { ino, .. } | Record::Size { ino, .. } => synced_after.contains(ino),
+            Record::Create { parent, .. }
+            | Record::Mkdir { parent, .. }
+            | Record::Unlink { parent, .. }
+            | Record::Rmdir { parent, .. } => synced_after.contains(parent),
+            Record::Rename { to_parent, .. } => synced_after.contains(to_parent),
         };
     }
     out
@@ -256,7 +138,9 @@ pub fn power_loss(journal: &Path, root: &Path, loss: Loss, rng: &mut StdRng) -> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Undone::default()),
         Err(e) => return Err(e).context(journal.display().to_string()),
     };
-    let recs = parse(&bytes).with_context(|| journal.display().to_string())?;
+    let recs = Record::decode_all(&bytes)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| journal.display().to_string())?;
     let safe = safe(&recs);
     let mut files = inodes(root, &saved_dir);
     let mut undone = Undone {
@@ -268,12 +152,13 @@ pub fn power_loss(journal: &Path, root: &Path, loss: Loss, rng: &mut StdRng) -> 
             continue;
         }
         match r {
-            Rec::Write {
+            Record::Write {
                 ino,
                 off,
                 len,
                 old_size,
                 old,
+                ..
             } => {
                 let Some(f) = open_ino(&files, *ino)? else {
                     continue;
@@ -309,11 +194,12 @@ pub fn power_loss(journal: &Path, root: &Path, loss: Loss, rng: &mut StdRng) -> 
                 }
                 undone.writes += 1;
             }
-            Rec::Size {
+            Record::Size {
                 ino,
                 old,
                 new,
                 tail,
+                ..
             } => {
                 let Some(f) = open_ino(&files, *ino)? else {
                     continue;
@@ -324,32 +210,35 @@ pub fn power_loss(journal: &Path, root: &Path, loss: Loss, rng: &mut StdRng) -> 
                 }
                 undone.writes += 1;
             }
-            Rec::SyncBegin { .. } | Rec::SyncEnd { .. } => {}
-            Rec::Create { path, .. } => {
+            Record::SyncBegin { .. } | Record::SyncEnd { .. } => {}
+            Record::Create { path: p, .. } => {
+                let path = path(p);
                 if let Some(ino) = ino_of(path) {
                     std::fs::remove_file(path).with_context(|| path.display().to_string())?;
                     files.remove(&ino);
                     undone.names.push(format!("created {}", path.display()));
                 }
             }
-            Rec::Mkdir { path, .. } => {
+            Record::Mkdir { path: p, .. } => {
+                let path = path(p);
                 if path.is_dir() {
                     std::fs::remove_dir_all(path).with_context(|| path.display().to_string())?;
                     files.retain(|_, p| !p.starts_with(path));
                     undone.names.push(format!("mkdir {}", path.display()));
                 }
             }
-            Rec::Rename {
+            Record::Rename {
                 ino,
                 from,
                 to,
-                saved,
+                saved: s,
                 ..
             } => {
+                let (from, to, saved) = (path(from), path(to), saved(s));
                 if ino_of(to) == Some(*ino) {
                     std::fs::rename(to, from)
                         .with_context(|| format!("{} -> {}", to.display(), from.display()))?;
-                    files.insert(*ino, from.clone());
+                    files.insert(*ino, from.to_path_buf());
                     undone
                         .names
                         .push(format!("rename {} -> {}", from.display(), to.display()));
@@ -358,25 +247,29 @@ pub fn power_loss(journal: &Path, root: &Path, loss: Loss, rng: &mut StdRng) -> 
                     if ino_of(to).is_none() {
                         if let Some(sino) = ino_of(s) {
                             std::fs::rename(s, to)?;
-                            files.insert(sino, to.clone());
+                            files.insert(sino, to.to_path_buf());
                         }
                     }
                 }
             }
-            Rec::Unlink { path, saved, .. } => {
-                if let Some(s) = saved {
+            Record::Unlink {
+                path: p, saved: s, ..
+            } => {
+                let path = path(p);
+                if let Some(s) = saved(s) {
                     if ino_of(path).is_none() {
                         if let Some(sino) = ino_of(s) {
                             std::fs::rename(s, path).with_context(|| {
                                 format!("{} -> {}", s.display(), path.display())
                             })?;
-                            files.insert(sino, path.clone());
+                            files.insert(sino, path.to_path_buf());
                             undone.names.push(format!("unlink {}", path.display()));
                         }
                     }
                 }
             }
-            Rec::Rmdir { path, .. } => {
+            Record::Rmdir { path: p, .. } => {
+                let path = path(p);
                 if ino_of(path).is_none() {
                     std::fs::create_dir(path).with_context(|| path.display().to_string())?;
                     undone.names.push(format!("rmdir {}", path.display()));
@@ -400,26 +293,27 @@ mod tests {
 
     #[test]
     fn only_records_a_completed_sync_follows_are_safe() {
-        let w = |ino| Rec::Write {
+        let w = |ino| Record::Write {
             ino,
             off: 0,
             len: 1,
             old_size: 0,
             old: None,
+            path: Vec::new(),
         };
         let recs = vec![
             w(1),
             w(2),
-            Rec::SyncBegin { ino: 1, seq: 1 },
-            Rec::SyncBegin { ino: 2, seq: 2 },
+            Record::SyncBegin { ino: 1, seq: 1 },
+            Record::SyncBegin { ino: 2, seq: 2 },
             w(1),
-            Rec::SyncEnd { seq: 1, ok: true },
-            Rec::SyncEnd { seq: 2, ok: false },
-            Rec::Create {
+            Record::SyncEnd { seq: 1, result: 0 },
+            Record::SyncEnd { seq: 2, result: 5 },
+            Record::Create {
                 parent: 9,
                 path: "/r/a".into(),
             },
-            Rec::SyncBegin { ino: 9, seq: 3 },
+            Record::SyncBegin { ino: 9, seq: 3 },
         ];
         let s = safe(&recs);
         // ino 1's first write is covered; the one during its sync is not;

@@ -217,20 +217,12 @@ impl Server {
     }
 
     pub fn etcdctl_ok(&self, args: &[&str]) -> String {
-        let out = self.etcdctl(args);
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        etcdctl_ok(&self.endpoint(), args)
     }
 
     /// etcdctl's error line for a command that must fail.
     pub fn etcdctl_err(&self, args: &[&str]) -> String {
-        let out = self.etcdctl(args);
-        assert!(!out.status.success(), "etcdctl {args:?} should fail");
-        last_error_line(&out)
+        etcdctl_err(&self.endpoint(), args)
     }
 }
 
@@ -246,6 +238,24 @@ fn bound_port(line: &str) -> Option<u16> {
             Some(line[at..].split('"').next()?.to_string())
         })?;
     addr.rsplit_once(':')?.1.parse().ok()
+}
+
+/// etcdctl's output for a command that must succeed against `endpoint`.
+pub fn etcdctl_ok(endpoint: &str, args: &[&str]) -> String {
+    let out = etcdctl(endpoint, args, None);
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} on {endpoint} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// etcdctl's error line for a command that must fail against `endpoint`.
+pub fn etcdctl_err(endpoint: &str, args: &[&str]) -> String {
+    let out = etcdctl(endpoint, args, None);
+    assert!(!out.status.success(), "etcdctl {args:?} should fail");
+    last_error_line(&out)
 }
 
 pub fn last_error_line(out: &Output) -> String {

@@ -135,13 +135,14 @@ impl FeatureGates {
         if let Some(v) = self.given.get(gate.name) {
             return *v;
         }
-        let all = match gate.stage {
-            _ if matches!(gate.name, "AllAlpha" | "AllBeta") => None,
-            "ALPHA" => self.given.get("AllAlpha"),
-            "BETA" => self.given.get("AllBeta"),
-            _ => None,
+        // Every gate here is alpha or beta (AllAlpha and AllBeta among them:
+        // not given, they fall back to themselves, then to their default).
+        let all = if gate.stage == "ALPHA" {
+            "AllAlpha"
+        } else {
+            "AllBeta"
         };
-        all.copied().unwrap_or(gate.default)
+        self.given.get(all).copied().unwrap_or(gate.default)
     }
 
     /// Every known gate: name, stage and whether it is on (the metric).
