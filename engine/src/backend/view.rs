@@ -74,6 +74,15 @@ impl ReadView {
         Ok(self.tx.get(self.tree(bucket), key)?.map(<[u8]>::to_vec))
     }
 
+    /// The value of `key` without a copy: borrowed from the snapshot's
+    /// pages or from the changes on top of it.
+    pub fn get_ref(&self, bucket: Bucket, key: &[u8]) -> Result<Option<&[u8]>> {
+        if let Some(v) = self.buf.get(&(bucket, key.to_vec())) {
+            return Ok(v.as_deref());
+        }
+        self.tx.get(self.tree(bucket), key)
+    }
+
     /// Key/value pairs of `bucket` in `[start, end)` (`end` empty: to the
     /// end), at most `limit` (0: all): the snapshot merged with the changes.
     pub fn range(

@@ -144,6 +144,18 @@ impl TreeIndex {
         (out, total)
     }
 
+    /// Calls `f` with every key that exists at `at` in the range, in key
+    /// order, until it returns false.
+    pub fn visit(&self, key: &[u8], end: &End, at: i64, mut f: impl FnMut(&[u8], Found) -> bool) {
+        for (k, ki) in self.iter(key, end) {
+            if let Some(found) = ki.get(at) {
+                if !f(k, found) {
+                    return;
+                }
+            }
+        }
+    }
+
     /// How many keys exist at `at` in the range.
     pub fn count(&self, key: &[u8], end: &End, at: i64) -> usize {
         self.iter(key, end)

@@ -93,9 +93,12 @@ pub async fn run(
         let leader = require_leader(&srv);
         let grpc = tonic::service::Routes::builder()
             .add_service(InterceptedService::new(
-                pb::kv_server::KvServer::new(api::kv::KvService { srv: srv.clone() })
-                    .max_decoding_message_size(recv_limit)
-                    .max_encoding_message_size(usize::MAX),
+                api::range_body::WithRange {
+                    inner: pb::kv_server::KvServer::new(api::kv::KvService { srv: srv.clone() })
+                        .max_decoding_message_size(recv_limit)
+                        .max_encoding_message_size(usize::MAX),
+                    srv: srv.clone(),
+                },
                 leader.clone(),
             ))
             .add_service(InterceptedService::new(

@@ -9,7 +9,8 @@
 //! - [`gateway`]: the JSON gateway and Python clients;
 //! - [`lock_election`]: the concurrency services;
 //! - [`membership`]: add, remove, promote, join; [`startup`]: flags and
-//!   refusals at start; [`tls`]: certificates on both ports.
+//!   refusals at start; [`tls`]: certificates on both ports;
+//! - [`range_stream`]: etcd 3.7's KV.RangeStream against Range.
 //!
 //! Tests that start several members take
 //! `strata_testkit::one_cluster_at_a_time()` first.
@@ -23,5 +24,6 @@ mod etcdctl;
 mod gateway;
 mod lock_election;
 mod membership;
+mod range_stream;
 mod startup;
 mod tls;

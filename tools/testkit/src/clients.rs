@@ -46,7 +46,7 @@ where
         .connect()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut g = tonic::client::Grpc::new(ch);
+    let mut g = tonic::client::Grpc::new(ch).max_decoding_message_size(usize::MAX);
     g.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -65,6 +65,41 @@ where
 }
 
 /// Authenticate: the token.
+/// A server-streaming call on `path` (e.g. `/etcdserverpb.KV/RangeStream`)
+/// over a fresh connection, with an optional auth token.
+pub async fn grpc_server_stream<Req, Resp>(
+    port: u16,
+    path: &str,
+    req: Req,
+    token: Option<&str>,
+) -> Result<tonic::Streaming<Resp>, tonic::Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
+    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut g = tonic::client::Grpc::new(ch).max_decoding_message_size(usize::MAX);
+    g.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut r = tonic::Request::new(req);
+    if let Some(t) = token {
+        r.metadata_mut()
+            .insert("token", t.parse().expect("ascii token"));
+    }
+    g.server_streaming(
+        r,
+        path.parse().expect("path"),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+    .map(|r| r.into_inner())
+}
+
 pub async fn login(port: u16, name: &str, password: &str) -> Result<String, tonic::Status> {
     use strata_proto::etcdserverpb as pb;
     let req = pb::AuthenticateRequest {

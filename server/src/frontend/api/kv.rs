@@ -1,4 +1,4 @@
-//! The KV service: Range, Put, DeleteRange, Txn, Compact.
+//! The KV service: Range, RangeStream, Put, DeleteRange, Txn, Compact.
 //!
 //! Writes go through raft ([`EtcdServer::propose`]); reads are served
 //! locally, after the ReadIndex barrier unless the request is serializable.
@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
+use strata_engine::mvcc as m;
 use strata_engine::mvcc::txn as mtxn;
 use strata_proto::etcdserverpb as pb;
 use tonic::{Request, Response, Status};
 
-use super::propose;
+use super::{propose, range_stream};
 use crate::errors::{EtcdError, Grpc};
 use crate::server::EtcdServer;
 use crate::statemachine::auth::AuthInfo;
@@ -71,13 +72,70 @@ fn check_recv<M: prost::Message>(srv: &EtcdServer, m: &M) -> Result<(), Status> 
 /// etcd's doSerialize: a read served while the auth store changed under
 /// it is refused, so it never returns what a just-revoked permission
 /// covered.
-fn stale_check(srv: &EtcdServer, who: Option<&AuthInfo>) -> Result<(), EtcdError> {
+pub(super) fn stale_check(srv: &EtcdServer, who: Option<&AuthInfo>) -> Result<(), EtcdError> {
     match who {
         Some(w) if w.revision != 0 && w.revision != srv.shared.auth.revision() => {
             Err(EtcdError::AuthOldRevision)
         }
         _ => Ok(()),
     }
+}
+
+/// A range answered as one message in memory (an order by value, the
+/// JSON gateway's path when it is not the streamed one, tests).
+pub(super) fn materialized_range(
+    srv: &EtcdServer,
+    mr: &m::RangeRequest,
+) -> Result<pb::RangeResponse, Status> {
+    let store = srv.store();
+    if !m::RangeRead::supports(mr) {
+        let resp = store.range(mr).grpc()?;
+        let h = srv.shared.header(resp.revision);
+        return Ok(convert::range_out(resp, h));
+    }
+    // From the index and one pinned snapshot (keys-only without touching
+    // values, as etcd 3.7).
+    let read = store.range_read(mr, true, false).grpc()?;
+    let mut kvs = Vec::with_capacity(read.len());
+    for i in 0..read.len() {
+        kvs.push(convert::kv_out(read.kv(i).grpc()?));
+    }
+    Ok(pb::RangeResponse {
+        header: Some(srv.shared.header(read.revision)),
+        kvs,
+        more: read.more,
+        count: read.count,
+    })
+}
+
+/// What Range and RangeStream check before they read, in etcd's order:
+/// the request (size, key, options), then the read barrier (learners
+/// serve only serializable reads), then the user's permission.
+pub(super) async fn admit_range(
+    srv: &EtcdServer,
+    req: Request<pb::RangeRequest>,
+    stream: bool,
+) -> Result<(pb::RangeRequest, m::RangeRequest, Option<AuthInfo>), Status> {
+    let who = srv.who_of(&req).await?;
+    let r = req.into_inner();
+    check_recv(srv, &r)?;
+    if r.key.is_empty() {
+        return Err(EtcdError::EmptyKey.into());
+    }
+    let mr = convert::range_in(&r)?;
+    if stream {
+        range_stream::check(&r)?;
+    }
+    if !r.serializable {
+        if srv.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner.into());
+        }
+        srv.read_barrier().await?;
+    }
+    srv.shared
+        .auth
+        .check_read(who.as_ref(), &r.key, &r.range_end)?;
+    Ok((r, mr, who))
 }
 
 fn txn_put_bytes(t: &pb::TxnRequest) -> usize {
@@ -99,25 +157,21 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        let who = self.srv.who_of(&req).await?;
-        let r = req.into_inner();
-        check_recv(&self.srv, &r)?;
-        if r.key.is_empty() {
-            return Err(EtcdError::EmptyKey.into());
-        }
-        let mr = convert::range_in(&r)?;
-        if !r.serializable {
-            if self.srv.is_learner() {
-                return Err(EtcdError::NotSupportedForLearner.into());
-            }
-            self.srv.read_barrier().await?;
-        }
-        let auth = &self.srv.shared.auth;
-        auth.check_read(who.as_ref(), &r.key, &r.range_end)?;
-        let resp = self.srv.store().range(&mr).grpc()?;
+        let (_, mr, who) = admit_range(&self.srv, req, false).await?;
+        let resp = materialized_range(&self.srv, &mr)?;
         stale_check(&self.srv, who.as_ref())?;
-        let h = self.srv.shared.header(resp.revision);
-        Ok(Response::new(convert::range_out(resp, h)))
+        Ok(Response::new(resp))
+    }
+
+    type RangeStreamStream = range_stream::Chunks;
+
+    async fn range_stream(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        let (_, mr, who) = admit_range(&self.srv, req, true).await?;
+        stale_check(&self.srv, who.as_ref())?;
+        Ok(Response::new(range_stream::start(self.srv.clone(), mr)))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {

@@ -17,6 +17,8 @@ pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod range_body;
+pub mod range_stream;
 pub mod watch;
 
 /// Proposes a client's `r` (sent by `who`) and answers with the response
