@@ -20,6 +20,9 @@ pub struct Common {
     pub conns: usize,
     pub clients: usize,
     pub total: u64,
+    /// The run also ends once this file exists (polled every 50 ms): a load
+    /// another program stops when its own measurement is done.
+    pub stop_file: Option<std::path::PathBuf>,
 }
 
 /// A latency histogram in microseconds (3 significant digits: fixed memory
@@ -231,19 +234,30 @@ where
     let next = Arc::new(AtomicU64::new(0));
     let op = Arc::new(op);
     let total = c.total;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(f) = c.stop_file.clone() {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !f.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..c.clients.max(1) {
         let conns = conns.clone();
         let next = next.clone();
         let op = op.clone();
+        let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let (mut at, mut client) = conns.get(w);
             let mut lat = latencies();
             let mut errors = 0u64;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
+                if n >= total || stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let t = Instant::now();
@@ -318,6 +332,72 @@ pub async fn range(
         async move { client.get(key, Some(opts)).await.map(|_| ()) }
     })
     .await
+}
+
+/// What one scan read.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub kvs: u64,
+    /// Encoded bytes of the key-values received.
+    pub bytes: u64,
+    /// Messages: 1 for a unary Range, the chunks of a RangeStream.
+    pub messages: u64,
+    pub seconds: f64,
+}
+
+/// One Range of `[key, end)` (at most `limit` keys; 0: all), unary or
+/// through etcd 3.7's `KV.RangeStream`; the answer is counted and dropped
+/// as it arrives.
+pub async fn scan(
+    endpoint: &str,
+    key: Vec<u8>,
+    end: Vec<u8>,
+    limit: i64,
+    stream: bool,
+) -> anyhow::Result<Scan> {
+    use prost::Message;
+    use strata_proto::etcdserverpb as pb;
+    let url = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let channel = tonic::transport::Endpoint::from_shared(url)?
+        .connect()
+        .await?;
+    let mut g = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
+    g.ready().await?;
+    let req = pb::RangeRequest {
+        key,
+        range_end: end,
+        limit,
+        ..Default::default()
+    };
+    let codec = tonic_prost::ProstCodec::<pb::RangeRequest, pb::RangeResponse>::default();
+    let mut out = Scan::default();
+    let start = Instant::now();
+    let mut count = |r: &pb::RangeResponse| {
+        out.messages += 1;
+        out.kvs += r.kvs.len() as u64;
+        out.bytes += r.kvs.iter().map(|kv| kv.encoded_len() as u64).sum::<u64>();
+    };
+    if stream {
+        let codec = tonic_prost::ProstCodec::<pb::RangeRequest, pb::RangeStreamResponse>::default();
+        let path = "/etcdserverpb.KV/RangeStream".parse()?;
+        let mut s = g
+            .server_streaming(tonic::Request::new(req), path, codec)
+            .await?
+            .into_inner();
+        while let Some(m) = s.message().await? {
+            count(&m.range_response.unwrap_or_default());
+        }
+    } else {
+        let path = "/etcdserverpb.KV/Range".parse()?;
+        let r = g.unary(tonic::Request::new(req), path, codec).await?;
+        count(r.get_ref());
+    }
+    out.seconds = start.elapsed().as_secs_f64();
+    Ok(out)
 }
 
 pub async fn txn_put(c: &Common, o: &PutOpts, ops: usize) -> anyhow::Result<Report> {

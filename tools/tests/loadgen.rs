@@ -22,6 +22,7 @@ fn common(endpoint: &str, total: u64) -> Common {
         conns: 2,
         clients: 4,
         total,
+        stop_file: None,
     }
 }
 

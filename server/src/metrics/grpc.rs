@@ -66,9 +66,9 @@ const CANCELED: usize = 1;
 fn grpc_type(service: &str, method: &str) -> &'static str {
     match (service, method) {
         ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
-        ("etcdserverpb.Maintenance", "Snapshot") | ("v3electionpb.Election", "Observe") => {
-            "server_stream"
-        }
+        ("etcdserverpb.Maintenance", "Snapshot")
+        | ("etcdserverpb.KV", "RangeStream")
+        | ("v3electionpb.Election", "Observe") => "server_stream",
         _ => "unary",
     }
 }

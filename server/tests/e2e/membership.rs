@@ -244,6 +244,10 @@ fn replace_grow_shrink_learners_and_removed_members() {
         common::last_error_line(&refused).contains("rpc not supported for learner"),
         "{refused:?}"
     );
+    // Of the streams, a learner serves Snapshot (etcd 3.5.x and later).
+    let snap = dir.join("from-learner.db");
+    m6.etcdctl_ok(&["snapshot", "save", snap.to_str().expect("utf-8 path")]);
+    assert!(std::fs::metadata(&snap).map(|m| m.len()).unwrap_or(0) > 0);
     // A second learner is one too many (etcd's default maximum is 1).
     let too_many = ms[0].etcdctl(&[
         "member",

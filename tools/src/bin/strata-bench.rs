@@ -35,6 +35,9 @@ struct Cli {
     /// Status and MemberList), as etcd's benchmark `--target-leader`.
     #[arg(long, global = true)]
     target_leader: bool,
+    /// Also stop once this file exists (a load another program ends).
+    #[arg(long, global = true)]
+    stop_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -101,6 +104,21 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         val_size: usize,
     },
+    /// One Range, unary or through etcd 3.7's KV.RangeStream, counted and
+    /// dropped as it arrives; prints {"kvs", "bytes", "messages",
+    /// "seconds"} as JSON (every key by default).
+    Scan {
+        #[arg(long, default_value = "\\0")]
+        key: String,
+        #[arg(long, default_value = "\\0")]
+        end: String,
+        /// At most this many keys (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: i64,
+        /// Through KV.RangeStream.
+        #[arg(long)]
+        stream: bool,
+    },
     /// Lease keep-alives (one lease per client).
     LeaseKeepalive {
         #[arg(long, default_value_t = 10_000)]
@@ -114,6 +132,7 @@ fn common(cli: &Cli, endpoints: &[String], total: u64) -> Common {
         conns: cli.conns,
         clients: cli.clients,
         total,
+        stop_file: cli.stop_file.clone(),
     }
 }
 
@@ -131,6 +150,26 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Cmd::Scan {
+        key,
+        end,
+        limit,
+        stream,
+    } = &cli.cmd
+    {
+        // "\0" on the command line is the zero byte (etcd's "every key").
+        let bytes = |s: &str| match s {
+            "\\0" => vec![0],
+            s => s.as_bytes().to_vec(),
+        };
+        let ep = cli.endpoints.first().cloned().unwrap_or_default();
+        let s = rt.block_on(loadgen::scan(&ep, bytes(key), bytes(end), *limit, *stream))?;
+        println!(
+            "{{\"kvs\": {}, \"bytes\": {}, \"messages\": {}, \"seconds\": {:.3}}}",
+            s.kvs, s.bytes, s.messages, s.seconds
+        );
+        return Ok(());
+    }
     let report = rt.block_on(async {
         let endpoints = if cli.target_leader {
             loadgen::leader_endpoints(&cli.endpoints).await?
@@ -165,6 +204,7 @@ fn main() -> anyhow::Result<()> {
                 val_size,
             } => loadgen::watch(&common(*total), *streams, *watch_per_stream, *val_size).await,
             Cmd::LeaseKeepalive { total } => loadgen::lease_keepalive(&common(*total)).await,
+            Cmd::Scan { .. } => unreachable!("answered above"),
         }
     })?;
     print!("{}", report.render());
