@@ -20,9 +20,13 @@ pub struct Common {
     pub conns: usize,
     pub clients: usize,
     pub total: u64,
-    /// The run also ends once this file exists (polled every 50 ms): a load
+    /// The run also ends once this file exists (polled every 10 ms): a load
     /// another program stops when its own measurement is done.
     pub stop_file: Option<std::path::PathBuf>,
+    /// Latencies are recorded only once this file exists (polled every
+    /// 10 ms): the load runs (connections warm) before the window another
+    /// program measures.
+    pub start_file: Option<std::path::PathBuf>,
 }
 
 /// A latency histogram in microseconds (3 significant digits: fixed memory
@@ -224,6 +228,28 @@ impl Conns {
     }
 }
 
+/// A flag that turns true once `file` exists (polled every 10 ms); with
+/// no file, `otherwise`.
+fn when_exists(
+    file: Option<std::path::PathBuf>,
+    otherwise: bool,
+) -> Arc<std::sync::atomic::AtomicBool> {
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    match file {
+        None => flag.store(otherwise, Ordering::Relaxed),
+        Some(f) => {
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                while !f.exists() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                flag.store(true, Ordering::Relaxed);
+            });
+        }
+    }
+    flag
+}
+
 /// Runs `op(client, request number)` `total` times over the clients.
 async fn drive<F, Fut>(c: &Common, op: F) -> anyhow::Result<Report>
 where
@@ -234,16 +260,8 @@ where
     let next = Arc::new(AtomicU64::new(0));
     let op = Arc::new(op);
     let total = c.total;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if let Some(f) = c.stop_file.clone() {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            while !f.exists() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            stop.store(true, Ordering::Relaxed);
-        });
-    }
+    let stop = when_exists(c.stop_file.clone(), false);
+    let recording = when_exists(c.start_file.clone(), true);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..c.clients.max(1) {
@@ -251,6 +269,7 @@ where
         let next = next.clone();
         let op = op.clone();
         let stop = stop.clone();
+        let recording = recording.clone();
         tasks.push(tokio::spawn(async move {
             let (mut at, mut client) = conns.get(w);
             let mut lat = latencies();
@@ -262,7 +281,8 @@ where
                 }
                 let t = Instant::now();
                 match op(client.clone(), n).await {
-                    Ok(()) => record(&mut lat, t.elapsed()),
+                    Ok(()) if recording.load(Ordering::Relaxed) => record(&mut lat, t.elapsed()),
+                    Ok(()) => {}
                     Err(_) => {
                         errors += 1;
                         (at, client) = conns.after(at);

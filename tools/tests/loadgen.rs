@@ -23,6 +23,7 @@ fn common(endpoint: &str, total: u64) -> Common {
         clients: 4,
         total,
         stop_file: None,
+        start_file: None,
     }
 }
 

@@ -185,6 +185,37 @@ impl TreeIndex {
         available
     }
 
+    /// Compacts at `rev` up to `max` keys from `from` on, adding the
+    /// revisions still needed to `available`; returns the key to go on
+    /// from, or None when the last key was done.
+    pub fn compact_slice(
+        &mut self,
+        rev: i64,
+        from: &[u8],
+        max: usize,
+        available: &mut HashSet<Revision>,
+    ) -> Option<Box<[u8]>> {
+        let mut emptied = Vec::new();
+        let mut next = None;
+        let range = self
+            .keys
+            .range_mut::<[u8], _>((Bound::Included(from), Bound::Unbounded));
+        for (i, (k, ki)) in range.enumerate() {
+            if i == max {
+                next = Some(k.clone());
+                break;
+            }
+            ki.compact(rev, available);
+            if ki.is_empty() {
+                emptied.push(k.clone());
+            }
+        }
+        for k in emptied {
+            self.keys.remove(&k);
+        }
+        next
+    }
+
     /// The revisions a compaction at `rev` would keep.
     pub fn keep(&self, rev: i64) -> HashSet<Revision> {
         let mut available = HashSet::new();

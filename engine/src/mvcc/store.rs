@@ -11,10 +11,12 @@
 //!   transaction holds both; it publishes its changes to readers before it
 //!   releases the state lock, and a batch commit (fsync) that it triggers
 //!   happens after, so readers never wait for an fsync.
-//! - Compaction at R first records `scheduledCompactRev = R` (in the batch),
-//!   compacts the index, then deletes the revisions no read >= R needs, in
-//!   batches, and finally records `finishedCompactRev = R`. On open, a
-//!   scheduled but unfinished compaction runs again.
+//! - Compaction at R first records `scheduledCompactRev = R` (in the batch)
+//!   and refuses reads below R; then, off the caller's path, commits that,
+//!   compacts the index a slice of keys at a time, deletes the revisions no
+//!   read >= R needs, in batches, and finally records
+//!   `finishedCompactRev = R`. On open, a scheduled but unfinished
+//!   compaction runs again.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -32,6 +34,10 @@ pub const SCHEDULED_COMPACT_KEY: &[u8] = b"scheduledCompactRev";
 pub const FINISHED_COMPACT_KEY: &[u8] = b"finishedCompactRev";
 /// Revisions deleted per batch by compaction (etcd's default).
 pub const COMPACTION_BATCH: usize = 1000;
+/// Index keys compacted per hold of the state lock.
+pub const INDEX_COMPACTION_SLICE: usize = 2_000;
+/// The pause between two holds of a lock by compaction.
+const LOCK_GAP: std::time::Duration = std::time::Duration::from_micros(50);
 
 pub(super) struct State {
     pub index: TreeIndex,
@@ -257,52 +263,66 @@ impl Store {
         self.begin_compaction(rev)?.finish()
     }
 
-    /// The first half of a compaction: records `scheduledCompactRev` (and
-    /// commits it), compacts the index and makes reads below `rev` fail.
-    /// From here the compaction survives a crash (open runs it again); the
-    /// returned job deletes the old revisions, which may happen on another
-    /// thread while writes go on.
+    /// The first half of a compaction: records `scheduledCompactRev` in the
+    /// batch and makes reads below `rev` fail, under the state lock for a
+    /// moment (no pass over the index). The returned job makes the schedule
+    /// durable, compacts the index a slice of keys at a time and deletes the
+    /// old revisions, on whatever thread runs it, while reads and writes go
+    /// on; from the schedule's commit on, the compaction survives a crash
+    /// (open runs it again).
     pub fn begin_compaction(&self, rev: i64) -> Result<CompactionJob> {
-        let keep = {
-            let mut st = self.write_state();
-            if rev <= st.compact {
-                return Err(Error::Compacted);
-            }
-            if rev > st.current {
-                return Err(Error::FutureRevision);
-            }
-            let mut batch = self.backend.batch()?;
-            batch.put(
-                Bucket::Meta,
-                SCHEDULED_COMPACT_KEY,
-                &Revision::new(rev, 0).to_key(false),
-            )?;
-            st.compact = rev;
-            st.index.compact(rev)
-        };
-        // The schedule must be durable before anything is deleted.
-        crate::crash_point!(compactBeforeCommitScheduledCompact);
-        self.backend.force_commit()?;
-        crate::crash_point!(compactAfterCommitScheduledCompact);
+        let mut st = self.write_state();
+        if rev <= st.compact {
+            return Err(Error::Compacted);
+        }
+        if rev > st.current {
+            return Err(Error::FutureRevision);
+        }
+        let mut batch = self.backend.batch()?;
+        batch.put(
+            Bucket::Meta,
+            SCHEDULED_COMPACT_KEY,
+            &Revision::new(rev, 0).to_key(false),
+        )?;
+        st.compact = rev;
         Ok(CompactionJob {
             store: self.clone(),
             rev,
-            keep,
         })
     }
 
     fn run_compaction(&self, rev: i64) -> Result<()> {
-        let keep = {
+        {
             let mut st = self.write_state();
             st.compact = st.compact.max(rev);
-            st.index.compact(rev)
-        };
+        }
         CompactionJob {
             store: self.clone(),
             rev,
-            keep,
         }
         .finish()
+    }
+
+    /// Compacts the index at `rev`, [`INDEX_COMPACTION_SLICE`] keys per
+    /// hold of the state lock, and returns the revisions at or below `rev`
+    /// still needed. Between slices writers add revisions above `rev`
+    /// only, which compaction at `rev` never touches; reads at or above
+    /// `rev` answer the same from a compacted key as from one not yet
+    /// compacted.
+    fn compact_index(&self, rev: i64) -> std::collections::HashSet<Revision> {
+        let mut keep = std::collections::HashSet::new();
+        let mut from: Option<Box<[u8]>> = Some(Box::default());
+        while let Some(start) = from {
+            let began = std::time::Instant::now();
+            let mut st = self.write_state();
+            from = st
+                .index
+                .compact_slice(rev, &start, INDEX_COMPACTION_SLICE, &mut keep);
+            drop(st);
+            // Paced like the deletion (see there).
+            std::thread::sleep(began.elapsed().max(LOCK_GAP));
+        }
+        keep
     }
 
     /// etcd's HashKV: a CRC-32C over the key bucket's name and its entries
@@ -356,7 +376,6 @@ impl Store {
 pub struct CompactionJob {
     store: Store,
     rev: i64,
-    keep: std::collections::HashSet<Revision>,
 }
 
 impl CompactionJob {
@@ -371,9 +390,15 @@ impl CompactionJob {
     pub fn finish(self) -> Result<()> {
         let store = &self.store;
         let _one_at_a_time = store.compactor.lock().unwrap_or_else(|e| e.into_inner());
+        // The schedule must be durable before anything is deleted.
+        crate::crash_point!(compactBeforeCommitScheduledCompact);
+        store.backend.force_commit()?;
+        crate::crash_point!(compactAfterCommitScheduledCompact);
+        let keep = store.compact_index(self.rev);
         let end = Revision::new(self.rev + 1, 0).to_key(false);
         let mut start = Vec::new();
         loop {
+            let began = std::time::Instant::now();
             let view = store.backend.read();
             let chunk = view.range(Bucket::Key, &start, &end, COMPACTION_BATCH)?;
             if chunk.is_empty() {
@@ -382,13 +407,15 @@ impl CompactionJob {
             let mut batch = store.backend.batch()?;
             for (k, _) in &chunk {
                 let (r, _) = parse_rev_key(view.path(), k)?;
-                if !self.keep.contains(&r) {
+                if !keep.contains(&r) {
                     batch.delete(Bucket::Key, k)?;
                 }
             }
             drop(batch);
             crate::crash_point!(compactAfterDeleteBatch);
-            std::thread::yield_now();
+            // Paced: as long off the CPU as the batch took on it, so that
+            // writers keep a core (and get the unfair locks back).
+            std::thread::sleep(began.elapsed().max(LOCK_GAP));
             start = chunk.last().map(|(k, _)| k.clone()).unwrap_or_default();
             start.push(0);
         }

@@ -38,6 +38,10 @@ struct Cli {
     /// Also stop once this file exists (a load another program ends).
     #[arg(long, global = true)]
     stop_file: Option<std::path::PathBuf>,
+    /// Record latencies only once this file exists (the load runs warm
+    /// before the window another program measures).
+    #[arg(long, global = true)]
+    start_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -133,6 +137,7 @@ fn common(cli: &Cli, endpoints: &[String], total: u64) -> Common {
         clients: cli.clients,
         total,
         stop_file: cli.stop_file.clone(),
+        start_file: cli.start_file.clone(),
     }
 }
 

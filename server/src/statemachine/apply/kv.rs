@@ -108,9 +108,10 @@ impl Applier {
         }
     }
 
-    /// The index is compacted here; old revisions are deleted on another
-    /// thread while writes go on (etcd's physical option waits for that,
-    /// and its client is answered from that thread).
+    /// Reads below the revision are refused from here on; the schedule's
+    /// commit, the index's compaction and the old revisions' deletion run
+    /// on another thread while writes go on (etcd's physical option waits
+    /// for that, and its client is answered from that thread).
     pub(super) fn compaction(&mut self, c: pb::CompactionRequest, at: At) -> Outcome {
         if self.shared.corrupt() {
             return Ok(Err(EtcdError::Corrupt));
