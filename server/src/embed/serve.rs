@@ -402,6 +402,9 @@ async fn bind_peers(
 }
 
 /// Serves the Peer service on `l` until `stop` fires.
+/// The receive window of a peer stream (its connection's is twice that).
+const PEER_STREAM_WINDOW: u32 = 8 << 20;
+
 fn serve_peer(
     srv: &Arc<EtcdServer>,
     l: TcpListener,
@@ -409,8 +412,13 @@ fn serve_peer(
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
     let addr = l.local_addr()?;
+    // HTTP/2's default 64 KiB windows cap a stream at a window per round
+    // trip: a database snapshot (1 MiB pieces) and raft appends get room
+    // for several pieces in flight.
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .initial_stream_window_size(Some(PEER_STREAM_WINDOW))
+        .initial_connection_window_size(Some(2 * PEER_STREAM_WINDOW))
         .add_service(
             peerpb::peer_server::PeerServer::new(PeerService {
                 srv: srv.clone(),
