@@ -1,6 +1,7 @@
 //! `KV.RangeStream` (etcd 3.7) against the unary Range of the same server:
 //! the chunks merge into exactly Range's answer for every range shape,
-//! limit, keys-only, count-only and revision; etcd's refusals and errors;
+//! limit, keys-only, count-only and revision; etcd's refusals and errors,
+//! auth's answers as Range's;
 //! a compaction past the pinned revision ends the stream with etcd's
 //! compacted error; a reader that stops holds bounded server memory and no
 //! snapshot (a defrag meanwhile leaves no old db file mapped); a client
@@ -18,11 +19,7 @@ const RANGE: &str = "/etcdserverpb.KV/Range";
 const STREAM: &str = "/etcdserverpb.KV/RangeStream";
 
 fn port(s: &Server) -> u16 {
-    s.endpoint()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port")
+    s.port
 }
 
 async fn put(p: u16, key: &str, value: Vec<u8>, lease: i64) -> i64 {
@@ -434,4 +431,51 @@ async fn a_compaction_past_the_pinned_revision_ends_the_stream() {
             "etcdserver: mvcc: required revision has been compacted".to_string()
         ))
     );
+}
+
+#[tokio::test]
+async fn auth_rules_are_ranges() {
+    let s = Server::start(&[]);
+    let p = port(&s);
+    put(p, "a", b"1".to_vec(), 0).await;
+    put(p, "b", b"2".to_vec(), 0).await;
+    strata_testkit::set_up_auth(&s.endpoint());
+    let alice = strata_testkit::login(p, "alice", "alicepw").await.unwrap();
+    let one = |key: &str| pb::RangeRequest {
+        key: key.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let read = |key: &'static str, token: Option<String>| async move {
+        let mut s =
+            grpc_server_stream::<_, pb::RangeStreamResponse>(p, STREAM, one(key), token.as_deref())
+                .await?;
+        let mut kvs = Vec::new();
+        while let Some(m) = s.message().await? {
+            kvs.extend(m.range_response.unwrap_or_default().kvs);
+        }
+        Ok::<_, tonic::Status>(kvs)
+    };
+    // Alice reads "a" (her permission), not "b"; nobody reads without a
+    // user; the same answers as Range's.
+    let got = read("a", Some(alice.clone())).await.unwrap();
+    assert_eq!(got[0].value, b"1");
+    let denied = read("b", Some(alice.clone())).await.unwrap_err();
+    let unary: Result<pb::RangeResponse, _> = grpc_unary(p, RANGE, one("b"), Some(&alice)).await;
+    let unary = unary.unwrap_err();
+    assert_eq!(
+        (denied.code(), denied.message()),
+        (Code::PermissionDenied, "etcdserver: permission denied")
+    );
+    assert_eq!(
+        (unary.code(), unary.message()),
+        (denied.code(), denied.message())
+    );
+    let anonymous = read("a", None).await.unwrap_err();
+    let unary: Result<pb::RangeResponse, _> = grpc_unary(p, RANGE, one("a"), None).await;
+    let unary = unary.unwrap_err();
+    assert_eq!(
+        (anonymous.code(), anonymous.message()),
+        (unary.code(), unary.message())
+    );
+    assert_eq!(anonymous.code(), Code::InvalidArgument, "{anonymous:?}");
 }
