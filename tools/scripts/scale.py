@@ -41,8 +41,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MB = 1 << 20
-# Members to stop however the run ends.
+# Members and probes to stop however the run ends.
 RUNNING = set()
+PROBES = set()
 
 
 def free_port():
@@ -209,6 +210,7 @@ class Probe:
              "--stop-file", self.stop_file, "put", "--total", str(10**9), "--key-size", "16",
              "--val-size", str(args.value), "--key-space-size", "1000"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        PROBES.add(self.p)
         time.sleep(1.0)
 
     def begin(self):
@@ -219,6 +221,7 @@ class Probe:
         time.sleep(0.02)
         open(self.stop_file, "w").close()
         out, _ = self.p.communicate(timeout=120)
+        PROBES.discard(self.p)
         return parse_report(out)
 
 
@@ -422,6 +425,8 @@ def main():
                 with open(os.path.join(args.dir, "results.json"), "w") as f:
                     json.dump({"args": vars(args), "results": results}, f, indent=1)
     finally:
+        for p in list(PROBES):
+            p.kill()
         for m in list(RUNNING):
             m.kill9()
     ver = run([args.etcd, "--version"], check=False).stdout.splitlines()[:1]

@@ -49,8 +49,13 @@ pub enum Applied {
     },
     /// Applied, with nothing to answer (a checkpoint, an empty entry).
     Checkpoint,
-    /// Answered later, from another thread (a physical compaction).
-    Pending,
+    /// A physical compaction, applied: its answer once `done` says the
+    /// job finished (the client waits for it without the request timeout,
+    /// as etcd waits: at scale the deletion takes longer than that).
+    Compacting {
+        answer: pb::CompactionResponse,
+        done: tokio::sync::oneshot::Receiver<Result<(), EtcdError>>,
+    },
 }
 
 /// Each response type an RPC waits for comes out of its own [`Applied`]

@@ -17,6 +17,7 @@ use crate::errors::{EtcdError, Grpc};
 use crate::server::EtcdServer;
 use crate::statemachine::auth::AuthInfo;
 use crate::statemachine::convert;
+use crate::statemachine::state::Applied;
 
 pub struct KvService {
     pub srv: Arc<EtcdServer>,
@@ -226,6 +227,18 @@ impl pb::kv_server::Kv for KvService {
         // etcd 3.6: compaction is root's.
         let who = self.srv.require_admin(&req).await?;
         let c = req.into_inner();
-        propose(&self.srv, who.as_ref(), c).await
+        match self.srv.propose_for(c, who.as_ref()).await? {
+            Applied::Compaction(resp) => Ok(Response::new(resp)),
+            // Physical: answered when the job ends, however long it takes
+            // (etcd waits for its compaction likewise).
+            Applied::Compacting { answer, done } => match done.await {
+                Ok(Ok(())) => Ok(Response::new(answer)),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(EtcdError::Stopped.into()),
+            },
+            other => Err(Status::internal(format!(
+                "unexpected apply result {other:?}"
+            ))),
+        }
     }
 }

@@ -111,7 +111,7 @@ impl Applier {
     /// Reads below the revision are refused from here on; the schedule's
     /// commit, the index's compaction and the old revisions' deletion run
     /// on another thread while writes go on (etcd's physical option waits
-    /// for that, and its client is answered from that thread).
+    /// for that: its client gets a receiver for the job's end).
     pub(super) fn compaction(&mut self, c: pb::CompactionRequest, at: At) -> Outcome {
         if self.shared.corrupt() {
             return Ok(Err(EtcdError::Corrupt));
@@ -126,26 +126,21 @@ impl Applier {
         let resp = pb::CompactionResponse {
             header: Some(sh.header(rev)),
         };
-        let physical = c.physical;
-        let answer = resp;
+        let (finished, done) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("compaction".into())
             .spawn(move || {
                 let revision = job.revision();
-                let done = job.finish();
-                if let Err(e) = &done {
+                let res = job.finish();
+                if let Err(e) = &res {
                     tracing::error!(revision, error = %e, "compaction failed");
                 }
-                if physical {
-                    sh.waiters.trigger(
-                        at.request_id,
-                        done.map(|()| Applied::Compaction(answer))
-                            .map_err(EtcdError::from),
-                    );
-                }
+                // Nobody may be waiting (not physical, another member's
+                // request, a client gone).
+                let _ = finished.send(res.map_err(EtcdError::from));
             })?;
-        Ok(Ok(if physical {
-            Applied::Pending
+        Ok(Ok(if c.physical {
+            Applied::Compacting { answer: resp, done }
         } else {
             Applied::Compaction(resp)
         }))

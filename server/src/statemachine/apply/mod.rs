@@ -287,7 +287,7 @@ impl StateMachine for Applier {
         };
         let result = self.apply_request(req.into(), at)?;
         self.ci = e.index;
-        if at.request_id != 0 && !matches!(result, Ok(Applied::Pending)) {
+        if at.request_id != 0 {
             self.results.push((at.request_id, result));
         }
         Ok(())
