@@ -169,8 +169,9 @@ pub(super) fn swap_in(inner: &Inner, b: &mut Batch, from: &Path) -> Result<()> {
     let view = ReadView::new(db.begin_read(), Buffer::default())?;
     // Old readers may hold the replaced file a while. Its last close frees
     // the whole unlinked file (blocks and page cache), which must not land
-    // on a reader: a reaper thread holds it until no one else does, and
-    // closes it without writing.
+    // on a reader: a reaper thread holds it until no one else does, then
+    // shrinks it in steps (no one long stall of the filesystem) and closes
+    // it without writing.
     let old = inner.db();
     old.retire();
     *inner.db.write().unwrap_or_else(|e| e.into_inner()) = db;
@@ -178,7 +179,7 @@ pub(super) fn swap_in(inner: &Inner, b: &mut Batch, from: &Path) -> Result<()> {
         while old.handles() > 1 {
             std::thread::sleep(Duration::from_millis(20));
         }
-        drop(old);
+        old.release_gradually();
     });
     b.tx = Some(tx);
     b.ids = ids;

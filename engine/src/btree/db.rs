@@ -55,6 +55,10 @@ impl Default for Options {
     }
 }
 
+/// Bytes a retired database's file shrinks by per step when it is
+/// released ([`Database::release_gradually`]).
+pub const RELEASE_STEP: u64 = 256 << 20;
+
 /// A database file. Cheap to clone; the file is closed (and its freelist
 /// saved) when the last handle and transaction are dropped.
 #[derive(Clone)]
@@ -222,6 +226,28 @@ impl Database {
     /// (so whichever reader drops it last does no I/O).
     pub fn retire(&self) {
         self.shared.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// Gives back the disk space of a retired database whose file was
+    /// replaced (renamed over, so this handle holds the only link to it),
+    /// a step of [`RELEASE_STEP`] bytes at a time, then closes it. Freeing
+    /// gigabytes in one close stalls the filesystem's journal, and with it
+    /// every other fsync (the WAL's), for tens of milliseconds. Only a
+    /// retired database that no one else holds is truncated; any other is
+    /// just dropped.
+    pub fn release_gradually(self) {
+        let alone = Arc::strong_count(&self.shared) == 1;
+        if !alone || !self.shared.retired.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut len = self.shared.io.len().unwrap_or(0);
+        while len > 0 {
+            len = len.saturating_sub(RELEASE_STEP);
+            if self.shared.io.set_len(len).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// Handles and open transactions on this database.

@@ -314,11 +314,15 @@ impl Store {
         let mut from: Option<Box<[u8]>> = Some(Box::default());
         while let Some(start) = from {
             let began = std::time::Instant::now();
+            // The slice's own set: the big one grows (and rehashes, tens of
+            // MB at millions of keys) outside the lock.
+            let mut kept = std::collections::HashSet::new();
             let mut st = self.write_state();
             from = st
                 .index
-                .compact_slice(rev, &start, INDEX_COMPACTION_SLICE, &mut keep);
+                .compact_slice(rev, &start, INDEX_COMPACTION_SLICE, &mut kept);
             drop(st);
+            keep.extend(kept);
             // Paced like the deletion (see there).
             std::thread::sleep(began.elapsed().max(LOCK_GAP));
         }
