@@ -198,18 +198,22 @@ async fn connect(c: &Common) -> anyhow::Result<Conns> {
     }
     let mut out = Vec::new();
     for i in 0..c.conns.max(1) {
-        let ep = &c.endpoints[i % c.endpoints.len()];
-        let url = if ep.contains("://") {
-            ep.clone()
-        } else {
-            format!("http://{ep}")
-        };
-        let channel = tonic::transport::Endpoint::from_shared(url)?
-            .connect()
-            .await?;
+        let channel = dial(&c.endpoints[i % c.endpoints.len()]).await?;
         out.push(Client::from_channel(etcd_client::Channel::Tonic(channel), None).await?);
     }
     Ok(Conns(out))
+}
+
+/// A plain channel to `endpoint` (`host:port` means http).
+async fn dial(endpoint: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let url = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    };
+    Ok(tonic::transport::Endpoint::from_shared(url)?
+        .connect()
+        .await?)
 }
 
 /// The run's connections.
@@ -377,14 +381,7 @@ pub async fn scan(
 ) -> anyhow::Result<Scan> {
     use prost::Message;
     use strata_proto::etcdserverpb as pb;
-    let url = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    };
-    let channel = tonic::transport::Endpoint::from_shared(url)?
-        .connect()
-        .await?;
+    let channel = dial(endpoint).await?;
     let mut g = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
     g.ready().await?;
     let req = pb::RangeRequest {

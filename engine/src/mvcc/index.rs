@@ -178,10 +178,7 @@ impl TreeIndex {
     /// Compacts every key at `rev`; returns the revisions still needed.
     pub fn compact(&mut self, rev: i64) -> HashSet<Revision> {
         let mut available = HashSet::new();
-        self.keys.retain(|_, ki| {
-            ki.compact(rev, &mut available);
-            !ki.is_empty()
-        });
+        self.compact_slice(rev, &[], usize::MAX, &mut available);
         available
     }
 

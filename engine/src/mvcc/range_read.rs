@@ -30,7 +30,7 @@ use prost::Message;
 use super::index::End;
 use super::key_index::Found;
 use super::kv::KeyValue;
-use super::store::{corrupt_record, decode_kv, Store};
+use super::store::{corrupt_record, decode_kv, read_revision, Store};
 use super::types::{RangeRequest, SortOrder, SortTarget};
 use crate::backend::{Bucket, ReadView};
 use crate::error::{Error, Result};
@@ -186,17 +186,7 @@ impl Store {
         }
         let st = self.read_state();
         let current = st.current;
-        if req.revision > current {
-            return Err(Error::FutureRevision);
-        }
-        let rev = if req.revision <= 0 {
-            current
-        } else {
-            req.revision
-        };
-        if rev < st.compact {
-            return Err(Error::Compacted);
-        }
+        let rev = read_revision(&st, req.revision, current)?;
         let end = End::from_range_end(&req.range_end);
         let view = self.backend.read();
         if req.count_only {
@@ -210,17 +200,7 @@ impl Store {
                 revision: current,
             });
         }
-        let filtered = req.sort_order != SortOrder::None
-            || req.min_mod_revision != 0
-            || req.max_mod_revision != 0
-            || req.min_create_revision != 0
-            || req.max_create_revision != 0;
-        // One more than asked tells whether the limit cut the answer.
-        let fetch = if filtered || req.limit <= 0 {
-            usize::MAX
-        } else {
-            req.limit as usize + 1
-        };
+        let fetch = req.index_fetch().unwrap_or(usize::MAX);
         let keep = keep_keys || req.keys_only;
         let mut entries = Vec::new();
         let mut total = 0usize;
@@ -235,21 +215,8 @@ impl Store {
             with_count || entries.len() < fetch
         });
         drop(st);
-        let keeps = |e: &Entry| {
-            let (m, c) = (e.found.modified.main, e.found.created.main);
-            (req.max_mod_revision == 0 || m <= req.max_mod_revision)
-                && (req.min_mod_revision == 0 || m >= req.min_mod_revision)
-                && (req.max_create_revision == 0 || c <= req.max_create_revision)
-                && (req.min_create_revision == 0 || c >= req.min_create_revision)
-        };
-        entries.retain(keeps);
-        // etcd: a target other than KEY with no order sorts ascending; KEY
-        // ascending is already the order.
-        let order = match (req.sort_target, req.sort_order) {
-            (t, SortOrder::None) if t != SortTarget::Key => SortOrder::Ascend,
-            (SortTarget::Key, SortOrder::Ascend) => SortOrder::None,
-            (_, o) => o,
-        };
+        entries.retain(|e| req.passes_filters(e.found.modified.main, e.found.created.main));
+        let order = req.effective_order();
         if order != SortOrder::None {
             let field = |f: &Found| match req.sort_target {
                 SortTarget::Version => f.version,

@@ -490,6 +490,19 @@ fn restore(backend: &Backend, st: &mut State) -> Result<LeasedKeys> {
         .collect())
 }
 
+/// The revision a read asked for `asked` answers at (0 or less: `current`),
+/// or etcd's error for one in the future or compacted away.
+pub(super) fn read_revision(st: &State, asked: i64, current: i64) -> Result<i64> {
+    if asked > current {
+        return Err(Error::FutureRevision);
+    }
+    let rev = if asked <= 0 { current } else { asked };
+    if rev < st.compact {
+        return Err(Error::Compacted);
+    }
+    Ok(rev)
+}
+
 /// A range as etcd serves it (`current` is the revision the reader treats as
 /// the store's).
 pub(super) fn range_at(
@@ -498,17 +511,7 @@ pub(super) fn range_at(
     req: &RangeRequest,
     current: i64,
 ) -> Result<RangeResponse> {
-    if req.revision > current {
-        return Err(Error::FutureRevision);
-    }
-    let rev = if req.revision <= 0 {
-        current
-    } else {
-        req.revision
-    };
-    if rev < st.compact {
-        return Err(Error::Compacted);
-    }
+    let rev = read_revision(st, req.revision, current)?;
     let end = End::from_range_end(&req.range_end);
     if req.count_only {
         let count = st.index.count(&req.key, &end, rev) as i64;
@@ -519,17 +522,7 @@ pub(super) fn range_at(
             revision: current,
         });
     }
-    let filtered = req.sort_order != SortOrder::None
-        || req.min_mod_revision != 0
-        || req.max_mod_revision != 0
-        || req.min_create_revision != 0
-        || req.max_create_revision != 0;
-    // One more than asked tells whether the limit cut the result.
-    let fetch = if filtered || req.limit <= 0 {
-        0
-    } else {
-        req.limit as usize + 1
-    };
+    let fetch = req.index_fetch().unwrap_or(0);
     let (found, total) = st.index.range(&req.key, &end, rev, fetch);
     let mut kvs = Vec::with_capacity(found.len());
     for (_, f) in &found {
@@ -544,25 +537,8 @@ pub(super) fn range_at(
         })?;
         kvs.push(decode_kv(values.file(), &rev_key, &bytes)?);
     }
-    if req.max_mod_revision != 0 {
-        kvs.retain(|kv| kv.mod_revision <= req.max_mod_revision);
-    }
-    if req.min_mod_revision != 0 {
-        kvs.retain(|kv| kv.mod_revision >= req.min_mod_revision);
-    }
-    if req.max_create_revision != 0 {
-        kvs.retain(|kv| kv.create_revision <= req.max_create_revision);
-    }
-    if req.min_create_revision != 0 {
-        kvs.retain(|kv| kv.create_revision >= req.min_create_revision);
-    }
-    // etcd: a target other than KEY with no order sorts ascending; KEY
-    // ascending is already the order.
-    let order = match (req.sort_target, req.sort_order) {
-        (t, SortOrder::None) if t != SortTarget::Key => SortOrder::Ascend,
-        (SortTarget::Key, SortOrder::Ascend) => SortOrder::None,
-        (_, o) => o,
-    };
+    kvs.retain(|kv| req.passes_filters(kv.mod_revision, kv.create_revision));
+    let order = req.effective_order();
     if order != SortOrder::None {
         kvs.sort_by(|a, b| {
             let o = match req.sort_target {

@@ -41,6 +41,39 @@ pub struct RangeRequest {
     pub max_create_revision: i64,
 }
 
+impl RangeRequest {
+    /// Whether a key-value of these revisions passes the revision filters.
+    pub fn passes_filters(&self, mod_revision: i64, create_revision: i64) -> bool {
+        (self.max_mod_revision == 0 || mod_revision <= self.max_mod_revision)
+            && (self.min_mod_revision == 0 || mod_revision >= self.min_mod_revision)
+            && (self.max_create_revision == 0 || create_revision <= self.max_create_revision)
+            && (self.min_create_revision == 0 || create_revision >= self.min_create_revision)
+    }
+
+    /// The order the answer is sorted in after the index's key order, as
+    /// etcd decides it: a target other than KEY with no order sorts
+    /// ascending; KEY ascending is the index's order already (None).
+    pub fn effective_order(&self) -> SortOrder {
+        match (self.sort_target, self.sort_order) {
+            (t, SortOrder::None) if t != SortTarget::Key => SortOrder::Ascend,
+            (SortTarget::Key, SortOrder::Ascend) => SortOrder::None,
+            (_, o) => o,
+        }
+    }
+
+    /// How many keys to take from the index: all (None) when an order or
+    /// a filter applies after it, else one more than the limit (which
+    /// tells whether the limit cut the answer).
+    pub fn index_fetch(&self) -> Option<usize> {
+        let filtered = self.sort_order != SortOrder::None
+            || self.min_mod_revision != 0
+            || self.max_mod_revision != 0
+            || self.min_create_revision != 0
+            || self.max_create_revision != 0;
+        (!filtered && self.limit > 0).then(|| self.limit as usize + 1)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangeResponse {
     pub kvs: Vec<KeyValue>,

@@ -29,6 +29,36 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// A fresh, ready connection to 127.0.0.1:`port` (answers of any size),
+/// and `req` with the optional `token` metadata.
+async fn call<Req>(
+    port: u16,
+    req: Req,
+    token: Option<&str>,
+) -> Result<
+    (
+        tonic::client::Grpc<tonic::transport::Channel>,
+        tonic::Request<Req>,
+    ),
+    tonic::Status,
+> {
+    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut g = tonic::client::Grpc::new(ch).max_decoding_message_size(usize::MAX);
+    g.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut r = tonic::Request::new(req);
+    if let Some(t) = token {
+        r.metadata_mut()
+            .insert("token", t.parse().expect("ascii token"));
+    }
+    Ok((g, r))
+}
+
 /// One unary gRPC call on `path` to 127.0.0.1:`port`, with optional
 /// `token` metadata (for tests that make or forge tokens).
 pub async fn grpc_unary<Req, Resp>(
@@ -41,20 +71,7 @@ where
     Req: prost::Message + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
-    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut g = tonic::client::Grpc::new(ch).max_decoding_message_size(usize::MAX);
-    g.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut r = tonic::Request::new(req);
-    if let Some(t) = token {
-        r.metadata_mut()
-            .insert("token", t.parse().expect("ascii token"));
-    }
+    let (mut g, r) = call(port, req, token).await?;
     g.unary(
         r,
         path.parse().expect("path"),
@@ -64,7 +81,6 @@ where
     .map(|r| r.into_inner())
 }
 
-/// Authenticate: the token.
 /// A server-streaming call on `path` (e.g. `/etcdserverpb.KV/RangeStream`)
 /// over a fresh connection, with an optional auth token.
 pub async fn grpc_server_stream<Req, Resp>(
@@ -77,20 +93,7 @@ where
     Req: prost::Message + Send + Sync + 'static,
     Resp: prost::Message + Default + Send + Sync + 'static,
 {
-    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut g = tonic::client::Grpc::new(ch).max_decoding_message_size(usize::MAX);
-    g.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut r = tonic::Request::new(req);
-    if let Some(t) = token {
-        r.metadata_mut()
-            .insert("token", t.parse().expect("ascii token"));
-    }
+    let (mut g, r) = call(port, req, token).await?;
     g.server_streaming(
         r,
         path.parse().expect("path"),
@@ -100,6 +103,7 @@ where
     .map(|r| r.into_inner())
 }
 
+/// Authenticate: the token.
 pub async fn login(port: u16, name: &str, password: &str) -> Result<String, tonic::Status> {
     use strata_proto::etcdserverpb as pb;
     let req = pb::AuthenticateRequest {

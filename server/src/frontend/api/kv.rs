@@ -116,7 +116,7 @@ pub(super) async fn admit_range(
     srv: &EtcdServer,
     req: Request<pb::RangeRequest>,
     stream: bool,
-) -> Result<(pb::RangeRequest, m::RangeRequest, Option<AuthInfo>), Status> {
+) -> Result<(m::RangeRequest, Option<AuthInfo>), Status> {
     let who = srv.who_of(&req).await?;
     let r = req.into_inner();
     check_recv(srv, &r)?;
@@ -136,7 +136,7 @@ pub(super) async fn admit_range(
     srv.shared
         .auth
         .check_read(who.as_ref(), &r.key, &r.range_end)?;
-    Ok((r, mr, who))
+    Ok((mr, who))
 }
 
 fn txn_put_bytes(t: &pb::TxnRequest) -> usize {
@@ -158,7 +158,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        let (_, mr, who) = admit_range(&self.srv, req, false).await?;
+        let (mr, who) = admit_range(&self.srv, req, false).await?;
         let resp = materialized_range(&self.srv, &mr)?;
         stale_check(&self.srv, who.as_ref())?;
         Ok(Response::new(resp))
@@ -170,7 +170,7 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
-        let (_, mr, who) = admit_range(&self.srv, req, true).await?;
+        let (mr, who) = admit_range(&self.srv, req, true).await?;
         stale_check(&self.srv, who.as_ref())?;
         Ok(Response::new(range_stream::start(self.srv.clone(), mr)))
     }

@@ -138,7 +138,7 @@ async fn serve(
         parts.extensions,
         r,
     );
-    let (_, mr, who) = admit_range(&srv, req, false).await?;
+    let (mr, who) = admit_range(&srv, req, false).await?;
     if !m::RangeRead::supports(&mr) {
         let resp = super::kv::materialized_range(&srv, &mr)?;
         stale_check(&srv, who.as_ref())?;
