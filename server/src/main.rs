@@ -41,6 +41,10 @@ fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     deprecated.extend(renamed::in_args(args.iter().map(String::as_str)));
     let mut cfg = Config::parse_from(&args);
+    if cfg.print_version {
+        print!("{}", strata_server::version::version_block());
+        return Ok(());
+    }
     let mut notes = Vec::new();
     if let Some(path) = cfg.config_file.clone() {
         (cfg, notes) = strata_server::embed::config::file::load(&path)?;

@@ -60,6 +60,14 @@ pub struct RestoreArgs {
     /// Restore a file without a SHA-256 trailer (a copied db file).
     #[arg(long)]
     pub skip_hash_check: bool,
+    /// How much to increase the latest revision after restore (etcdutl
+    /// 3.6); needs --mark-compacted.
+    #[arg(long, default_value_t = 0)]
+    pub bump_revision: u64,
+    /// Mark the latest revision after restore as the point of scheduled
+    /// compaction (required if --bump-revision > 0, disallowed otherwise).
+    #[arg(long)]
+    pub mark_compacted: bool,
 }
 
 pub fn run(v: Verb) -> Result<ExitCode> {
@@ -166,6 +174,7 @@ fn status(a: &StatusArgs) -> Result<ExitCode> {
 }
 
 fn restore_cmd(a: &RestoreArgs) -> Result<ExitCode> {
+    let bump_revision = restore::bump_of(a.bump_revision, a.mark_compacted)?;
     let b = restore::read_backup(&a.file, a.skip_hash_check)?;
     let data_dir = a
         .data_dir
@@ -177,6 +186,7 @@ fn restore_cmd(a: &RestoreArgs) -> Result<ExitCode> {
         initial_cluster_token: a.initial_cluster_token.clone(),
         initial_advertise_peer_urls: a.initial_advertise_peer_urls.clone(),
         data_dir: data_dir.clone(),
+        bump_revision,
     };
     let file = strata_engine::bbolt::BoltFile::read(&b.db)
         .with_context(|| format!("reading {}", a.file.display()))?;
@@ -186,8 +196,14 @@ fn restore_cmd(a: &RestoreArgs) -> Result<ExitCode> {
         indicatif::ProgressStyle::with_template("restoring {bar:40} {pos}/{len} entries")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let members = restore::restore(&file, &params, |n| bar.inc(n))?;
+    let restore::Restored { members, bumped } = restore::restore(&file, &params, |n| bar.inc(n))?;
     bar.finish_and_clear();
+    if let Some((latest, now)) = bumped {
+        println!(
+            "bumped the latest revision {latest} by {} to {now}, and marked {now} compacted",
+            now - latest
+        );
+    }
     for m in &members {
         println!(
             "added member {:x} {} {:?} to cluster {:x}",

@@ -147,6 +147,69 @@ fn save_status_restore_and_serve_again() {
         dir.path().join("r2").to_str().unwrap(),
     ]);
     assert!(!ok && out.contains("expected sha256"), "{out}");
+
+    // etcdutl 3.6's --bump-revision N --mark-compacted: the member starts
+    // N past the backup's revision with everything before compacted, so a
+    // watcher of the old cluster sees a compaction (etcd v3.7.1
+    // etcdutl/snapshot/v3_snapshot.go modifyLatestRevision). The two flags
+    // come together or not at all (etcdutl/etcdutl/snapshot_command.go).
+    let bumped = dir.path().join("bumped");
+    let bd = bumped.to_str().unwrap();
+    for lone in [&["--bump-revision", "1000"][..], &["--mark-compacted"][..]] {
+        let mut args = vec!["snapshot", "restore", &b, "--data-dir", bd];
+        args.extend_from_slice(lone);
+        let (ok, out) = util(&args);
+        assert!(!ok, "{lone:?} alone was accepted");
+        assert!(
+            out.contains("--mark-compacted required if --revision-bump > 0"),
+            "{out}"
+        );
+        assert!(!bumped.exists());
+    }
+    let (ok, out) = util(&[
+        "snapshot",
+        "restore",
+        &b,
+        "--data-dir",
+        bd,
+        "--bump-revision",
+        "1000",
+        "--mark-compacted",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("bumped the latest revision 2003 by 1000 to 3003"),
+        "{out}"
+    );
+    with_member(&bumped, &[], |ep| async move {
+        let mut c = etcd_client::Client::connect([ep.as_str()], None)
+            .await
+            .unwrap();
+        let r = c.get("k1999", None).await.unwrap();
+        assert_eq!(r.header().unwrap().revision(), 3003);
+        assert_eq!(r.kvs()[0].mod_revision(), 2001);
+        let old = etcd_client::GetOptions::new().with_revision(2003);
+        let e = c.get("k1999", Some(old)).await.unwrap_err().to_string();
+        assert!(e.contains("required revision has been compacted"), "{e}");
+        let put = c.put("after", "bump", None).await.unwrap();
+        assert_eq!(put.header().unwrap().revision(), 3004);
+        let from_old = etcd_client::WatchOptions::new().with_start_revision(5);
+        let mut events = c.watch("k0001", Some(from_old)).await.unwrap();
+        let mut canceled = None;
+        for _ in 0..2 {
+            let r = tokio::time::timeout(Duration::from_secs(10), events.message())
+                .await
+                .expect("a watch response in time")
+                .unwrap()
+                .unwrap();
+            if r.canceled() {
+                canceled = Some(r);
+                break;
+            }
+        }
+        let canceled = canceled.expect("the watcher canceled");
+        assert_eq!(canceled.compact_revision(), 3003);
+    });
 }
 
 #[test]

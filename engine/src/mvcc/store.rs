@@ -17,6 +17,11 @@
 //!   read >= R needs, in batches, and finally records
 //!   `finishedCompactRev = R`. On open, a scheduled but unfinished
 //!   compaction runs again.
+//! - The store's revision is never below its compact revision, scheduled
+//!   or finished: a db whose `scheduledCompactRev` lies past its last
+//!   write (a backup restored with etcdutl's `--bump-revision
+//!   --mark-compacted`, see [`Store::schedule_bumped_compaction`]) opens at
+//!   that revision, every older one compacted, and writes go on from it.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -208,6 +213,46 @@ impl Store {
         Ok(leased)
     }
 
+    /// Moves a closed db's revision `amount` past its last write and marks
+    /// every revision below the new one compacted (etcdutl's `snapshot
+    /// restore --bump-revision --mark-compacted`): records
+    /// `scheduledCompactRev` at the new revision, so the next open runs
+    /// the compaction and starts there. Returns (last write, new revision).
+    /// Clients' watches and reads from before then see a compaction, never
+    /// a revision that goes back.
+    pub fn schedule_bumped_compaction(backend: &Backend, amount: i64) -> Result<(i64, i64)> {
+        let latest = {
+            let rx = backend.db().begin_read();
+            let bucket = rx
+                .bucket(rx.root(), Bucket::Key.name())?
+                .ok_or(Error::BucketNotFound)?;
+            let mut c = rx.cursor(bucket);
+            match c.last()? {
+                Some(e) => parse_rev_key(rx.path(), e.key)?.0.main,
+                None => 1,
+            }
+        };
+        let view = backend.read();
+        let latest = [SCHEDULED_COMPACT_KEY, FINISHED_COMPACT_KEY]
+            .into_iter()
+            .filter_map(|k| meta_rev(&view, k).transpose())
+            .try_fold(latest, |a, r| r.map(|r| a.max(r)))?;
+        drop(view);
+        let bumped = latest.checked_add(amount).ok_or_else(|| {
+            Error::InvalidOption(format!("revision {latest} bumped by {amount} overflows"))
+        })?;
+        {
+            let mut batch = backend.batch()?;
+            batch.put(
+                Bucket::Meta,
+                SCHEDULED_COMPACT_KEY,
+                &Revision::new(bumped, 0).to_key(false),
+            )?;
+        }
+        backend.force_commit()?;
+        Ok((latest, bumped))
+    }
+
     /// Installs the observer of writes (the watchable store).
     /// The store keeps a weak reference: the caller owns the observer.
     pub fn set_observer(&self, o: &Arc<dyn Observer>) {
@@ -295,6 +340,7 @@ impl Store {
         {
             let mut st = self.write_state();
             st.compact = st.compact.max(rev);
+            st.current = st.current.max(rev);
         }
         CompactionJob {
             store: self.clone(),

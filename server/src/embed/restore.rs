@@ -12,6 +12,10 @@
 //! revisions, leases, auth, alarms), minus the old cluster's members and
 //! its raft bookkeeping (consistent index, markers), plus the new
 //! cluster's members from `--initial-cluster` and `--initial-cluster-token`.
+//! With `--bump-revision N --mark-compacted` (etcd 3.6's etcdutl) the db
+//! also records a compaction N revisions past the backup's last one: the
+//! member opens at that revision with everything before it compacted
+//! (strata_engine's `Store::schedule_bumped_compaction`).
 //! The data dir is built under a temporary name and renamed into place
 //! once synced. The member then starts with `--initial-cluster-state new`
 //! and the same flags: finding its members in the db, it creates its WAL
@@ -122,6 +126,29 @@ pub struct RestoreParams {
     pub initial_cluster_token: String,
     pub initial_advertise_peer_urls: Vec<String>,
     pub data_dir: PathBuf,
+    /// etcdutl's `--bump-revision N --mark-compacted`: the restored member
+    /// starts N revisions past the backup's last, everything before
+    /// compacted (so watchers of the old cluster see a compaction, never
+    /// revisions that repeat). None: starts at the backup's revision.
+    pub bump_revision: Option<u64>,
+}
+
+/// What a restore made.
+pub struct Restored {
+    /// The new cluster's members.
+    pub members: Vec<membership::Member>,
+    /// With `bump_revision`: the backup's last revision and the one the
+    /// member starts at, compacted.
+    pub bumped: Option<(i64, i64)>,
+}
+
+/// etcdutl's rule (etcdutl/etcdutl/snapshot_command.go): the two flags
+/// come together or not at all, in etcd's words.
+pub fn bump_of(bump_revision: u64, mark_compacted: bool) -> anyhow::Result<Option<u64>> {
+    if (bump_revision == 0) == mark_compacted {
+        bail!("--mark-compacted required if --revision-bump > 0");
+    }
+    Ok((bump_revision > 0).then_some(bump_revision))
 }
 
 /// Meta keys of the old cluster's raft that a restored member must not
@@ -134,13 +161,13 @@ const RAFT_META: [&[u8]; 4] = [
 ];
 
 /// Builds a new member's data dir from a backup's db (read with
-/// [`BoltFile::read`]); returns the new members (id, name, peer URLs).
-/// `progress` is told of every entry copied.
+/// [`BoltFile::read`]); returns the new members (id, name, peer URLs) and
+/// the bump made. `progress` is told of every entry copied.
 pub fn restore(
     f: &BoltFile,
     p: &RestoreParams,
     mut progress: impl FnMut(u64),
-) -> anyhow::Result<Vec<membership::Member>> {
+) -> anyhow::Result<Restored> {
     if p.data_dir.exists() {
         bail!("data-dir {:?} exists", p.data_dir.display().to_string());
     }
@@ -197,6 +224,15 @@ pub fn restore(
     backend.close()?;
     let backend = Backend::open(BackendConfig::new(member_dir.join("db")))?;
     membership::store(&backend, &members)?;
+    let bumped = match p.bump_revision {
+        Some(n) => {
+            let amount = i64::try_from(n).context("--bump-revision is too large")?;
+            Some(strata_engine::mvcc::Store::schedule_bumped_compaction(
+                &backend, amount,
+            )?)
+        }
+        None => None,
+    };
     backend.close()?;
     crate::statemachine::snapdir::sync_dirs_up(
         &[&member_dir.join("wal"), &member_dir.join("snap")],
@@ -205,5 +241,5 @@ pub fn restore(
     std::fs::rename(&tmp, &p.data_dir)
         .with_context(|| format!("renaming {} to {}", tmp.display(), p.data_dir.display()))?;
     crate::statemachine::snapdir::sync_dirs_up(&[&p.data_dir], &p.data_dir)?;
-    Ok(members)
+    Ok(Restored { members, bumped })
 }

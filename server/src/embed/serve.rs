@@ -37,6 +37,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let server_cfg = cfg.server_config()?;
+    let metrics = crate::metrics::global();
+    // etcd shows the configured quota, the default for 0, and a negative
+    // (no quota) as given.
+    metrics
+        .quota_backend_bytes
+        .set(cfg.quota().map_or(cfg.quota_backend_bytes, |q| q as i64));
+    if cfg.metrics == "extensive" {
+        metrics.enable_extensive();
+    }
     let srv = tokio::task::spawn_blocking(move || EtcdServer::start(server_cfg)).await??;
     srv.spawn_duties();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -221,6 +230,12 @@ pub async fn run(
         member = format!("{:x}", srv.member_id()),
         "ready to serve client requests"
     );
+    // Under systemd (Type=notify, the Debian package's unit) this is when
+    // `systemctl start` returns, as with etcd; without NOTIFY_SOCKET it does
+    // nothing.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "could not tell systemd the member is ready");
+    }
     {
         let s = srv.clone();
         tokio::spawn(async move { s.publish().await });
@@ -229,6 +244,7 @@ pub async fn run(
         () = &mut shutdown => tracing::info!("received shutdown; stopping"),
         () = removed(&srv) => tracing::warn!("the member has been permanently removed from the cluster; stopping"),
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop(&srv, &stop_tx, tasks).await?;
     tracing::info!("stopped");
     Ok(())

@@ -7,6 +7,11 @@
 //! dropped before its trailers (the client went away) counts as
 //! `Canceled`.
 //!
+//! With `--metrics=extensive` each handled RPC's time from its request to
+//! its end (a stream's whole life) goes to `grpc_server_handling_seconds`.
+//! The bytes of request and response bodies (gRPC messages with their
+//! 5-byte prefixes) go to `etcd_network_client_grpc_{received,sent}_bytes_total`.
+//!
 //! The counters of each method are looked up once and kept (a lookup by
 //! label values hashes every label; this runs on every request): at most
 //! [`CACHED_METHODS`] methods, past which (paths are the client's to
@@ -16,6 +21,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -81,6 +87,7 @@ struct Labels {
     service: String,
     method: String,
     handled: [OnceLock<prometheus::IntCounter>; 17],
+    handling: OnceLock<prometheus::Histogram>,
 }
 
 impl Labels {
@@ -94,10 +101,25 @@ impl Labels {
             service: service.to_string(),
             method: method.to_string(),
             handled: Default::default(),
+            handling: OnceLock::new(),
         }
     }
 
-    fn handled(&self, code: usize) {
+    /// Counts the RPC begun at `start` as ended with `code`.
+    fn handled(&self, code: usize, start: Instant) {
+        let m = super::global();
+        if m.extensive() {
+            self.handling
+                .get_or_init(|| {
+                    m.grpc_handling
+                        .with_label_values(&[self.typ, &self.service, &self.method])
+                })
+                .observe(start.elapsed().as_secs_f64());
+        }
+        self.count(code);
+    }
+
+    fn count(&self, code: usize) {
         self.handled[code]
             .get_or_init(|| {
                 super::global().grpc_handled.with_label_values(&[
@@ -130,10 +152,12 @@ fn labels(path: &str) -> Option<Arc<Labels>> {
     Some(l)
 }
 
-/// A response body that counts its RPC as handled when it ends.
+/// A response body that counts its bytes as sent and its RPC as handled
+/// when it ends.
 struct Counted {
     inner: Body,
     labels: Option<Arc<Labels>>,
+    start: Instant,
 }
 
 impl http_body::Body for Counted {
@@ -147,15 +171,18 @@ impl http_body::Body for Counted {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    super::global().client_grpc_sent.inc_by(data.len() as u64);
+                }
                 if let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
                     if let Some(l) = self.labels.take() {
-                        l.handled(code_index(code.as_bytes()));
+                        l.handled(code_index(code.as_bytes()), self.start);
                     }
                 }
             }
             Poll::Ready(None) => {
                 if let Some(l) = self.labels.take() {
-                    l.handled(OK);
+                    l.handled(OK, self.start);
                 }
             }
             _ => {}
@@ -175,8 +202,41 @@ impl http_body::Body for Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(l) = self.labels.take() {
-            l.handled(CANCELED);
+            l.handled(CANCELED, self.start);
         }
+    }
+}
+
+/// A request body that counts its bytes as received.
+struct Received {
+    inner: Body,
+}
+
+impl http_body::Body for Received {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                super::global()
+                    .client_grpc_received
+                    .inc_by(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -191,10 +251,12 @@ where
     let Some(labels) = labels(req.uri().path()) else {
         return run(req).await;
     };
+    let start = Instant::now();
     labels.started.inc();
+    let req = req.map(|inner| Body::new(Received { inner }));
     let resp = run(req).await;
     if let Some(code) = resp.headers().get("grpc-status") {
-        labels.handled(code_index(code.as_bytes()));
+        labels.handled(code_index(code.as_bytes()), start);
         return resp;
     }
     let (parts, body) = resp.into_parts();
@@ -203,6 +265,7 @@ where
         Body::new(Counted {
             inner: body,
             labels: Some(labels),
+            start,
         }),
     )
 }

@@ -11,7 +11,9 @@
 pub mod grpc;
 pub mod process;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
@@ -53,6 +55,40 @@ pub struct Metrics {
     pub grpc_handled: IntCounterVec,
     /// etcd 3.6's `etcd_server_feature_enabled{name, stage}`.
     pub feature_enabled: IntGaugeVec,
+    /// `grpc_server_handling_seconds{grpc_type, grpc_service,
+    /// grpc_method}`: registered by `--metrics=extensive` only
+    /// ([`Metrics::enable_extensive`]), as etcd's interceptor.
+    pub grpc_handling: HistogramVec,
+    extensive: AtomicBool,
+    /// Bytes of gRPC messages from and to clients (the message bytes with
+    /// gRPC's 5-byte length prefix of each).
+    pub client_grpc_received: IntCounter,
+    pub client_grpc_sent: IntCounter,
+    /// Raft messages to a peer that were dropped or whose stream failed.
+    pub peer_sent_failures: IntCounterVec,
+    /// 1 for each member of the membership (Remote), 0 for one removed.
+    pub known_peers: IntGaugeVec,
+    /// The effective `--quota-backend-bytes`.
+    pub quota_backend_bytes: IntGauge,
+    /// 1 while a defragmentation runs on this member.
+    pub defrag_inflight: IntGauge,
+    /// Time of each read of a range from the store (etcd's txn.Range), by
+    /// success.
+    pub range_duration: HistogramVec,
+    /// A request's whole time on this member, by etcd's request type
+    /// (`Range`, `ReadonlyTxn`, `Put`, `Txn`, `LeaseGrant`, …) and success.
+    pub request_duration: HistogramVec,
+    /// `etcd_debugging_server_alarms{server_id, alarm_type}`: active
+    /// alarms by member.
+    pub alarms: IntGaugeVec,
+    alarms_seen: std::sync::Mutex<std::collections::BTreeSet<(u64, String)>>,
+    /// etcd 3.7's watch send-loop histograms: one response of events, the
+    /// same per event, a control response (created, canceled), a progress
+    /// notification.
+    pub watch_send_events: Histogram,
+    pub watch_send_per_event: Histogram,
+    pub watch_send_control: Histogram,
+    pub watch_send_progress: Histogram,
     process: process::ProcessMetrics,
 }
 
@@ -66,6 +102,44 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     let _ = r.register(Box::new(c.clone()));
     c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let _ = r.register(Box::new(g.clone()));
+    g
+}
+
+/// A histogram vector with `buckets`; registered unless `register` is
+/// false (the caller registers it later).
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+    labels: &[&str],
+    register: bool,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    if register {
+        let _ = r.register(Box::new(h.clone()));
+    }
+    h
+}
+
+/// A histogram with `buckets`.
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let _ = r.register(Box::new(h.clone()));
+    h
+}
+
+/// `start` doubled `count - 1` times.
+fn doubling(start: f64, count: usize) -> Vec<f64> {
+    exponential_buckets(start, 2.0, count).unwrap_or_default()
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -217,9 +291,167 @@ impl Metrics {
                 let _ = r.register(Box::new(g.clone()));
                 g
             },
+            grpc_handling: histogram_vec(
+                &r,
+                "grpc_server_handling_seconds",
+                "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                prometheus::DEFAULT_BUCKETS.to_vec(),
+                &["grpc_type", "grpc_service", "grpc_method"],
+                false,
+            ),
+            extensive: AtomicBool::new(false),
+            client_grpc_received: counter(
+                &r,
+                "etcd_network_client_grpc_received_bytes_total",
+                "The total number of bytes received from grpc clients.",
+            ),
+            client_grpc_sent: counter(
+                &r,
+                "etcd_network_client_grpc_sent_bytes_total",
+                "The total number of bytes sent to grpc clients.",
+            ),
+            peer_sent_failures: counter_vec(
+                &r,
+                "etcd_network_peer_sent_failures_total",
+                "The total number of send failures from peers.",
+                &["To"],
+            ),
+            known_peers: gauge_vec(
+                &r,
+                "etcd_network_known_peers",
+                "The current number of known peers.",
+                &["Local", "Remote"],
+            ),
+            quota_backend_bytes: gauge(
+                &r,
+                "etcd_server_quota_backend_bytes",
+                "Current backend storage quota size in bytes.",
+            ),
+            defrag_inflight: gauge(
+                &r,
+                "etcd_disk_defrag_inflight",
+                "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+            ),
+            range_duration: histogram_vec(
+                &r,
+                "etcd_server_range_duration_seconds",
+                "The latency distributions of txn.Range",
+                doubling(0.0001, 20),
+                &["success"],
+                true,
+            ),
+            request_duration: histogram_vec(
+                &r,
+                "etcd_server_request_duration_seconds",
+                "Response latency distribution in seconds for each type.",
+                doubling(0.001, 14),
+                &["type", "success"],
+                true,
+            ),
+            alarms: gauge_vec(
+                &r,
+                "etcd_debugging_server_alarms",
+                "Alarms for every member in cluster. 1 for 'server_id' label with current ID. 2 for 'alarm_type' label with type of this alarm",
+                &["server_id", "alarm_type"],
+            ),
+            alarms_seen: Default::default(),
+            watch_send_events: histogram(
+                &r,
+                "etcd_debugging_server_watch_send_loop_watch_stream_duration_seconds",
+                "The total duration in seconds of running through the send loop watch stream response all events.",
+                doubling(0.001, 14),
+            ),
+            watch_send_per_event: histogram(
+                &r,
+                "etcd_debugging_server_watch_send_loop_watch_stream_duration_per_event_seconds",
+                "The average duration in seconds of running through the send loop watch stream response, per event.",
+                doubling(0.001, 14),
+            ),
+            watch_send_control: histogram(
+                &r,
+                "etcd_debugging_server_watch_send_loop_control_stream_duration_seconds",
+                "The total duration in seconds of running through the send loop control stream response.",
+                doubling(0.001, 14),
+            ),
+            watch_send_progress: histogram(
+                &r,
+                "etcd_debugging_server_watch_send_loop_progress_duration_seconds",
+                "The total duration in seconds of running through the progress loop control stream response.",
+                doubling(0.001, 14),
+            ),
             process,
             registry: r,
         }
+    }
+
+    /// `--metrics=extensive`: gRPC handling-time histograms from now on.
+    pub fn enable_extensive(&self) {
+        if !self.extensive.swap(true, Ordering::AcqRel) {
+            let _ = self.registry.register(Box::new(self.grpc_handling.clone()));
+        }
+    }
+
+    /// Whether `--metrics=extensive` is on.
+    pub fn extensive(&self) -> bool {
+        self.extensive.load(Ordering::Acquire)
+    }
+
+    /// `etcd_network_known_peers`: 1 for each member, 0 for each removed
+    /// one, labelled with this member's id and the peer's (etcd's
+    /// membership metric; the member itself is among them, as in etcd).
+    pub fn set_known_peers(&self, local: u64, members: &[u64], removed: &[u64]) {
+        let local = peer_label(local);
+        for (ids, v) in [(members, 1), (removed, 0)] {
+            for id in ids {
+                self.known_peers
+                    .with_label_values(&[&local, &peer_label(*id)])
+                    .set(v);
+            }
+        }
+    }
+
+    /// `etcd_debugging_server_alarms`: 1 for each active (member, alarm
+    /// type), 0 for one seen active before and cleared since (etcd's
+    /// gauge goes up on activation and down on deactivation).
+    pub fn set_alarms(&self, active: &[(u64, &str)]) {
+        let mut seen = self.alarms_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (member, typ) in seen.iter() {
+            if !active.iter().any(|(m, t)| m == member && t == typ) {
+                self.alarms
+                    .with_label_values(&[&peer_label(*member), typ])
+                    .set(0);
+            }
+        }
+        for &(member, typ) in active {
+            self.alarms
+                .with_label_values(&[&peer_label(member), typ])
+                .set(1);
+            seen.insert((member, typ.to_string()));
+        }
+    }
+
+    /// Counts `n` raft messages to peer `to` as not sent
+    /// (`etcd_network_peer_sent_failures_total`).
+    pub fn peer_send_failed(&self, to: u64, n: u64) {
+        if n > 0 {
+            self.peer_sent_failures
+                .with_label_values(&[&peer_label(to)])
+                .inc_by(n);
+        }
+    }
+
+    /// One request's time by etcd's type name and outcome.
+    pub fn observe_request(&self, typ: &str, success: bool, took: Duration) {
+        self.request_duration
+            .with_label_values(&[typ, if success { "true" } else { "false" }])
+            .observe(took.as_secs_f64());
+    }
+
+    /// One read of a range from the store.
+    pub fn observe_range(&self, success: bool, took: Duration) {
+        self.range_duration
+            .with_label_values(&[if success { "true" } else { "false" }])
+            .observe(took.as_secs_f64());
     }
 
     /// Sets the state gauges from `st`, then renders every metric.
@@ -248,7 +480,63 @@ pub fn global() -> &'static Metrics {
     M.get_or_init(Metrics::new)
 }
 
-/// A member id as etcd labels peers: 16 hex digits.
+/// A member id as etcd labels peers (types.ID's String: hex, no leading
+/// zeros).
 pub fn peer_label(id: u64) -> String {
-    format!("{id:016x}")
+    format!("{id:x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(m: &Metrics, name: &str) -> Vec<String> {
+        m.render(State::default())
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn alarms_show_1_while_active_and_0_once_cleared() {
+        let m = Metrics::new();
+        m.set_alarms(&[(0xabc, "NOSPACE")]);
+        assert_eq!(
+            series(&m, "etcd_debugging_server_alarms"),
+            ["etcd_debugging_server_alarms{alarm_type=\"NOSPACE\",server_id=\"abc\"} 1"]
+        );
+        m.set_alarms(&[]);
+        assert_eq!(
+            series(&m, "etcd_debugging_server_alarms"),
+            ["etcd_debugging_server_alarms{alarm_type=\"NOSPACE\",server_id=\"abc\"} 0"]
+        );
+    }
+
+    #[test]
+    fn known_peers_and_peer_labels_are_hex_without_leading_zeros() {
+        let m = Metrics::new();
+        m.set_known_peers(0x0f, &[0x0f, 0x1234], &[0x99]);
+        let mut got = series(&m, "etcd_network_known_peers");
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "etcd_network_known_peers{Local=\"f\",Remote=\"1234\"} 1",
+                "etcd_network_known_peers{Local=\"f\",Remote=\"99\"} 0",
+                "etcd_network_known_peers{Local=\"f\",Remote=\"f\"} 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_handling_histogram_is_exported_only_when_extensive() {
+        let m = Metrics::new();
+        m.grpc_handling
+            .with_label_values(&["unary", "etcdserverpb.KV", "Put"])
+            .observe(0.001);
+        assert!(series(&m, "grpc_server_handling_seconds").is_empty());
+        m.enable_extensive();
+        assert!(!series(&m, "grpc_server_handling_seconds_bucket").is_empty());
+    }
 }

@@ -754,7 +754,7 @@ fn value(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// there, with etcd's names and labels, and moves as writes happen.
 #[test]
 fn metrics_have_etcd_s_names_and_move_with_writes() {
-    let c = Cluster::local(3, &[]);
+    let mut c = Cluster::local(3, &["--metrics=extensive"]);
     // Round trips are timed every 5 s.
     std::thread::sleep(std::time::Duration::from_millis(5500));
     let port = c.members[0].client_port;
@@ -788,6 +788,18 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
         "process_open_fds",
         "process_max_fds",
         "process_start_time_seconds",
+        // etcd 3.6/3.7 (v3.7.1 server/storage/metrics.go,
+        // server/etcdserver/api/v3rpc/metrics.go, .../membership/metrics.go,
+        // server/etcdserver/txn/metrics.go, server/etcdserver/metrics.go,
+        // server/storage/backend/metrics.go).
+        "etcd_server_quota_backend_bytes",
+        "etcd_network_client_grpc_received_bytes_total",
+        "etcd_network_client_grpc_sent_bytes_total",
+        "etcd_network_known_peers",
+        "etcd_server_request_duration_seconds_bucket",
+        "etcd_disk_defrag_inflight",
+        // --metrics=extensive.
+        "grpc_server_handling_seconds_bucket",
     ] {
         let line = format!("\n{name}");
         assert!(
@@ -833,12 +845,104 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
         .filter_map(|(_, l, _)| l.get("To"))
         .collect();
     assert_eq!(peers.len(), 2, "{peers:?}");
-    assert!(peers.iter().all(|p| p.len() == 16));
+    // types.ID's String: hex without leading zeros.
+    assert!(peers
+        .iter()
+        .all(|p| !p.starts_with('0') && u64::from_str_radix(p, 16).is_ok()));
     assert!(value(&after, "etcd_network_peer_round_trip_time_seconds", &[]) >= 1.0);
     assert!(value(&after, "etcd_mvcc_db_total_size_in_bytes", &[]) > 0.0);
     // etcd's bucket bounds: 1 ms doubling 14 times for the disk.
     assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"}"));
     assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"8.192\"}"));
+
+    // etcd 3.6/3.7's series move with requests.
+    assert_eq!(
+        value(&after, "etcd_server_quota_backend_bytes", &[]),
+        2147483648.0
+    );
+    assert!(moved("etcd_network_client_grpc_received_bytes_total", &[]) >= 20.0 * 8.0);
+    assert!(moved("etcd_network_client_grpc_sent_bytes_total", &[]) >= 20.0 * 8.0);
+    assert_eq!(
+        moved(
+            "etcd_server_request_duration_seconds",
+            &[("type", "Put"), ("success", "true")]
+        ),
+        20.0
+    );
+    assert_eq!(
+        moved(
+            "grpc_server_handling_seconds",
+            &[("grpc_method", "Put"), ("grpc_type", "unary")]
+        ),
+        20.0
+    );
+    assert!(
+        value(
+            &err,
+            "etcd_server_request_duration_seconds",
+            &[("type", "Range")]
+        ) >= 1.0
+    );
+    assert!(value(&err, "etcd_server_range_duration_seconds", &[]) >= 1.0);
+    assert_eq!(value(&after, "etcd_disk_defrag_inflight", &[]), 0.0);
+    // Every member, this one included, known to this one.
+    let known: Vec<&String> = after
+        .iter()
+        .filter(|(n, _, v)| n == "etcd_network_known_peers" && *v == 1.0)
+        .filter_map(|(_, l, _)| l.get("Remote"))
+        .collect();
+    assert_eq!(known.len(), 3, "{known:?}");
+    // A watch: its created response and an event go through the send loop.
+    let watched = std::process::Command::new("timeout")
+        .args(["3", "etcdctl", "--endpoints", &c.members[0].endpoint()])
+        .args(["watch", "m0", "--rev=1"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .expect("etcdctl watch");
+    assert!(String::from_utf8_lossy(&watched.stdout).contains("m0"));
+    let w = scrape(port);
+    for name in [
+        "etcd_debugging_server_watch_send_loop_control_stream_duration_seconds",
+        "etcd_debugging_server_watch_send_loop_watch_stream_duration_seconds",
+        "etcd_debugging_server_watch_send_loop_watch_stream_duration_per_event_seconds",
+    ] {
+        assert!(value(&w, name, &[]) >= 1.0, "{name}");
+    }
+    // A member gone: raft messages to it fail and are counted by peer.
+    c.kill(2);
+    for i in 0..5 {
+        c.members[0].etcdctl_ok(&["put", &format!("f{i}"), "v"]);
+    }
+    let failures = common::wait_for(10, || {
+        let total: f64 = [0, 1]
+            .iter()
+            .map(|&i| {
+                value(
+                    &scrape(c.members[i].client_port),
+                    "etcd_network_peer_sent_failures_total",
+                    &[],
+                )
+            })
+            .sum();
+        (total >= 1.0).then_some(total)
+    });
+    assert!(
+        failures.is_some(),
+        "no send failures counted to a killed member"
+    );
+}
+
+/// `--metrics=basic` (the default) leaves out gRPC's handling-time
+/// histograms, as etcd's interceptor does (v3.7.1
+/// server/etcdserver/api/v3rpc/grpc.go).
+#[test]
+fn basic_metrics_have_no_handling_histogram() {
+    let s = common::Server::start(&[]);
+    s.etcdctl_ok(&["put", "k", "v"]);
+    let (code, body) = common::http_get(s.port, "/metrics");
+    assert_eq!(code, 200);
+    assert!(!body.contains("grpc_server_handling_seconds"));
+    assert!(body.contains("etcd_server_request_duration_seconds_bucket"));
 }
 
 /// Changes the value of the newest revision in a stopped member's db, as a

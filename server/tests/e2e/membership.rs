@@ -411,6 +411,7 @@ fn a_backup_restored_into_three_new_members() {
             initial_cluster_token: "restored".into(),
             initial_advertise_peer_urls: vec![url.clone()],
             data_dir: d.join("data"),
+            bump_revision: None,
         };
         let file = strata_engine::bbolt::BoltFile::read(&backup.db).unwrap();
         strata_server::embed::restore::restore(&file, &params, |_| {}).unwrap();

@@ -239,3 +239,97 @@ fn auto_compaction_in_revision_and_periodic_modes() {
         assert_eq!(latest.trim(), "9", "{flags:?}");
     }
 }
+
+/// `strata --version` prints etcd's block (etcd v3.7.1
+/// server/etcdmain/config.go: `etcd Version`, `Git SHA`, the toolchain,
+/// `Go OS/Arch`) and then strata's own line, and exits 0 without starting.
+#[test]
+fn version_prints_etcds_block_then_strata_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(common::strata_bin())
+        .arg("--version")
+        .current_dir(dir.path())
+        .output()
+        .expect("strata runs");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].starts_with("etcd Version: 3."), "{text}");
+    assert!(lines[1].starts_with("Git SHA: "), "{text}");
+    assert!(lines[2].starts_with("Rust Version: rustc "), "{text}");
+    assert!(lines[3].starts_with("Go OS/Arch: linux/"), "{text}");
+    assert!(lines[4].starts_with("strata Version: "), "{text}");
+    // Nothing was started: no default data dir appeared.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// Under systemd's Type=notify (the Debian package's unit) the member
+/// sends READY=1 on $NOTIFY_SOCKET once it serves clients, as etcd does,
+/// and STOPPING=1 when it begins to stop.
+#[test]
+fn systemd_is_told_ready_when_clients_are_served_and_stopping_on_sigterm() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut child = Command::new(common::strata_bin())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--listen-client-urls=http://127.0.0.1:0")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("STRATA_WAL_SEGMENT_SIZE", common::TEST_WAL_SEGMENT_SIZE)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strata starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = [0u8; 512];
+    let first = sock.recv(&mut buf).map(|n| buf[..n].to_vec());
+    // The line is logged just before the notification; the reader thread
+    // may still be carrying it.
+    let mut log = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut ready_logged = false;
+    while !ready_logged && Instant::now() < until {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            ready_logged = line.contains("ready to serve client requests");
+            log.push(line);
+        }
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let second = sock.recv(&mut buf).map(|n| buf[..n].to_vec());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(first.expect("a notification"), b"READY=1\n");
+    assert!(ready_logged, "no 'ready to serve client requests': {log:?}");
+    assert_eq!(second.expect("a notification"), b"STOPPING=1\n");
+    assert!(status.expect("stopped within 20 s").success());
+}

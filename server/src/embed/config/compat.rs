@@ -83,7 +83,6 @@ ignored_flags! {
     v2_deprecation, "v2-deprecation", "ETCD_V2_DEPRECATION", "the v2 store does not exist here";
     enable_log_rotation, "enable-log-rotation", "ETCD_ENABLE_LOG_ROTATION", "rotate logs with the service manager or logrotate";
     log_rotation_config_json, "log-rotation-config-json", "ETCD_LOG_ROTATION_CONFIG_JSON", "rotate logs with the service manager or logrotate";
-    metrics, "metrics", "ETCD_METRICS", "the extensive metric set is not exported; the basic one is";
     // etcd 3.6's names for the flags above that lost `experimental-`
     // (renamed.rs warns for the old spellings).
     experimental_compaction_sleep_interval, "experimental-compaction-sleep-interval", "ETCD_EXPERIMENTAL_COMPACTION_SLEEP_INTERVAL", "compaction does not pause between batches";

@@ -26,7 +26,8 @@ pub use crate::urls;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "strata",
-    version,
+    // `--version` prints etcd's block ([`crate::version::version_block`]).
+    disable_version_flag = true,
     about = "A distributed, strongly consistent key-value store speaking the etcd v3 API",
     // Go's flag package takes a flag given twice, the last value winning
     // (etcd's own test harness passes --client-cert-auth twice).
@@ -37,6 +38,10 @@ pub struct Config {
     /// ETCD_* variable is ignored, as etcd does ([`file`]).
     #[arg(long, env = "ETCD_CONFIG_FILE")]
     pub config_file: Option<std::path::PathBuf>,
+
+    /// Print the version (etcd's block, then strata's) and exit.
+    #[arg(long = "version")]
+    pub print_version: bool,
 
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -294,6 +299,12 @@ pub struct Config {
     /// with the client certificate).
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
     pub listen_metrics_urls: String,
+
+    /// `basic` or `extensive`: extensive adds gRPC's handling-time
+    /// histograms (`grpc_server_handling_seconds`), as etcd's flag does
+    /// (etcd reads any other value as basic).
+    #[arg(long, env = "ETCD_METRICS", default_value = "basic")]
+    pub metrics: String,
 
     /// Start from this data dir as a one-member cluster: every other member
     /// is removed (disaster recovery after losing quorum).

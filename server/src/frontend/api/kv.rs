@@ -82,6 +82,27 @@ pub(super) fn stale_check(srv: &EtcdServer, who: Option<&AuthInfo>) -> Result<()
     }
 }
 
+/// Times a read of a range from the store
+/// (`etcd_server_range_duration_seconds`, etcd's txn.Range).
+pub(super) fn timed_range<T, E>(read: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let start = std::time::Instant::now();
+    let r = read();
+    crate::metrics::global().observe_range(r.is_ok(), start.elapsed());
+    r
+}
+
+/// Times a read request on this member, barrier included
+/// (`etcd_server_request_duration_seconds` of type `typ`).
+pub(super) async fn timed_request<T>(
+    typ: &str,
+    request: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let start = std::time::Instant::now();
+    let r = request.await;
+    crate::metrics::global().observe_request(typ, r.is_ok(), start.elapsed());
+    r
+}
+
 /// A range answered as one message in memory (an order by value, the
 /// JSON gateway's path when it is not the streamed one, tests).
 pub(super) fn materialized_range(
@@ -90,13 +111,13 @@ pub(super) fn materialized_range(
 ) -> Result<pb::RangeResponse, Status> {
     let store = srv.store();
     if !m::RangeRead::supports(mr) {
-        let resp = store.range(mr).grpc()?;
+        let resp = timed_range(|| store.range(mr)).grpc()?;
         let h = srv.shared.header(resp.revision);
         return Ok(convert::range_out(resp, h));
     }
     // From the index and one pinned snapshot (keys-only without touching
     // values, as etcd 3.7).
-    let read = store.range_read(mr, true, false).grpc()?;
+    let read = timed_range(|| store.range_read(mr, true, false)).grpc()?;
     let mut kvs = Vec::with_capacity(read.len());
     for i in 0..read.len() {
         kvs.push(convert::kv_out(read.kv(i).grpc()?));
@@ -158,10 +179,13 @@ impl pb::kv_server::Kv for KvService {
         &self,
         req: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        let (mr, who) = admit_range(&self.srv, req, false).await?;
-        let resp = materialized_range(&self.srv, &mr)?;
-        stale_check(&self.srv, who.as_ref())?;
-        Ok(Response::new(resp))
+        timed_request("Range", async {
+            let (mr, who) = admit_range(&self.srv, req, false).await?;
+            let resp = materialized_range(&self.srv, &mr)?;
+            stale_check(&self.srv, who.as_ref())?;
+            Ok(Response::new(resp))
+        })
+        .await
     }
 
     type RangeStreamStream = range_stream::Chunks;
@@ -206,12 +230,15 @@ impl pb::kv_server::Kv for KvService {
         mtxn::validate_txn(&mt).grpc()?;
         if !mtxn::is_write(&mt.success) && !mtxn::is_write(&mt.failure) {
             // Read-only: served locally after the barrier, like a range.
-            self.srv.read_barrier().await?;
-            self.srv.shared.auth.check_txn(who.as_ref(), &t)?;
-            let resp = self.srv.store().txn(&mt).grpc()?;
-            stale_check(&self.srv, who.as_ref())?;
-            let h = self.srv.shared.header(resp.revision);
-            return Ok(Response::new(convert::txn_out(resp, &h)));
+            return timed_request("ReadonlyTxn", async {
+                self.srv.read_barrier().await?;
+                self.srv.shared.auth.check_txn(who.as_ref(), &t)?;
+                let resp = self.srv.store().txn(&mt).grpc()?;
+                stale_check(&self.srv, who.as_ref())?;
+                let h = self.srv.shared.header(resp.revision);
+                Ok(Response::new(convert::txn_out(resp, &h)))
+            })
+            .await;
         }
         let put_bytes = txn_put_bytes(&t);
         if put_bytes > 0 {

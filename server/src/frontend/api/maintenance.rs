@@ -93,10 +93,18 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
         self.srv.require_admin(&req).await?;
         let srv = self.srv.clone();
-        let stats = tokio::task::spawn_blocking(move || srv.store().backend().defrag())
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .grpc()?;
+        // The gauge follows the defragmentation itself, which goes on if
+        // the client goes away.
+        let stats = tokio::task::spawn_blocking(move || {
+            let inflight = &crate::metrics::global().defrag_inflight;
+            inflight.set(1);
+            let stats = srv.store().backend().defrag();
+            inflight.set(0);
+            stats
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .grpc()?;
         tracing::info!(
             before = stats.size_before,
             after = stats.size_after,

@@ -138,17 +138,28 @@ async fn serve(
         parts.extensions,
         r,
     );
-    let (mr, who) = admit_range(&srv, req, false).await?;
-    if !m::RangeRead::supports(&mr) {
-        let resp = super::kv::materialized_range(&srv, &mr)?;
+    // Timed up to the read (etcd's Range request ends when its response
+    // is built; the sending is not in it).
+    let plan = super::kv::timed_request("Range", async {
+        let (mr, who) = admit_range(&srv, req, false).await?;
+        if !m::RangeRead::supports(&mr) {
+            let resp = super::kv::materialized_range(&srv, &mr)?;
+            stale_check(&srv, who.as_ref())?;
+            return Ok(Err(resp));
+        }
+        let srv2 = srv.clone();
+        let plan =
+            tokio::task::spawn_blocking(move || super::kv::timed_range(|| Plan::new(&srv2, &mr)))
+                .await
+                .map_err(|e| Status::internal(format!("range: {e}")))??;
         stale_check(&srv, who.as_ref())?;
-        return Ok(whole(&resp));
-    }
-    let srv2 = srv.clone();
-    let plan = tokio::task::spawn_blocking(move || Plan::new(&srv2, &mr))
-        .await
-        .map_err(|e| Status::internal(format!("range: {e}")))??;
-    stale_check(&srv, who.as_ref())?;
+        Ok(Ok(plan))
+    })
+    .await?;
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(whole_response) => return Ok(whole(&whole_response)),
+    };
     let (tx, rx) = mpsc::channel(QUEUED);
     tokio::task::spawn_blocking(move || plan.send(tx));
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);

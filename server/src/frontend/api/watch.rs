@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use strata_engine::mvcc::{self as m, watch::WatchSink};
@@ -30,6 +30,15 @@ use crate::statemachine::convert;
 
 pub struct WatchService {
     pub srv: Arc<EtcdServer>,
+}
+
+/// Runs one step of the stream's loop and records its time in `h` (etcd
+/// 3.7's watch send-loop histograms).
+async fn timed(h: &prometheus::Histogram, step: impl std::future::Future<Output = bool>) -> bool {
+    let start = Instant::now();
+    let ok = step.await;
+    h.observe(start.elapsed().as_secs_f64());
+    ok
 }
 
 /// etcd's id for "no watcher" (progress responses, refused creates).
@@ -373,6 +382,7 @@ impl pb::watch_server::Watch for WatchService {
             // etcd: its receive loop ends, the stream does not); the stream
             // ends when the client goes away or the input fails.
             let mut input_open = true;
+            let metrics = crate::metrics::global();
             loop {
                 let ok = tokio::select! {
                     msg = input.next(), if input_open => match msg {
@@ -383,8 +393,8 @@ impl pb::watch_server::Watch for WatchService {
                         Some(Ok(w)) => {
                             use pb::watch_request::RequestUnion as U;
                             match w.request_union {
-                                Some(U::CreateRequest(c)) => st.create(c).await,
-                                Some(U::CancelRequest(c)) => st.cancel(c.watch_id).await,
+                                Some(U::CreateRequest(c)) => timed(&metrics.watch_send_control, st.create(c)).await,
+                                Some(U::CancelRequest(c)) => timed(&metrics.watch_send_control, st.cancel(c.watch_id)).await,
                                 Some(U::ProgressRequest(_)) => st.progress_request(&mut ev_rx).await,
                                 None => true,
                             }
@@ -392,8 +402,18 @@ impl pb::watch_server::Watch for WatchService {
                         _ => false,
                     },
                     () = st.out.closed() => false,
-                    Some(r) = ev_rx.recv() => st.deliver(r).await,
-                    _ = notify.tick() => st.periodic_progress(&mut ev_rx).await,
+                    Some(r) = ev_rx.recv() => {
+                        let start = Instant::now();
+                        let events = r.events.len();
+                        let ok = st.deliver(r).await;
+                        if events > 0 {
+                            let took = start.elapsed().as_secs_f64();
+                            metrics.watch_send_events.observe(took);
+                            metrics.watch_send_per_event.observe(took / events as f64);
+                        }
+                        ok
+                    }
+                    _ = notify.tick() => timed(&metrics.watch_send_progress, st.periodic_progress(&mut ev_rx)).await,
                     _ = pending_check.tick(), if st.progress_pending => st.progress_request(&mut ev_rx).await,
                     _ = leader_check.tick(), if require_leader => {
                         if status.leader.load(std::sync::atomic::Ordering::Acquire) == 0 {

@@ -28,6 +28,8 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use strata_proto::etcdserverpb as pb;
+
 use crate::server::EtcdServer;
 use crate::version::{CLUSTER_VERSION, ETCD_VERSION};
 
@@ -61,6 +63,18 @@ async fn metrics(State(srv): State<Arc<EtcdServer>>) -> impl IntoResponse {
         db_in_use,
         keys: srv.store().index_len(),
     };
+    let members: Vec<u64> = srv.membership.list().iter().map(|m| m.id).collect();
+    let alarms: Vec<(u64, &str)> = srv
+        .shared
+        .alarms()
+        .iter()
+        .map(|&(m, t)| {
+            let name = pb::AlarmType::try_from(t).map_or("UNKNOWN", |a| a.as_str_name());
+            (m, name)
+        })
+        .collect();
+    crate::metrics::global().set_alarms(&alarms);
+    crate::metrics::global().set_known_peers(srv.member_id(), &members, &srv.membership.removed());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -113,6 +113,7 @@ pub async fn send(out: Outgoing) {
         }
         Err(e) => {
             tracing::warn!(to = format!("{to:x}"), index, error = %e, "sending a database snapshot failed");
+            crate::metrics::global().peer_send_failed(to, 1);
             TransportReport::SnapshotFailed(to)
         }
     };

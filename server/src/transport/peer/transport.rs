@@ -183,7 +183,9 @@ impl Transport for PeerTransport {
             }
             match self.queue(to) {
                 Some(q) => {
+                    let n = batch.len() as u64;
                     if q.try_send(batch).is_err() {
+                        crate::metrics::global().peer_send_failed(to, n);
                         self.report(TransportReport::Unreachable(to));
                     }
                 }
@@ -223,11 +225,12 @@ impl Link {
             .push(TransportReport::Unreachable(self.to));
     }
 
-    /// Drops what is queued (the peer cannot take it now).
+    /// Drops what is queued (the peer cannot take it now); how many
+    /// messages that was.
     fn drain(queue: &mut mpsc::Receiver<Vec<Message>>) -> usize {
         let mut n = 0;
-        while queue.try_recv().is_ok() {
-            n += 1;
+        while let Ok(batch) = queue.try_recv() {
+            n += batch.len();
         }
         n
     }
@@ -261,7 +264,9 @@ impl Link {
                     if q.is_closed() && q.is_empty() {
                         return;
                     }
-                    if Self::drain(&mut q) > 0 || was_up {
+                    let dropped = Self::drain(&mut q);
+                    crate::metrics::global().peer_send_failed(self.to, dropped as u64);
+                    if dropped > 0 || was_up {
                         self.unreachable();
                     }
                 }
@@ -298,6 +303,8 @@ impl Link {
                 return;
             }
             if let Err(status) = ended {
+                // What the stream carried when it broke is lost.
+                crate::metrics::global().peer_send_failed(self.to, 1);
                 if status.message() == REMOVED {
                     self.membership.mark_self_removed();
                 }
