@@ -11,6 +11,8 @@
 //! - `bench-defrag`: online defragmentation and the stall it causes;
 //! - `check --data-dir`, `defrag --data-dir`: a stopped member's WAL and
 //!   db checked together, its db defragmented (like etcdutl);
+//! - `hashkv FILE [--rev]`: a stopped member's KV history hash (etcdutl
+//!   3.6's hashkv), as the member's HashKV answers;
 //! - `snapshot save|status|restore`: backups, as etcdutl makes and reads
 //!   them (bbolt files with a SHA-256 trailer; etcd's own backups too).
 #![forbid(unsafe_code)]
@@ -18,6 +20,7 @@
 mod bench;
 mod datadir;
 mod display;
+mod hashkv;
 mod inspect;
 mod snapshot;
 mod waldump;
@@ -72,6 +75,8 @@ enum Command {
     Check(datadir::DataDirArgs),
     /// Defragment a stopped member's db.
     Defrag(datadir::DataDirArgs),
+    /// The KV history hash of a stopped member's db file (etcdutl hashkv).
+    Hashkv(hashkv::HashKvArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Snapshot { verb } => snapshot::run(verb),
         Command::Check(args) => datadir::check(&args),
         Command::Defrag(args) => datadir::defrag(&args),
+        Command::Hashkv(args) => hashkv::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -243,3 +243,55 @@ fn a_backup_of_real_etcd_is_restored_and_served() {
         assert_eq!(r.header().unwrap().revision(), 51);
     });
 }
+
+/// `strata-util hashkv` (etcdutl 3.6's verb, v3.7.1
+/// etcdutl/etcdutl/hashkv_command.go) on a stopped member's db answers what
+/// the running member's HashKV answered: the hash, the revision hashed and
+/// the compact revision; a compacted revision is refused.
+#[test]
+fn hashkv_of_a_stopped_member_is_its_live_hashkv() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = live.clone();
+    with_member(&data, &[], |ep| async move {
+        let mut c = etcd_client::Client::connect([ep.as_str()], None)
+            .await
+            .unwrap();
+        for i in 0..100 {
+            c.put(format!("h{:02}", i % 40), format!("v{i}"), None)
+                .await
+                .unwrap();
+        }
+        c.delete("h07", None).await.unwrap();
+        c.compact(50, None).await.unwrap();
+        for rev in [0, 80] {
+            let h = c.hash_kv(rev).await.unwrap();
+            let hashed = if rev == 0 {
+                h.header().unwrap().revision()
+            } else {
+                rev
+            };
+            seen.lock()
+                .unwrap()
+                .push((rev, h.hash(), hashed, h.compact_version()));
+        }
+    });
+    let db = data.join("member").join("db");
+    let db = db.to_str().unwrap();
+    let live = live.lock().unwrap().clone();
+    assert_eq!(live.len(), 2);
+    for (rev, hash, hashed, compact) in live {
+        let (ok, out) = util(&["hashkv", db, "--rev", &rev.to_string(), "-w", "json"]);
+        assert!(ok, "{out}");
+        assert_eq!(
+            out.trim(),
+            format!(r#"{{"hash":{hash},"hashRevision":{hashed},"compactRevision":{compact}}}"#)
+        );
+        let (ok, simple) = util(&["hashkv", db, "--rev", &rev.to_string()]);
+        assert!(ok);
+        assert_eq!(simple.trim(), format!("{hash}, {hashed}, {compact}"));
+    }
+    let (ok, out) = util(&["hashkv", db, "--rev", "10"]);
+    assert!(!ok && out.contains("compacted"), "{out}");
+}
