@@ -112,6 +112,14 @@ pub enum EtcdError {
     InvalidAuthMgmt,
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    #[error("etcdserver: wrong downgrade target version format")]
+    WrongDowngradeVersionFormat,
+    #[error("etcdserver: invalid downgrade target version")]
+    InvalidDowngradeTargetVersion,
+    #[error("etcdserver: cluster has a downgrade job in progress")]
+    DowngradeInProcess,
+    #[error("etcdserver: no inflight downgrade job")]
+    NoInflightDowngrade,
     /// Anything else the storage reported (I/O, poisoned after a failed
     /// fsync): the request did not happen.
     #[error("etcdserver: {0}")]
@@ -122,10 +130,24 @@ impl EtcdError {
     pub fn code(&self) -> Code {
         use EtcdError::*;
         match self {
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | BadCompare | RequestTooLarge | UserEmpty | RoleEmpty
-            | AuthFailed | InvalidAuthMgmt | AuthOldRevision | PermissionNotGiven
-            | MemberBadUrls => Code::InvalidArgument,
+            EmptyKey
+            | KeyNotFound
+            | ValueProvided
+            | LeaseProvided
+            | TooManyOps
+            | DuplicateKey
+            | InvalidSortOption
+            | BadCompare
+            | RequestTooLarge
+            | UserEmpty
+            | RoleEmpty
+            | AuthFailed
+            | InvalidAuthMgmt
+            | AuthOldRevision
+            | PermissionNotGiven
+            | MemberBadUrls
+            | WrongDowngradeVersionFormat
+            | InvalidDowngradeTargetVersion => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
@@ -133,7 +155,9 @@ impl EtcdError {
             | UserAlreadyExist | UserNotFound | RoleAlreadyExist | RoleNotFound
             | RoleNotGranted | PermissionNotGranted | AuthNotEnabled | MemberExists
             | PeerUrlExists | NotEnoughStarted | MemberNotLearner | LearnerNotReady
-            | TooManyLearners => Code::FailedPrecondition,
+            | TooManyLearners | DowngradeInProcess | NoInflightDowngrade => {
+                Code::FailedPrecondition
+            }
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
             NoLeader

@@ -82,6 +82,9 @@ pub struct Metrics {
     /// alarms by member.
     pub alarms: IntGaugeVec,
     alarms_seen: std::sync::Mutex<std::collections::BTreeSet<(u64, String)>>,
+    /// `etcd_cluster_version{cluster_version}`: 1 for the version now (a
+    /// downgrade job's target while one is enabled).
+    cluster_version: IntGaugeVec,
     /// etcd 3.7's watch send-loop histograms: one response of events, the
     /// same per event, a control response (created, canceled), a progress
     /// notification.
@@ -173,25 +176,25 @@ impl Metrics {
         let _ = r.register(Box::new(peer_rtt.clone()));
         let process = process::ProcessMetrics::new();
         process.register(&r);
-        for (name, help, label, v) in [
-            (
+        let g = IntGauge::with_opts(
+            Opts::new(
                 "etcd_server_version",
                 "Which version is running. 1 for 'server_version' label with current version.",
-                "server_version",
-                crate::version::ETCD_VERSION,
-            ),
-            (
-                "etcd_cluster_version",
-                "Which version is running. 1 for 'cluster_version' label with current cluster version",
-                "cluster_version",
-                crate::version::CLUSTER_VERSION,
-            ),
-        ] {
-            let g = IntGauge::with_opts(Opts::new(name, help).const_label(label, v))
-                .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-            g.set(1);
-            let _ = r.register(Box::new(g));
-        }
+            )
+            .const_label("server_version", crate::version::ETCD_VERSION),
+        )
+        .unwrap_or_else(|e| panic!("metric etcd_server_version: {e}"));
+        g.set(1);
+        let _ = r.register(Box::new(g));
+        let cluster_version = gauge_vec(
+            &r,
+            "etcd_cluster_version",
+            "Which version is running. 1 for 'cluster_version' label with current cluster version",
+            &["cluster_version"],
+        );
+        cluster_version
+            .with_label_values(&[crate::version::CLUSTER_VERSION])
+            .set(1);
         Metrics {
             has_leader: gauge(
                 &r,
@@ -355,6 +358,7 @@ impl Metrics {
                 &["server_id", "alarm_type"],
             ),
             alarms_seen: Default::default(),
+            cluster_version,
             watch_send_events: histogram(
                 &r,
                 "etcd_debugging_server_watch_send_loop_watch_stream_duration_seconds",
@@ -438,6 +442,12 @@ impl Metrics {
                 .with_label_values(&[&peer_label(to)])
                 .inc_by(n);
         }
+    }
+
+    /// Shows `v` as the cluster version (its series alone).
+    pub fn set_cluster_version(&self, v: &str) {
+        self.cluster_version.reset();
+        self.cluster_version.with_label_values(&[v]).set(1);
     }
 
     /// One request's time by etcd's type name and outcome.

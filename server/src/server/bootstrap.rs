@@ -306,8 +306,10 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
             cfg.bcrypt_cost,
         ),
         marks: Default::default(),
+        versions: Default::default(),
     });
     shared.restore_leases_and_alarms(leased_keys)?;
+    shared.settle_storage_version()?;
 
     let cells = Arc::new(apply::IndexCells::default());
     cells.index.store(ci, Ordering::Release);

@@ -408,6 +408,26 @@ impl EtcdServer {
         Ok(None)
     }
 
+    /// Status's `storageVersion`: the db's (`X.Y.0`), empty for 3.5's
+    /// schema, which records none (as etcd's Status of such a db).
+    pub fn storage_version(&self) -> String {
+        let view = self.store().backend().read();
+        match crate::statemachine::versions::storage_version(&view) {
+            Ok(Some(v)) => v.full(),
+            Ok(None) => String::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the storage version");
+                String::new()
+            }
+        }
+    }
+
+    /// The cluster version (`X.Y.0`): the binary's, or a downgrade job's
+    /// target.
+    pub fn cluster_version(&self) -> String {
+        self.shared.versions.cluster().full()
+    }
+
     /// etcd's admin check (the root role, once auth is on) for a gRPC
     /// request: maintenance and membership changes; who it came from.
     pub async fn require_admin<T>(
@@ -601,6 +621,8 @@ fn request_type(r: &pb::InternalRaftRequest) -> Option<&'static str> {
         "AuthRoleDelete"
     } else if r.member_attr.is_some() {
         "ClusterMemberAttrSet"
+    } else if r.downgrade_info_set.is_some() {
+        "DowngradeInfoSet"
     } else {
         return None;
     })

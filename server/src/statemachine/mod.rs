@@ -26,3 +26,4 @@ pub mod meta;
 pub mod snapdir;
 pub mod state;
 pub mod statehash;
+pub mod versions;

@@ -133,6 +133,7 @@ raft_requests! {
     pb::AuthRoleGrantPermissionRequest => auth_role_grant_permission,
     pb::AuthRoleRevokePermissionRequest => auth_role_revoke_permission,
     pb::StateHashRequest => state_hash,
+    pb::DowngradeInfoSetRequest => downgrade_info_set,
 }
 
 pub type ApplyResult = Result<Applied, EtcdError>;
@@ -187,6 +188,8 @@ pub struct Shared {
     pub auth: crate::statemachine::auth::AuthStore,
     /// Whole-state hashes of the last state-hash marks applied.
     pub marks: crate::statemachine::statehash::Marks,
+    /// The downgrade job, and so the cluster version.
+    pub versions: crate::statemachine::versions::Versions,
 }
 
 impl Shared {
@@ -216,6 +219,8 @@ impl Shared {
         use strata_engine::backend::Bucket;
         self.lessor.clear();
         let view = self.store.store().backend().read();
+        crate::statemachine::versions::check_known(&view)?;
+        self.versions.load(&view)?;
         for (_, v) in view.range(Bucket::Lease, &[], &[], 0)? {
             let l = pb::LeasePb::decode(v.as_slice()).context("lease bucket entry")?;
             // Restored as granted (minimum TTL rules applied at grant time).
@@ -231,6 +236,33 @@ impl Shared {
             self.lessor.set_key(&key, lease);
         }
         self.auth.load(&view)?;
+        Ok(())
+    }
+
+    /// Moves the db's storage version to the cluster version's (etcd's
+    /// monitor does this on every member), when they differ.
+    pub fn settle_storage_version(&self) -> anyhow::Result<()> {
+        use crate::statemachine::versions::{self, STORAGE_VERSION_KEY};
+        let backend = self.store.store().backend();
+        let to = self.versions.cluster();
+        let now = versions::storage_version(&backend.read())?;
+        let at = now.unwrap_or(versions::OLDEST_KNOWN);
+        if at == to {
+            return Ok(());
+        }
+        {
+            let mut b = backend.batch()?;
+            match versions::storage_change(to) {
+                Some(v) => b.put(
+                    strata_engine::backend::Bucket::Meta,
+                    STORAGE_VERSION_KEY,
+                    &v,
+                )?,
+                None => b.delete(strata_engine::backend::Bucket::Meta, STORAGE_VERSION_KEY)?,
+            }
+        }
+        backend.force_commit()?;
+        tracing::info!(from = %at, to = %to, "updated storage version");
         Ok(())
     }
 

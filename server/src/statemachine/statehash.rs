@@ -33,12 +33,17 @@ use crate::statemachine::meta;
 /// db stands in its log (consistent index, term), its last raft snapshot
 /// (each member snapshots at its own index), and the configuration raft
 /// holds with the index it changed at (the members bucket holds the
-/// membership itself).
-pub const OWN_KEYS: [(Bucket, &[u8]); 4] = [
+/// membership itself), and the storage version its binary keeps (members
+/// of one cluster may run different binaries during an upgrade).
+pub const OWN_KEYS: [(Bucket, &[u8]); 5] = [
     (Bucket::Meta, meta::CONSISTENT_INDEX_KEY),
     (Bucket::Meta, meta::TERM_KEY),
     (Bucket::Meta, meta::SNAPSHOT_KEY),
     (Bucket::Meta, meta::CONF_STATE_KEY),
+    (
+        Bucket::Meta,
+        crate::statemachine::versions::STORAGE_VERSION_KEY,
+    ),
 ];
 
 /// Marks kept.

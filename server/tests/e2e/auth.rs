@@ -313,6 +313,33 @@ async fn calls_that_etcd_3_7_guards_need_a_user_or_root() {
     )
     .unwrap();
 
+    // Downgrade is root's (v3.7.1 server/etcdserver/api/v3rpc/maintenance.go,
+    // authMaintenanceServer.Downgrade).
+    let validate = pb::DowngradeRequest {
+        action: pb::downgrade_request::DowngradeAction::Validate as i32,
+        version: "3.0".into(),
+    };
+    assert_status(
+        unary!(
+            "/etcdserverpb.Maintenance/Downgrade",
+            validate.clone(),
+            Some(alice.as_str()),
+            pb::DowngradeResponse
+        ),
+        Code::PermissionDenied,
+        denied,
+    );
+    assert_status(
+        unary!(
+            "/etcdserverpb.Maintenance/Downgrade",
+            validate,
+            Some(root.as_str()),
+            pb::DowngradeResponse
+        ),
+        Code::InvalidArgument,
+        "etcdserver: invalid downgrade target version",
+    );
+
     let grant = pb::LeaseGrantRequest { ttl: 60, id: 0 };
     assert_status(
         unary!(

@@ -908,15 +908,18 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
     ] {
         assert!(value(&w, name, &[]) >= 1.0, "{name}");
     }
-    // A member gone: raft messages to it fail and are counted by peer.
-    c.kill(2);
+    // A follower gone: the leader's raft messages to it fail and are
+    // counted by peer.
+    let leader = c.leader_now();
+    let victim = (1..3).find(|&i| i != leader).unwrap();
+    c.kill(victim);
     for i in 0..5 {
         c.members[0].etcdctl_ok(&["put", &format!("f{i}"), "v"]);
     }
     let failures = common::wait_for(10, || {
-        let total: f64 = [0, 1]
-            .iter()
-            .map(|&i| {
+        let total: f64 = (0..3)
+            .filter(|&i| i != victim)
+            .map(|i| {
                 value(
                     &scrape(c.members[i].client_port),
                     "etcd_network_peer_sent_failures_total",

@@ -19,6 +19,7 @@ mod auth;
 mod client;
 mod cluster;
 mod differential;
+mod downgrade;
 mod durability;
 mod etcdctl;
 mod gateway;

@@ -1,6 +1,7 @@
 //! The Maintenance service: Status, Defragment, Hash, HashKV, Snapshot,
-//! Alarm, MoveLeader (raft's leader transfer, asked of the leader).
-//! Downgrade is refused.
+//! Alarm, MoveLeader (raft's leader transfer, asked of the leader),
+//! Downgrade (etcd 3.6's validate, enable and cancel of the cluster's
+//! downgrade job: [`crate::statemachine::versions`]).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::pin::Pin;
@@ -81,9 +82,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             errors,
             db_size_in_use: in_use,
             is_learner: self.srv.is_learner(),
-            storage_version: String::new(),
+            storage_version: self.srv.storage_version(),
             db_size_quota: self.srv.cfg.quota.map_or(0, |q| q as i64),
-            downgrade_info: Some(pb::DowngradeInfo::default()),
+            downgrade_info: Some(self.srv.shared.versions.downgrade_info()),
         }))
     }
 
@@ -228,12 +229,75 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         Ok(Response::new(pb::MoveLeaderResponse::default()))
     }
 
+    /// etcd v3.7.1's server/etcdserver/v3_server.go Downgrade and
+    /// version/version.go: root only; VALIDATE and ENABLE accept the
+    /// cluster version's minor minus one and no job in progress, after a
+    /// linearizable read; ENABLE and CANCEL go through raft; CANCEL without
+    /// a job answers as etcd does (no error). The response carries the
+    /// cluster version as it was when the request came (etcd's monitor
+    /// moves it a moment later; here the entry moves it).
     async fn downgrade(
         &self,
-        _req: Request<pb::DowngradeRequest>,
+        req: Request<pb::DowngradeRequest>,
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
-        Err(Status::unimplemented(
-            "strata does not support cluster downgrades",
-        ))
+        use crate::statemachine::versions as v;
+        use pb::downgrade_request::DowngradeAction as A;
+        self.srv.require_admin(&req).await?;
+        let r = req.into_inner();
+        let versions = &self.srv.shared.versions;
+        let validate = |target: v::Minor, cluster: v::Minor| {
+            let allowed = v::Minor(cluster.0, cluster.1.saturating_sub(1));
+            if cluster.1 == 0 || target != allowed {
+                return Err(EtcdError::InvalidDowngradeTargetVersion);
+            }
+            if versions.downgrade().is_some() {
+                return Err(EtcdError::DowngradeInProcess);
+            }
+            Ok(())
+        };
+        let cluster = match A::try_from(r.action) {
+            Ok(A::Validate) => {
+                let target = v::parse_target(&r.version)?;
+                let cluster = versions.cluster();
+                self.srv.read_barrier().await?;
+                validate(target, versions.cluster())?;
+                cluster
+            }
+            Ok(A::Enable) => {
+                let target = v::parse_target(&r.version)?;
+                self.srv.read_barrier().await?;
+                let cluster = versions.cluster();
+                validate(target, cluster)?;
+                self.srv
+                    .propose(pb::DowngradeInfoSetRequest {
+                        enabled: true,
+                        ver: target.full(),
+                    })
+                    .await?;
+                tracing::info!(target = %target, "downgrade enabled");
+                cluster
+            }
+            Ok(A::Cancel) => {
+                self.srv.read_barrier().await?;
+                let cluster = versions.cluster();
+                if versions.downgrade().is_none() {
+                    tracing::warn!(error = %EtcdError::NoInflightDowngrade, "failed to cancel downgrade");
+                } else {
+                    self.srv
+                        .propose(pb::DowngradeInfoSetRequest {
+                            enabled: false,
+                            ver: String::new(),
+                        })
+                        .await?;
+                    tracing::info!("downgrade cancelled");
+                }
+                cluster
+            }
+            Err(_) => return Err(Status::unknown("etcdserver: unknown method")),
+        };
+        Ok(Response::new(pb::DowngradeResponse {
+            header: Some(self.srv.header()),
+            version: cluster.short(),
+        }))
     }
 }

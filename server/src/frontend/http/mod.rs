@@ -31,7 +31,7 @@ use axum::routing::get;
 use strata_proto::etcdserverpb as pb;
 
 use crate::server::EtcdServer;
-use crate::version::{CLUSTER_VERSION, ETCD_VERSION};
+use crate::version::ETCD_VERSION;
 
 pub fn router(srv: Arc<EtcdServer>) -> axum::Router {
     axum::Router::new()
@@ -74,6 +74,7 @@ async fn metrics(State(srv): State<Arc<EtcdServer>>) -> impl IntoResponse {
         })
         .collect();
     crate::metrics::global().set_alarms(&alarms);
+    crate::metrics::global().set_cluster_version(&srv.cluster_version());
     crate::metrics::global().set_known_peers(srv.member_id(), &members, &srv.membership.removed());
     (
         StatusCode::OK,
@@ -82,10 +83,11 @@ async fn metrics(State(srv): State<Arc<EtcdServer>>) -> impl IntoResponse {
     )
 }
 
-async fn version() -> impl IntoResponse {
+async fn version(State(srv): State<Arc<EtcdServer>>) -> impl IntoResponse {
+    let cluster = srv.cluster_version();
     json(
         StatusCode::OK,
-        format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{CLUSTER_VERSION}"}}"#),
+        format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{cluster}"}}"#),
     )
 }
 

@@ -79,6 +79,9 @@ impl Applier {
         self.shared
             .restore_leases_and_alarms(leased)
             .map_err(|e| Error::Internal(format!("rebuilding leases and alarms: {e:#}")))?;
+        self.shared
+            .settle_storage_version()
+            .map_err(|e| Error::Internal(format!("settling the storage version: {e:#}")))?;
         let members = crate::statemachine::membership::load(&backend)
             .map_err(|e| Error::Internal(format!("reading the members: {e:#}")))?;
         let removed = crate::statemachine::membership::load_removed(&backend.read())

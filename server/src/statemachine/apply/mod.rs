@@ -27,6 +27,7 @@ mod kv;
 mod lease;
 mod mark;
 mod member;
+mod versions;
 
 use std::sync::Arc;
 
@@ -61,6 +62,7 @@ enum Request {
     MemberUpdate(pb::MemberUpdateRequest),
     Auth(crate::statemachine::auth::Change),
     StateHash,
+    DowngradeInfoSet(pb::DowngradeInfoSetRequest),
     /// A new leader's empty entry, or a request of no kind we know: only
     /// its index is recorded.
     Nothing,
@@ -92,6 +94,7 @@ impl From<pb::InternalRaftRequest> for Request {
             auth_role_grant_permission,
             auth_role_revoke_permission,
             state_hash,
+            downgrade_info_set,
             ..
         } = r;
         use crate::statemachine::auth::Change as C;
@@ -120,6 +123,7 @@ impl From<pb::InternalRaftRequest> for Request {
             .or(member_update.map(Request::MemberUpdate))
             .or(auth.map(Request::Auth))
             .or(state_hash.map(|_| Request::StateHash))
+            .or(downgrade_info_set.map(Request::DowngradeInfoSet))
             .unwrap_or(Request::Nothing)
     }
 }
@@ -245,6 +249,7 @@ impl Applier {
             Request::MemberUpdate(u) => self.member_update(u, at),
             Request::Auth(c) => self.auth(c, at),
             Request::StateHash => self.state_hash_mark(at),
+            Request::DowngradeInfoSet(d) => self.downgrade_info_set(d, at),
             Request::Nothing => {
                 self.begin(at)?.end();
                 Ok(Ok(Applied::Checkpoint))
