@@ -54,7 +54,7 @@ fn mark_meta(db: &Database) -> Result<Option<SnapshotMark>> {
 }
 
 /// Refuses a data dir whose WAL a running member has locked.
-fn not_running(wal: &Path) -> Result<()> {
+pub(crate) fn not_running(wal: &Path) -> Result<()> {
     let lock = wal.join("LOCK");
     if let Ok(f) = std::fs::OpenOptions::new()
         .read(true)

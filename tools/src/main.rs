@@ -13,6 +13,8 @@
 //!   db checked together, its db defragmented (like etcdutl);
 //! - `hashkv FILE [--rev]`: a stopped member's KV history hash (etcdutl
 //!   3.6's hashkv), as the member's HashKV answers;
+//! - `migrate --data-dir --target-version X.Y`: a stopped member's storage
+//!   schema moved to another release's (etcdutl migrate);
 //! - `snapshot save|status|restore`: backups, as etcdutl makes and reads
 //!   them (bbolt files with a SHA-256 trailer; etcd's own backups too).
 #![forbid(unsafe_code)]
@@ -22,6 +24,7 @@ mod datadir;
 mod display;
 mod hashkv;
 mod inspect;
+mod migrate;
 mod snapshot;
 mod waldump;
 
@@ -77,6 +80,9 @@ enum Command {
     Defrag(datadir::DataDirArgs),
     /// The KV history hash of a stopped member's db file (etcdutl hashkv).
     Hashkv(hashkv::HashKvArgs),
+    /// Move a stopped member's storage schema to another release's
+    /// (etcdutl migrate).
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
         Command::Check(args) => datadir::check(&args),
         Command::Defrag(args) => datadir::defrag(&args),
         Command::Hashkv(args) => hashkv::run(&args),
+        Command::Migrate(args) => migrate::run(&args),
     };
     match result {
         Ok(code) => code,
