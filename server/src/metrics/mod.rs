@@ -92,6 +92,13 @@ pub struct Metrics {
     pub watch_send_per_event: Histogram,
     pub watch_send_control: Histogram,
     pub watch_send_progress: Histogram,
+    /// `/health` answers, healthy or not.
+    health_success: IntCounter,
+    health_failures: IntCounter,
+    /// The probes' checks: the last result by (type, name), and counts by
+    /// status.
+    healthcheck: IntGaugeVec,
+    healthchecks_total: IntCounterVec,
     process: process::ProcessMetrics,
 }
 
@@ -383,9 +390,51 @@ impl Metrics {
                 "The total duration in seconds of running through the progress loop control stream response.",
                 doubling(0.001, 14),
             ),
+            health_success: counter(
+                &r,
+                "etcd_server_health_success",
+                "The total number of successful health checks",
+            ),
+            health_failures: counter(
+                &r,
+                "etcd_server_health_failures",
+                "The total number of failed health checks",
+            ),
+            healthcheck: gauge_vec(
+                &r,
+                "etcd_server_healthcheck",
+                "The result of each kind of healthcheck.",
+                &["type", "name"],
+            ),
+            healthchecks_total: counter_vec(
+                &r,
+                "etcd_server_healthchecks_total",
+                "The total number of each kind of healthcheck.",
+                &["type", "name", "status"],
+            ),
             process,
             registry: r,
         }
+    }
+
+    /// One `/health` answer.
+    pub fn health(&self, healthy: bool) {
+        if healthy {
+            self.health_success.inc();
+        } else {
+            self.health_failures.inc();
+        }
+    }
+
+    /// One check of a probe (`livez`, `readyz`), as etcd's recordMetrics.
+    pub fn health_check(&self, kind: &str, name: &str, passed: bool) {
+        self.healthcheck
+            .with_label_values(&[kind, name])
+            .set(i64::from(passed));
+        let status = if passed { "success" } else { "error" };
+        self.healthchecks_total
+            .with_label_values(&[kind, name, status])
+            .inc();
     }
 
     /// `--metrics=extensive`: gRPC handling-time histograms from now on.

@@ -409,7 +409,7 @@ fn health_and_version_over_http_on_the_client_port() {
         http_get(s.port, "/readyz?verbose"),
         (
             200,
-            "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\nok\n"
+            "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\nok\n"
                 .to_string()
         )
     );
@@ -418,6 +418,18 @@ fn health_and_version_over_http_on_the_client_port() {
         (200, "[+]linearizable_read ok\nok\n".to_string())
     );
     assert_eq!(http_get(s.port, "/livez/nope").0, 404);
+    // Each check and each /health answer counted as etcd 3.6 counts them
+    // (v3.6.14 server/etcdserver/api/etcdhttp/health.go recordMetrics).
+    let (_, m) = http_get(s.port, "/metrics");
+    for line in [
+        "etcd_server_healthcheck{name=\"non_learner\",type=\"readyz\"} 1",
+        "etcd_server_healthcheck{name=\"serializable_read\",type=\"livez\"} 1",
+        "etcd_server_healthchecks_total{name=\"linearizable_read\",status=\"success\",type=\"readyz\"} 2",
+        "etcd_server_health_success 3",
+        "etcd_server_health_failures 0",
+    ] {
+        assert!(m.contains(line), "no {line:?} in {m}");
+    }
     assert_eq!(
         http_get(s.port, "/version"),
         (

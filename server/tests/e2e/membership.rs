@@ -244,6 +244,15 @@ fn replace_grow_shrink_learners_and_removed_members() {
         common::last_error_line(&refused).contains("rpc not supported for learner"),
         "{refused:?}"
     );
+    // etcd 3.6's /readyz: a learner is not ready (non_learner), though it
+    // is live.
+    let (code, body) = common::http_get(m6.port, "/readyz");
+    assert_eq!(code, 503);
+    assert!(
+        body.contains("[-]non_learner failed: not supported for learner"),
+        "{body}"
+    );
+    assert_eq!(common::http_get(m6.port, "/livez").0, 200);
     // Of the streams, a learner serves Snapshot (etcd 3.5.x and later).
     let snap = dir.join("from-learner.db");
     m6.etcdctl_ok(&["snapshot", "save", snap.to_str().expect("utf-8 path")]);

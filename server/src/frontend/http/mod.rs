@@ -8,13 +8,17 @@
 //!   (`QGET ERROR:...`; `?serializable=true` skips the quorum round).
 //! - `GET /version`: the server and cluster versions etcd reports.
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
-//! - `GET /livez` and `GET /readyz` (etcd 3.5's probes): named checks run
+//! - `GET /livez` and `GET /readyz` (etcd 3.6's probes): named checks run
 //!   in order: `/livez` runs `serializable_read`; `/readyz` runs
-//!   `data_corruption` (no CORRUPT alarm), `serializable_read` and
-//!   `linearizable_read`. `/livez/<check>` runs one; `?exclude=<check>`
+//!   `data_corruption` (no CORRUPT alarm), `serializable_read`,
+//!   `linearizable_read` and `non_learner` (3.6: a learner is not ready).
+//!   `/livez/<check>` runs one; `?exclude=<check>`
 //!   skips one (unknown names are ignored); `?verbose` lists each result.
 //!   Success: 200 `ok`; failure: 503 with a `[+]name ok` or `[-]name
-//!   failed: reason` line per check. Other methods get 405.
+//!   failed: reason` line per check. Other methods get 405. Each check's
+//!   result goes to `etcd_server_healthcheck{type,name}` (1 passed, 0
+//!   failed) and `etcd_server_healthchecks_total{type,name,status}`;
+//!   `/health`'s to `etcd_server_health_success` / `_failures`.
 //!
 //! Everything else on these paths is gRPC's (tonic routes by path).
 
@@ -105,6 +109,7 @@ async fn health(State(srv): State<Arc<EtcdServer>>, uri: Uri) -> impl IntoRespon
     let excluded: Vec<&str> = query_values(&uri, "exclude").collect();
     let serializable = query_values(&uri, "serializable").any(|v| v == "true");
     let reason = unhealthy(&srv, &excluded, serializable).await;
+    crate::metrics::global().health(reason.is_none());
     let (status, health, reason) = match reason {
         None => (StatusCode::OK, "true", String::new()),
         Some(r) => (StatusCode::SERVICE_UNAVAILABLE, "false", r),
@@ -150,7 +155,12 @@ async fn unhealthy(srv: &EtcdServer, excluded: &[&str], serializable: bool) -> O
 }
 
 const LIVEZ: &[&str] = &["serializable_read"];
-const READYZ: &[&str] = &["data_corruption", "serializable_read", "linearizable_read"];
+const READYZ: &[&str] = &[
+    "data_corruption",
+    "serializable_read",
+    "linearizable_read",
+    "non_learner",
+];
 
 /// One named check: None when it passes, else why not.
 async fn run_check(srv: &EtcdServer, name: &str) -> Option<String> {
@@ -182,6 +192,9 @@ async fn run_check(srv: &EtcdServer, name: &str) -> Option<String> {
                 Err(_) => Some("context deadline exceeded".into()),
             }
         }
+        "non_learner" => srv
+            .is_learner()
+            .then(|| "not supported for learner".to_string()),
         other => Some(format!("unknown check {other}")),
     }
 }
@@ -191,6 +204,7 @@ async fn probe(
     srv: &EtcdServer,
     method: &axum::http::Method,
     uri: &Uri,
+    kind: &str,
     checks: &[&str],
 ) -> axum::response::Response {
     if method != axum::http::Method::GET {
@@ -212,7 +226,9 @@ async fn probe(
     let mut lines = String::new();
     let mut failed = false;
     for name in checks.iter().filter(|c| !excluded.contains(c)) {
-        match run_check(srv, name).await {
+        let result = run_check(srv, name).await;
+        crate::metrics::global().health_check(kind, name, result.is_none());
+        match result {
             None => lines.push_str(&format!("[+]{name} ok\n")),
             Some(why) => {
                 failed = true;
@@ -237,7 +253,7 @@ async fn livez(
     method: axum::http::Method,
     uri: Uri,
 ) -> axum::response::Response {
-    probe(&srv, &method, &uri, LIVEZ).await
+    probe(&srv, &method, &uri, "livez", LIVEZ).await
 }
 
 async fn readyz(
@@ -245,7 +261,7 @@ async fn readyz(
     method: axum::http::Method,
     uri: Uri,
 ) -> axum::response::Response {
-    probe(&srv, &method, &uri, READYZ).await
+    probe(&srv, &method, &uri, "readyz", READYZ).await
 }
 
 /// `/livez/<check>` or `/readyz/<check>`: that check alone, if the probe
@@ -254,11 +270,12 @@ async fn one(
     srv: &EtcdServer,
     method: &axum::http::Method,
     uri: &Uri,
+    kind: &str,
     all: &[&str],
     check: &str,
 ) -> axum::response::Response {
     match all.iter().find(|c| **c == check) {
-        Some(c) => probe(srv, method, uri, &[c]).await,
+        Some(c) => probe(srv, method, uri, kind, &[c]).await,
         None => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
     }
 }
@@ -269,7 +286,7 @@ async fn livez_one(
     method: axum::http::Method,
     uri: Uri,
 ) -> axum::response::Response {
-    one(&srv, &method, &uri, LIVEZ, &check).await
+    one(&srv, &method, &uri, "livez", LIVEZ, &check).await
 }
 
 async fn readyz_one(
@@ -278,5 +295,5 @@ async fn readyz_one(
     method: axum::http::Method,
     uri: Uri,
 ) -> axum::response::Response {
-    one(&srv, &method, &uri, READYZ, &check).await
+    one(&srv, &method, &uri, "readyz", READYZ, &check).await
 }
