@@ -141,9 +141,12 @@ fn run() -> anyhow::Result<()> {
         let mut listeners = Vec::new();
         for l in cfg.client_listens()? {
             let addr = l.addr;
-            let l = tokio::net::TcpListener::bind(&addr)
+            let l = strata_server::transport::tls::incoming::Listener::bind(&addr, l.unix)
                 .await
-                .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;
+                .map_err(|e| {
+                    let net = if l.unix { "unix" } else { "tcp" };
+                    anyhow::anyhow!("listen {net} {addr}: {e}")
+                })?;
             listeners.push(l);
         }
         strata_server::run(cfg, listeners, shutdown_signal()).await

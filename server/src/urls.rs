@@ -19,8 +19,24 @@ pub struct FlagUrl {
 }
 
 impl FlagUrl {
-    /// The socket address to bind, `localhost` as 127.0.0.1.
+    /// A unix socket (`unix://`, `unixs://`): etcd's file named by the
+    /// URL's `host:port`, relative to the working directory.
+    pub fn is_unix(&self) -> bool {
+        self.scheme == "unix" || self.scheme == "unixs"
+    }
+
+    /// Whether the URL asks for TLS (`https`, `unixs`).
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https" || self.scheme == "unixs"
+    }
+
+    /// The socket address to bind, `localhost` as 127.0.0.1; for a unix
+    /// socket, its file (`host:port` as given, as etcd's resolveURL).
     pub fn bind_addr(&self) -> String {
+        if self.is_unix() {
+            let after = &self.raw[self.scheme.len() + 3..];
+            return after.to_string();
+        }
         let host = if self.host == "localhost" {
             "127.0.0.1"
         } else {
@@ -35,12 +51,7 @@ pub fn parse_url(raw: &str) -> Result<FlagUrl, String> {
     let raw = raw.trim();
     let u = Url::parse(raw).map_err(|e| format!("parse {raw:?}: {e}"))?;
     match u.scheme() {
-        "http" | "https" => {}
-        "unix" | "unixs" => {
-            return Err(format!(
-                "unix sockets are not supported by strata yet: {raw}"
-            ))
-        }
+        "http" | "https" | "unix" | "unixs" => {}
         _ => {
             return Err(format!(
                 "URL scheme must be http, https, unix, or unixs: {raw}"
@@ -112,6 +123,11 @@ mod tests {
             "[::1]:2380"
         );
         assert_eq!(parse_url("https://10.0.0.1:0").unwrap().port, 0);
+        // A unix socket is named by host:port, as etcd names it.
+        let u = parse_url("unix://localhost:12345").unwrap();
+        assert!(u.is_unix() && !u.is_tls());
+        assert_eq!(u.bind_addr(), "localhost:12345");
+        assert!(parse_url("unixs://sock:1").unwrap().is_tls());
     }
 
     #[test]
@@ -133,6 +149,10 @@ mod tests {
             "URL scheme must be http, https, unix, or unixs: ftp://localhost:21"
         );
         assert!(parse_url("localhost:2379").is_err());
+        assert_eq!(
+            parse_url("unix:///tmp/etcd.sock").unwrap_err(),
+            "URL address does not have the form \"host:port\": unix:///tmp/etcd.sock"
+        );
         assert!(parse_urls("listen-client-urls", "http://a:1,http://b").is_err());
     }
 }

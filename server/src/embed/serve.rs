@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use strata_proto::etcdserverpb as pb;
 use strata_proto::peerpb;
-use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::embed::config::tls::{self as tls_config, Listen};
@@ -33,7 +32,7 @@ use crate::transport::tls::incoming::{self, Schemes};
 /// raft and closes the storage.
 pub async fn run(
     cfg: Config,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<incoming::Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let server_cfg = cfg.server_config()?;
@@ -209,9 +208,9 @@ pub async fn run(
     for listen in cfg.metrics_listens()? {
         let schemes = tls_config::schemes(&listen, client_tls.as_ref())?;
         let addr = &listen.addr;
-        let l = TcpListener::bind(addr)
+        let l = incoming::Listener::bind(addr, listen.unix)
             .await
-            .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("listen {addr}: {e}"))?;
         let routes = tonic::service::Routes::from(http::router(srv.clone()));
         let router = tonic::transport::Server::builder()
             .accept_http1(true)
@@ -404,12 +403,12 @@ fn peers_when_joined(
 async fn bind_peers(
     srv: &EtcdServer,
     peer_listens: &[Listen],
-) -> anyhow::Result<Vec<(TcpListener, Schemes)>> {
+) -> anyhow::Result<Vec<(incoming::Listener, Schemes)>> {
     let mut out = Vec::new();
     for listen in peer_listens {
         let schemes = tls_config::schemes(listen, srv.peer_tls.as_ref())?;
         let addr = &listen.addr;
-        let l = TcpListener::bind(addr)
+        let l = incoming::Listener::bind(addr, false)
             .await
             .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;
         out.push((l, schemes));
@@ -423,7 +422,7 @@ const PEER_STREAM_WINDOW: u32 = 8 << 20;
 
 fn serve_peer(
     srv: &Arc<EtcdServer>,
-    l: TcpListener,
+    l: incoming::Listener,
     schemes: Schemes,
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {

@@ -3,7 +3,8 @@
 //! (`--peer-client-cert-auth`), whose clients need a certificate from that
 //! CA (`--client-cert-auth`); a cluster on self-signed peer certificates
 //! (`--peer-auto-tls`); and one member serving `http` and `https` on the
-//! same port with a generated certificate (`--auto-tls`). Refusals: no
+//! same port with a generated certificate (`--auto-tls`); unix socket
+//! client URLs, plain and TLS. Refusals: no
 //! client certificate, one from another CA, plaintext to a TLS port. With
 //! auth on, a client certificate's common name is its user.
 
@@ -417,4 +418,125 @@ fn tls_min_version_refuses_older_handshakes() {
         None,
     ));
     assert!(got.contains("OK"));
+}
+
+/// etcd's unix socket client URLs (v3.6.14 server/embed/etcd.go
+/// resolveURL, client/pkg/transport/unix_listener.go): `unix://localhost:1`
+/// serves on the file `localhost:1` in the member's working directory,
+/// `unixs://` with TLS; etcdctl reaches both; the files go when the member
+/// stops. A socket file named as both unix and unixs is refused.
+#[test]
+fn unix_socket_client_urls_serve_plain_and_tls() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let pki = Pki::new(cwd);
+    // A stale file where the socket goes is replaced, as etcd does.
+    std::fs::write(cwd.join("localhost:1"), b"stale").unwrap();
+    let mut child = Command::new(common::strata_bin())
+        .current_dir(cwd)
+        .args(["--data-dir", "data"])
+        .args([
+            "--listen-client-urls",
+            "unix://localhost:1,unixs://localhost:2",
+            "--advertise-client-urls",
+            "unix://localhost:1",
+            "--cert-file",
+            &pki.path("server.crt"),
+            "--key-file",
+            &pki.path("server.key"),
+        ])
+        .env("STRATA_WAL_SEGMENT_SIZE", common::TEST_WAL_SEGMENT_SIZE)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut log = Vec::new();
+    let mut ready = false;
+    while !ready && Instant::now() < until {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            ready = line.contains("ready to serve client requests");
+            log.push(line);
+        }
+    }
+    let ctl = |args: &[&str]| {
+        Command::new("etcdctl")
+            .current_dir(cwd)
+            .env("ETCDCTL_API", "3")
+            .args(["--dial-timeout=5s", "--command-timeout=5s"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let put = ready.then(|| ctl(&["--endpoints", "unix://localhost:1", "put", "k", "over-unix"]));
+    let get = ready.then(|| {
+        ctl(&[
+            "--endpoints",
+            "unixs://localhost:2",
+            "--insecure-transport=false",
+            "--insecure-skip-tls-verify",
+            "get",
+            "k",
+            "--print-value-only",
+        ])
+    });
+    let members = ready.then(|| ctl(&["--endpoints", "unix://localhost:1", "member", "list"]));
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let stopped = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !stopped {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(ready, "not ready: {log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("unix:localhost:1")),
+        "{log:?}"
+    );
+    let text = |o: Option<std::process::Output>| {
+        let o = o.unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    assert_eq!(text(put).trim(), "OK");
+    assert_eq!(text(get).trim(), "over-unix");
+    assert!(text(members).contains("unix://localhost:1"));
+    assert!(stopped);
+    assert!(!cwd.join("localhost:1").exists());
+    assert!(!cwd.join("localhost:2").exists());
+
+    // One file cannot serve both schemes.
+    let out = Command::new(common::strata_bin())
+        .current_dir(cwd)
+        .args(["--data-dir", "data2", "--auto-tls"])
+        .args([
+            "--listen-client-urls",
+            "unix://localhost:3,unixs://localhost:3",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a socket file serves one of them"),
+        "{out:?}"
+    );
 }

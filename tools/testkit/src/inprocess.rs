@@ -37,6 +37,7 @@ where
         args.extend_from_slice(extra);
         let cfg = strata_server::Config::parse_from(args);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let listener = strata_server::transport::tls::incoming::Listener::Tcp(listener);
         let member = tokio::spawn(strata_server::run(cfg, vec![listener], async move {
             let _ = stopped.await;
         }));

@@ -9,24 +9,40 @@ use crate::urls::parse_urls;
 /// One address to listen on and the schemes its URLs name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
+    /// `host:port`, or a unix socket's file.
     pub addr: String,
     pub plain: bool,
     pub tls: bool,
+    /// A unix socket (`unix://`, `unixs://`).
+    pub unix: bool,
 }
 
 impl Config {
     /// The client listeners (`--listen-client-urls`, then
     /// `--listen-client-http-urls`): one per address, `http` and `https`
-    /// URLs of the same address served together.
+    /// URLs of the same address served together (a unix socket file serves
+    /// `unix` or `unixs`, not both).
     pub fn client_listens(&self) -> anyhow::Result<Vec<Listen>> {
+        let out = self.client_listens_merged()?;
+        if let Some(l) = out.iter().find(|l| l.unix && l.plain && l.tls) {
+            anyhow::bail!(
+                "--listen-client-urls: unix socket {} is named as unix:// and unixs://; a socket file serves one of them",
+                l.addr
+            );
+        }
+        Ok(out)
+    }
+
+    fn client_listens_merged(&self) -> anyhow::Result<Vec<Listen>> {
         let mut out = listens("listen-client-urls", &self.listen_client_urls)?;
         if !self.listen_client_http_urls.trim().is_empty() {
             for l in listens("listen-client-http-urls", &self.listen_client_http_urls)? {
                 match out.iter_mut().find(|o| o.addr == l.addr) {
-                    Some(o) => {
+                    Some(o) if o.unix == l.unix => {
                         o.plain |= l.plain;
                         o.tls |= l.tls;
                     }
+                    Some(_) => out.push(l),
                     None => out.push(l),
                 }
             }
@@ -42,9 +58,17 @@ impl Config {
         listens("listen-metrics-urls", &self.listen_metrics_urls)
     }
 
-    /// The peer listeners.
+    /// The peer listeners (TCP: members dial each other's peer URLs over
+    /// TCP, so a unix peer URL is refused).
     pub fn peer_listens(&self) -> anyhow::Result<Vec<Listen>> {
-        listens("listen-peer-urls", &self.listen_peer_urls)
+        let out = listens("listen-peer-urls", &self.listen_peer_urls)?;
+        if let Some(l) = out.iter().find(|l| l.unix) {
+            anyhow::bail!(
+                "--listen-peer-urls: unix sockets are served for clients only, not peers: {}",
+                l.addr
+            );
+        }
+        Ok(out)
     }
 
     /// Client TLS, or None when no certificate is configured.
@@ -170,7 +194,7 @@ impl Config {
             )?);
         }
         for u in client_urls {
-            if u.scheme == "https" && !client_certs {
+            if u.is_tls() && !client_certs {
                 anyhow::bail!(
                     "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
                     u.raw
@@ -180,7 +204,7 @@ impl Config {
         let peer_certs =
             (self.peer_cert_file.is_some() && self.peer_key_file.is_some()) || self.peer_auto_tls;
         for u in parse_urls("listen-peer-urls", &self.listen_peer_urls)? {
-            if u.scheme == "https" && !peer_certs {
+            if u.is_tls() && !peer_certs {
                 anyhow::bail!(
                     "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {} with HTTPS scheme",
                     u.raw
@@ -227,18 +251,20 @@ fn listens(flag: &str, urls: &str) -> anyhow::Result<Vec<Listen>> {
     let mut out: Vec<Listen> = Vec::new();
     for u in parse_urls(flag, urls)? {
         let addr = u.bind_addr();
-        let i = match out.iter().position(|l| l.addr == addr) {
+        let unix = u.is_unix();
+        let i = match out.iter().position(|l| l.addr == addr && l.unix == unix) {
             Some(i) => i,
             None => {
                 out.push(Listen {
                     addr,
                     plain: false,
                     tls: false,
+                    unix,
                 });
                 out.len() - 1
             }
         };
-        if u.scheme == "https" {
+        if u.is_tls() {
             out[i].tls = true;
         } else {
             out[i].plain = true;
@@ -279,12 +305,14 @@ mod tests {
                 Listen {
                     addr: "127.0.0.1:2379".into(),
                     plain: true,
-                    tls: true
+                    tls: true,
+                    unix: false
                 },
                 Listen {
                     addr: "127.0.0.1:2479".into(),
                     plain: false,
-                    tls: true
+                    tls: true,
+                    unix: false
                 },
             ]
         );
@@ -306,12 +334,14 @@ mod tests {
                 Listen {
                     addr: "127.0.0.1:2379".into(),
                     plain: true,
-                    tls: true
+                    tls: true,
+                    unix: false
                 },
                 Listen {
                     addr: "127.0.0.1:2380".into(),
                     plain: true,
-                    tls: false
+                    tls: false,
+                    unix: false
                 },
             ]
         );

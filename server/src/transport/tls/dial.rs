@@ -66,7 +66,9 @@ impl tower::Service<Uri> for Dialer {
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             if !https {
-                return Ok(TokioIo::new(Conn::Plain(tcp)));
+                return Ok(TokioIo::new(Conn::Plain(tokio_util::either::Either::Left(
+                    tcp,
+                ))));
             }
             let tls = tls.ok_or_else(|| {
                 io::Error::new(
@@ -77,7 +79,7 @@ impl tower::Service<Uri> for Dialer {
             let name = ServerName::try_from(host)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let stream = tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
+                .connect(name, tokio_util::either::Either::Left(tcp))
                 .await?;
             Ok(TokioIo::new(Conn::Tls(Box::new(stream.into()))))
         })

@@ -6,11 +6,18 @@
 //! client never holds up the accept loop; a failed handshake is logged
 //! and closed, as Go's server does.
 //!
+//! A listener is TCP or a unix socket (etcd's `unix://` and `unixs://`
+//! client URLs: the socket file is the URL's `host:port`, relative to the
+//! working directory; a file already there is removed before binding and
+//! the socket's file when the listener is dropped, as etcd's unix
+//! listener does).
+//!
 //! The stream ends when its consumer drops it; the accept loop stops and
 //! releases the listener then.
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,8 +25,9 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::either::Either;
 
 use super::authority::AuthorityFix;
 
@@ -33,10 +41,82 @@ pub struct Schemes {
     pub tls: Option<Arc<ServerConfig>>,
 }
 
+/// A bound client listener.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, SocketFile),
+}
+
+/// A unix socket's file, removed when dropped.
+pub struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Listener {
+    /// Binds `addr`: a TCP `host:port`, or with `unix` a socket file.
+    pub async fn bind(addr: &str, unix: bool) -> io::Result<Listener> {
+        if !unix {
+            return Ok(Listener::Tcp(TcpListener::bind(addr).await?));
+        }
+        match std::fs::remove_file(addr) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let l = UnixListener::bind(addr)?;
+        Ok(Listener::Unix(l, SocketFile(PathBuf::from(addr))))
+    }
+
+    /// What it listens on, for the log: `host:port`, or `unix:<file>`.
+    pub fn local_addr(&self) -> io::Result<String> {
+        Ok(match self {
+            Listener::Tcp(l) => l.local_addr()?.to_string(),
+            Listener::Unix(_, f) => format!("unix:{}", f.0.display()),
+        })
+    }
+
+    async fn accept(&self) -> io::Result<(Raw, Option<SocketAddr>)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (tcp, from) = l.accept().await?;
+                let _ = tcp.set_nodelay(true);
+                let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(
+                    &socket2::TcpKeepalive::new().with_time(Duration::from_secs(7200)),
+                );
+                Ok((Either::Left(tcp), Some(from)))
+            }
+            Listener::Unix(l, _) => Ok((Either::Right(l.accept().await?.0), None)),
+        }
+    }
+}
+
+/// A connection's transport: TCP or a unix socket.
+pub type Raw = Either<TcpStream, UnixStream>;
+
+/// The first byte a client sent, left unread. A unix socket serves one
+/// scheme (the configuration refuses `unix` and `unixs` on one file), so
+/// it is never asked.
+async fn peek_first(raw: &Raw) -> io::Result<u8> {
+    match raw {
+        Either::Left(tcp) => {
+            let mut first = [0u8; 1];
+            tcp.peek(&mut first).await?;
+            Ok(first[0])
+        }
+        Either::Right(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a unix socket serves one scheme",
+        )),
+    }
+}
+
 /// One accepted (or dialed) connection.
 pub enum Conn {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    Plain(Raw),
+    Tls(Box<tokio_rustls::TlsStream<Raw>>),
 }
 
 /// What a request can learn of its connection.
@@ -73,11 +153,11 @@ impl tonic::transport::server::Connected for Conn {
                 (tcp, cn)
             }
         };
-        ConnInfo {
-            remote: tcp.peer_addr().ok(),
-            cn,
-            tls,
-        }
+        let remote = match tcp {
+            Either::Left(t) => t.peer_addr().ok(),
+            Either::Right(_) => None,
+        };
+        ConnInfo { remote, cn, tls }
     }
 }
 
@@ -141,13 +221,13 @@ impl AsyncWrite for Conn {
 
 /// The connections `listener` accepts, sorted by `schemes`.
 pub fn accept(
-    listener: TcpListener,
+    listener: Listener,
     schemes: Schemes,
 ) -> ReceiverStream<io::Result<AuthorityFix<Conn>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
-            let (tcp, from) = tokio::select! {
+            let (raw, from) = tokio::select! {
                 () = tx.closed() => return,
                 r = listener.accept() => match r {
                     Ok(c) => c,
@@ -159,14 +239,10 @@ pub fn accept(
                     }
                 },
             };
-            let _ = tcp.set_nodelay(true);
-            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(
-                &socket2::TcpKeepalive::new().with_time(Duration::from_secs(7200)),
-            );
             let tx = tx.clone();
             let schemes = schemes.clone();
             tokio::spawn(async move {
-                if let Some(conn) = sort(tcp, from, &schemes).await {
+                if let Some(conn) = sort(raw, from, &schemes).await {
                     let _ = tx.send(Ok(AuthorityFix::new(conn))).await;
                 }
             });
@@ -176,20 +252,20 @@ pub fn accept(
 }
 
 /// Plain or TLS, by the first byte the client sends.
-async fn sort(tcp: TcpStream, from: SocketAddr, schemes: &Schemes) -> Option<Conn> {
+async fn sort(raw: Raw, from: Option<SocketAddr>, schemes: &Schemes) -> Option<Conn> {
     let Some(tls) = &schemes.tls else {
-        return Some(Conn::Plain(tcp));
+        return Some(Conn::Plain(raw));
     };
     if schemes.plain {
-        let mut first = [0u8; 1];
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
-            Ok(Ok(1)) if first[0] != 0x16 => return Some(Conn::Plain(tcp)),
-            Ok(Ok(1)) => {}
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, peek_first(&raw)).await {
+            Ok(Ok(first)) if first != 0x16 => return Some(Conn::Plain(raw)),
+            Ok(Ok(_)) => {}
             _ => return None,
         }
     }
+    let from = from.map_or_else(|| "unix socket".to_string(), |a| a.to_string());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(raw)).await {
         Ok(Ok(s)) => Some(Conn::Tls(Box::new(s.into()))),
         Ok(Err(e)) => {
             tracing::warn!(remote = %from, error = %e, "rejected connection: TLS handshake failed");
