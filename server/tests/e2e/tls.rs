@@ -159,14 +159,14 @@ fn peers_whose_certificate_lacks_the_allowed_common_name_are_refused() {
     while std::time::Instant::now() < deadline
         && !log
             .iter()
-            .any(|l: &String| l.contains("CommonName authentication failed"))
+            .any(|l: &String| l.contains("client certificate authentication failed"))
     {
         std::thread::sleep(std::time::Duration::from_millis(200));
         log.extend(members[0].drain_log());
     }
     assert!(
         log.iter()
-            .any(|l| l.contains("CommonName authentication failed")),
+            .any(|l| l.contains("client certificate authentication failed")),
         "{}",
         log.join("\n")
     );
@@ -189,11 +189,10 @@ fn a_cluster_over_verified_peer_tls_serves_clients_with_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(tmp.path());
     let mut peer = pki.flags("--peer-");
+    // etcd 3.6: a list of names, any of which will do.
     peer.extend([
         "--peer-cert-allowed-cn".into(),
-        "member".into(),
-        "--peer-cert-allowed-hostname".into(),
-        "localhost".into(),
+        "someone-else,member".into(),
     ]);
     let client = pki.flags("--");
     let members = cluster(tmp.path(), "https", &peer, &client);
@@ -538,5 +537,75 @@ fn unix_socket_client_urls_serve_plain_and_tls() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("a socket file serves one of them"),
         "{out:?}"
+    );
+}
+
+/// etcd 3.6's `--client-cert-allowed-hostname` list (client/pkg/transport
+/// listener.go): a client certificate valid for one of the names is
+/// served, one valid for none is refused; allowed CNs and host names
+/// together are refused at start with etcd's words.
+#[test]
+fn client_certificates_must_name_an_allowed_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    let mut flags = pki.flags("--");
+    flags.extend([
+        "--listen-client-urls".into(),
+        "https://127.0.0.1:0".into(),
+        "--client-cert-allowed-hostname".into(),
+        "nowhere.example,localhost".into(),
+    ]);
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let m = Server::start(&args);
+    let ep = format!("https://127.0.0.1:{}", m.port);
+    let cacert = format!("--cacert={}", pki.path("ca.crt"));
+    // The member certificate names localhost; the client one names nothing.
+    ok(etcdctl(
+        &ep,
+        &[
+            &cacert,
+            &format!("--cert={}", pki.path("server.crt")),
+            &format!("--key={}", pki.path("server.key")),
+            "put",
+            "k",
+            "v",
+        ],
+        None,
+    ));
+    let refused = etcdctl(
+        &ep,
+        &[
+            &cacert,
+            &format!("--cert={}", pki.path("client.crt")),
+            &format!("--key={}", pki.path("client.key")),
+            "--dial-timeout=2s",
+            "--command-timeout=3s",
+            "get",
+            "k",
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+
+    let mut both = pki.flags("--peer-");
+    both.extend([
+        "--peer-cert-allowed-cn".into(),
+        "a,b".into(),
+        "--peer-cert-allowed-hostname".into(),
+        "h".into(),
+        "--listen-peer-urls".into(),
+        "https://127.0.0.1:1".into(),
+    ]);
+    let out = std::process::Command::new(common::strata_bin())
+        .arg("--data-dir")
+        .arg(tmp.path().join("both"))
+        .args(&both)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"AllowedCNs and AllowedHostnames are mutually exclusive (cns=["a" "b"], hostnames=["h"])"#),
+        "{err}"
     );
 }

@@ -76,7 +76,6 @@ ignored_flags! {
     max_wals, "max-wals", "ETCD_MAX_WALS", "WAL segments are released at each snapshot marker";
     log_package_levels, "log-package-levels", "ETCD_LOG_PACKAGE_LEVELS", "capnslog package levels; use --log-level";
     initial_election_tick_advance, "initial-election-tick-advance", "ETCD_INITIAL_ELECTION_TICK_ADVANCE", "a member waits a randomized election timeout before its first campaign";
-    client_cert_allowed_hostname, "client-cert-allowed-hostname", "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", "client certificates are checked against the trusted CA only";
     grpc_keepalive_min_time, "grpc-keepalive-min-time", "ETCD_GRPC_KEEPALIVE_MIN_TIME", "clients' keepalive pings are not rate-limited";
     socket_reuse_port, "socket-reuse-port", "ETCD_SOCKET_REUSE_PORT", "listeners do not set SO_REUSEPORT";
     socket_reuse_address, "socket-reuse-address", "ETCD_SOCKET_REUSE_ADDRESS", "listeners do not set SO_REUSEADDR";

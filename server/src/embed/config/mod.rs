@@ -404,15 +404,21 @@ pub struct Config {
     #[arg(long, env = "ETCD_TLS_MAX_VERSION", default_value = "")]
     pub tls_max_version: String,
 
-    /// Allowed CN for inter-peer authentication (needs
-    /// --peer-client-cert-auth).
+    /// Comma-separated list of allowed CNs for inter-peer authentication
+    /// (needs --peer-client-cert-auth; etcd 3.6 takes a list).
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
     pub peer_cert_allowed_cn: String,
 
-    /// Allowed TLS host name for inter-peer authentication (needs
-    /// --peer-client-cert-auth).
+    /// Comma-separated list of allowed TLS host names for inter-peer
+    /// authentication (needs --peer-client-cert-auth; exclusive with
+    /// --peer-cert-allowed-cn).
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
     pub peer_cert_allowed_hostname: String,
+
+    /// Comma-separated list of allowed TLS host names for client
+    /// certificate authentication (with --client-cert-auth).
+    #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub client_cert_allowed_hostname: String,
 
     /// The validity period of the client and peer certificates generated
     /// by --auto-tls and --peer-auto-tls, in years.

@@ -79,6 +79,7 @@ impl Config {
             trusted_ca_file: self.trusted_ca_file.clone(),
             client_cert_auth: self.client_cert_auth,
             crl_file: self.client_crl_file.clone(),
+            allowed_hostnames: list(&self.client_cert_allowed_hostname),
             ..TlsInfo::default()
         };
         self.complete_tls(info, self.auto_tls, &self.listen_client_urls, "client")
@@ -92,8 +93,8 @@ impl Config {
             trusted_ca_file: self.peer_trusted_ca_file.clone(),
             client_cert_auth: self.peer_client_cert_auth,
             crl_file: self.peer_crl_file.clone(),
-            allowed_cn: non_empty(&self.peer_cert_allowed_cn),
-            allowed_hostname: non_empty(&self.peer_cert_allowed_hostname),
+            allowed_cns: list(&self.peer_cert_allowed_cn),
+            allowed_hostnames: list(&self.peer_cert_allowed_hostname),
             ..TlsInfo::default()
         };
         self.complete_tls(info, self.peer_auto_tls, &self.listen_peer_urls, "peer")
@@ -216,6 +217,17 @@ impl Config {
         }
         let names =
             !self.peer_cert_allowed_cn.is_empty() || !self.peer_cert_allowed_hostname.is_empty();
+        let (cns, hosts) = (
+            list(&self.peer_cert_allowed_cn),
+            list(&self.peer_cert_allowed_hostname),
+        );
+        if !cns.is_empty() && !hosts.is_empty() {
+            anyhow::bail!(
+                "AllowedCNs and AllowedHostnames are mutually exclusive (cns={}, hostnames={})",
+                go_quoted(&cns),
+                go_quoted(&hosts)
+            );
+        }
         if names && !self.peer_client_cert_auth {
             anyhow::bail!(
                 "--peer-cert-allowed-cn and --peer-cert-allowed-hostname need --peer-client-cert-auth"
@@ -242,9 +254,19 @@ pub fn schemes(l: &Listen, info: Option<&TlsInfo>) -> anyhow::Result<Schemes> {
     })
 }
 
-fn non_empty(s: &str) -> Option<String> {
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
+/// A comma-separated flag's values (Go's StringsValue), blanks dropped.
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Go's `%q` of a string slice: `["a" "b"]`.
+fn go_quoted(v: &[String]) -> String {
+    let items: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", items.join(" "))
 }
 
 fn listens(flag: &str, urls: &str) -> anyhow::Result<Vec<Listen>> {

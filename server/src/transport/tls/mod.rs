@@ -47,12 +47,13 @@ pub struct TlsInfo {
     /// `--tls-max-version`; rustls offers nothing older).
     pub tls12: bool,
     pub tls13: bool,
-    /// A client certificate must carry this common name
-    /// (`--peer-cert-allowed-cn`).
-    pub allowed_cn: Option<String>,
-    /// A client certificate must be valid for this host name
-    /// (`--peer-cert-allowed-hostname`).
-    pub allowed_hostname: Option<String>,
+    /// A client certificate must carry one of these common names
+    /// (`--peer-cert-allowed-cn`; empty: any).
+    pub allowed_cns: Vec<String>,
+    /// A client certificate must be valid for one of these host names
+    /// (`--peer-cert-allowed-hostname`, `--client-cert-allowed-hostname`;
+    /// empty: any).
+    pub allowed_hostnames: Vec<String>,
 }
 
 impl TlsInfo {
@@ -168,8 +169,8 @@ pub fn server_config(info: &TlsInfo) -> anyhow::Result<Arc<ServerConfig>> {
         builder.with_client_cert_verifier(Arc::new(verify::RootsOrChain {
             webpki: v.build()?,
             roots: certs(ca)?,
-            allowed_cn: info.allowed_cn.clone(),
-            allowed_hostname: info.allowed_hostname.clone(),
+            allowed_cns: info.allowed_cns.clone(),
+            allowed_hostnames: info.allowed_hostnames.clone(),
         }))
     } else {
         builder.with_no_client_auth()

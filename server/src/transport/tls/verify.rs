@@ -6,10 +6,14 @@
 //! certificate, because Go trusts any certificate in its root pool. The
 //! handshake still proves the client holds the certificate's key.
 //!
-//! On the peer listener, `--peer-cert-allowed-cn` and
-//! `--peer-cert-allowed-hostname` then require the client's certificate to
-//! carry that common name, or a subject alternative name that matches that
-//! host name (wildcards as Go matches them), with etcd's error words.
+//! Then the name rules (etcd 3.6's lists, client/pkg/transport/listener.go):
+//! on the peer listener `--peer-cert-allowed-cn` and
+//! `--peer-cert-allowed-hostname`, on the client listener
+//! `--client-cert-allowed-hostname`, each a comma-separated list, require
+//! the client's certificate to carry one of the common names, or a subject
+//! alternative name that matches one of the host names (wildcards as Go
+//! matches them); a certificate that does not is refused with etcd 3.6's
+//! words, "client certificate authentication failed".
 
 use std::sync::Arc;
 
@@ -23,32 +27,36 @@ pub struct RootsOrChain {
     pub webpki: Arc<dyn ClientCertVerifier>,
     /// The trusted CA certificates, as their files hold them.
     pub roots: Vec<CertificateDer<'static>>,
-    pub allowed_cn: Option<String>,
-    pub allowed_hostname: Option<String>,
+    pub allowed_cns: Vec<String>,
+    pub allowed_hostnames: Vec<String>,
 }
 
 impl RootsOrChain {
     /// The name rules on an otherwise trusted certificate.
     fn names(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        if self.allowed_cn.is_none() && self.allowed_hostname.is_none() {
+        if self.allowed_cns.is_empty() && self.allowed_hostnames.is_empty() {
             return Ok(());
         }
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
             .map_err(|e| rustls::Error::General(format!("x509: {e}")))?;
-        if let Some(cn) = &self.allowed_cn {
+        let failed = || rustls::Error::General("client certificate authentication failed".into());
+        if !self.allowed_cns.is_empty() {
             let theirs = common_name(&parsed);
-            if theirs.as_deref() != Some(cn.as_str()) {
-                return Err(rustls::Error::General(
-                    "CommonName authentication failed".into(),
-                ));
+            if !self
+                .allowed_cns
+                .iter()
+                .any(|cn| theirs.as_deref() == Some(cn))
+            {
+                return Err(failed());
             }
         }
-        if let Some(host) = &self.allowed_hostname {
-            if !matches_host(&parsed, host) {
-                return Err(rustls::Error::General(format!(
-                    "x509: certificate is not valid for {host}"
-                )));
-            }
+        if !self.allowed_hostnames.is_empty()
+            && !self
+                .allowed_hostnames
+                .iter()
+                .any(|h| matches_host(&parsed, h))
+        {
+            return Err(failed());
         }
         Ok(())
     }
@@ -165,6 +173,16 @@ mod tests {
     }
 
     fn rules(cn: Option<&str>, host: Option<&str>) -> RootsOrChain {
+        let cns: Vec<String> = cn
+            .into_iter()
+            .flat_map(|c| c.split(','))
+            .map(String::from)
+            .collect();
+        let hosts: Vec<String> = host
+            .into_iter()
+            .flat_map(|h| h.split(','))
+            .map(String::from)
+            .collect();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert("ca", &[])).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -176,8 +194,8 @@ mod tests {
             .build()
             .unwrap(),
             roots: Vec::new(),
-            allowed_cn: cn.map(String::from),
-            allowed_hostname: host.map(String::from),
+            allowed_cns: cns,
+            allowed_hostnames: hosts,
         }
     }
 
@@ -188,11 +206,19 @@ mod tests {
             &["m1.example.com", "*.peers.example.com", "10.0.0.7"],
         );
         assert!(rules(Some("member-1"), None).names(&c).is_ok());
-        let e = rules(Some("member-2"), None).names(&c).unwrap_err();
+        // etcd 3.6: any of a list.
+        assert!(rules(Some("member-2,member-1"), None).names(&c).is_ok());
+        let e = rules(Some("member-2,member-3"), None)
+            .names(&c)
+            .unwrap_err();
         assert!(
-            e.to_string().contains("CommonName authentication failed"),
+            e.to_string()
+                .contains("client certificate authentication failed"),
             "{e}"
         );
+        assert!(rules(None, Some("m9.example.com,10.0.0.7"))
+            .names(&c)
+            .is_ok());
         for ok in [
             "m1.example.com",
             "M1.Example.com",
