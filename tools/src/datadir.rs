@@ -114,8 +114,7 @@ pub fn check(a: &DataDirArgs) -> Result<ExitCode> {
     }
     bar.finish_and_clear();
 
-    let db = Database::open(&db_path, Options::default())
-        .with_context(|| format!("opening {}", db_path.display()))?;
+    let db = crate::lock::waiting(&db_path, || Database::open(&db_path, Options::default()))?;
     for p in btree::check(&db)? {
         problems.push(format!("{}: {p}", db_path.display()));
     }
@@ -163,8 +162,9 @@ pub fn defrag(a: &DataDirArgs) -> Result<ExitCode> {
     let wal_dir = a.data_dir.join("member").join("wal");
     let db_path = a.data_dir.join("member").join("db");
     not_running(&wal_dir)?;
-    let backend = Backend::open(BackendConfig::new(db_path.clone()))
-        .with_context(|| format!("opening {}", db_path.display()))?;
+    let backend = crate::lock::waiting(&db_path, || {
+        Backend::open(BackendConfig::new(db_path.clone()))
+    })?;
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_message(format!("defragmenting {}", db_path.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));

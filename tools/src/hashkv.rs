@@ -32,8 +32,9 @@ pub fn run(a: &HashKvArgs) -> Result<ExitCode> {
     if !a.file.is_file() {
         anyhow::bail!("{} is not a file", a.file.display());
     }
-    let backend = Backend::open(BackendConfig::new(a.file.clone()))
-        .with_context(|| format!("opening {}", a.file.display()))?;
+    let backend = crate::lock::waiting(&a.file, || {
+        Backend::open(BackendConfig::new(a.file.clone()))
+    })?;
     let store =
         Store::open(backend.clone()).with_context(|| format!("reading {}", a.file.display()))?;
     let (hash, revision, compact) = store

@@ -57,7 +57,7 @@ fn open(path: &Path) -> Result<Database> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
-    Database::open(path, Options::default()).with_context(|| format!("opening {}", path.display()))
+    crate::lock::waiting(path, || Database::open(path, Options::default()))
 }
 
 fn table(header: &[&str]) -> Table {

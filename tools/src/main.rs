@@ -24,6 +24,7 @@ mod datadir;
 mod display;
 mod hashkv;
 mod inspect;
+mod lock;
 mod migrate;
 mod snapshot;
 mod waldump;
@@ -42,6 +43,10 @@ use clap::{Parser, Subcommand};
     about = "Offline tools for Strata data files"
 )]
 struct Cli {
+    /// Time to wait to obtain a file lock on a db file, 0 to block
+    /// indefinitely (etcdutl's --timeout).
+    #[arg(long, global = true, default_value = "10s", value_parser = strata_server::duration::parse_duration)]
+    timeout: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,6 +92,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    lock::set_timeout(cli.timeout);
     let result = match cli.command {
         Command::Inspect { verb } => inspect::run(verb),
         Command::Compact { src, dst } => inspect::compact(&src, &dst),

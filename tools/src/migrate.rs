@@ -83,8 +83,7 @@ pub fn run(a: &MigrateArgs) -> Result<ExitCode> {
     }
     crate::datadir::not_running(&member.join("wal"))?;
     let db = member.join("db");
-    let backend = Backend::open(BackendConfig::new(db.clone()))
-        .with_context(|| format!("opening {}", db.display()))?;
+    let backend = crate::lock::waiting(&db, || Backend::open(BackendConfig::new(db.clone())))?;
     let current = versions::storage_version(&backend.read())?.unwrap_or(versions::OLDEST_KNOWN);
     if current == target {
         println!("storage version up-to-date: {}", current.full());

@@ -147,25 +147,27 @@ fn status(a: &StatusArgs) -> Result<ExitCode> {
     let s = restore::status(&b.db).with_context(|| format!("reading {}", a.file.display()))?;
     match a.write_out {
         Format::Simple => println!(
-            "{:x}, {}, {}, {}",
+            "{:x}, {}, {}, {}, {}",
             s.hash,
             s.revision,
             s.total_key,
-            humanize(s.total_size)
+            humanize(s.total_size),
+            s.version
         ),
         Format::Json => println!(
-            "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{}}}",
-            s.hash, s.revision, s.total_key, s.total_size
+            "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{},\"version\":{:?}}}",
+            s.hash, s.revision, s.total_key, s.total_size, s.version
         ),
         Format::Table => {
             let mut t = comfy_table::Table::new();
             t.load_style(comfy_table::presets::ASCII_FULL_CONDENSED);
-            t.set_header(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"]);
+            t.set_header(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE", "VERSION"]);
             t.add_row([
                 format!("{:x}", s.hash),
                 s.revision.to_string(),
                 s.total_key.to_string(),
                 humanize(s.total_size),
+                s.version.clone(),
             ]);
             println!("{t}");
         }
@@ -191,7 +193,7 @@ fn restore_cmd(a: &RestoreArgs) -> Result<ExitCode> {
     let file = strata_engine::bbolt::BoltFile::read(&b.db)
         .with_context(|| format!("reading {}", a.file.display()))?;
     let st = restore::status_of(&file, b.db.len())?;
-    let bar = indicatif::ProgressBar::new(st.total_key);
+    let bar = indicatif::ProgressBar::new(st.entries);
     bar.set_style(
         indicatif::ProgressStyle::with_template("restoring {bar:40} {pos}/{len} entries")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -217,7 +219,7 @@ fn restore_cmd(a: &RestoreArgs) -> Result<ExitCode> {
         "restored snapshot {} (revision {}, {} entries) into {}; start the member with --initial-cluster-state new",
         a.file.display(),
         st.revision,
-        st.total_key,
+        st.entries,
         data_dir.display()
     );
     Ok(ExitCode::SUCCESS)

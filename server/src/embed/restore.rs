@@ -31,17 +31,23 @@ use strata_engine::bbolt::BoltFile;
 use crate::statemachine::membership;
 use crate::statemachine::meta;
 
-/// What etcdctl's `snapshot status` reports.
+/// What etcdutl 3.6's `snapshot status` reports
+/// (etcdutl/snapshot/v3_snapshot.go Status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     /// CRC-32C over every bucket's name, then its keys and values.
     pub hash: u32,
     /// The main revision of the last entry of the `key` bucket.
     pub revision: i64,
-    /// Entries in all buckets.
+    /// Keys live at that revision (3.6: each key whose newest revision is
+    /// not a deletion; 3.4 and 3.5 counted every entry of every bucket).
     pub total_key: u64,
     /// Bytes of the db (without the digest).
     pub total_size: u64,
+    /// The backup's storage version (`X.Y.Z`), empty when it records none.
+    pub version: String,
+    /// Entries in all buckets (what a restore copies).
+    pub entries: u64,
 }
 
 /// A backup file read: its db bytes, and whether a digest followed.
@@ -91,31 +97,67 @@ pub fn status(db: &[u8]) -> anyhow::Result<Status> {
 
 /// [`status`] of a db already read (`len`: its size in bytes).
 pub fn status_of(f: &BoltFile, len: usize) -> anyhow::Result<Status> {
+    use prost::Message;
     let mut crc = 0u32;
-    let mut total_key = 0u64;
+    let mut entries = 0u64;
     let mut revision = 0i64;
-    for (name, entries) in &f.buckets {
+    let mut live: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut version = String::new();
+    for (name, bucket) in &f.buckets {
         crc = crc32c::crc32c_append(crc, name);
-        for (k, v) in entries {
+        for (k, v) in bucket {
             crc = crc32c::crc32c_append(crc, k);
             crc = crc32c::crc32c_append(crc, v);
-            total_key += 1;
+            entries += 1;
+        }
+        if name.as_slice() == Bucket::Meta.name() {
+            if let Some((_, v)) = bucket
+                .iter()
+                .find(|(k, _)| k.as_slice() == crate::statemachine::versions::STORAGE_VERSION_KEY)
+            {
+                if let Ok(sv) = semver::Version::parse(&String::from_utf8_lossy(v)) {
+                    version = sv.to_string();
+                }
+            }
         }
         if name.as_slice() == Bucket::Key.name() {
-            if let Some((k, _)) = entries.last() {
+            if let Some((k, _)) = bucket.last() {
                 let main: [u8; 8] = k
                     .get(..8)
                     .and_then(|b| b.try_into().ok())
                     .context("a key bucket entry shorter than a revision")?;
                 revision = i64::from_be_bytes(main);
             }
+            for (k, v) in bucket {
+                let kv = strata_proto::mvccpb::KeyValue::decode(v.as_slice())
+                    .with_context(|| format!("the key bucket's value at {}", hex(k)))?;
+                keys.push(kv.key);
+            }
+        }
+    }
+    // Live keys, in revision order: a tombstone (a revision key ending in
+    // `t`) ends its key's life.
+    if let Some((_, bucket)) = f
+        .buckets
+        .iter()
+        .find(|(n, _)| n.as_slice() == Bucket::Key.name())
+    {
+        for ((k, _), key) in bucket.iter().zip(&keys) {
+            if k.len() == 18 && k[17] == b't' {
+                live.remove(key.as_slice());
+            } else {
+                live.insert(key.as_slice());
+            }
         }
     }
     Ok(Status {
         hash: crc,
         revision,
-        total_key,
+        total_key: live.len() as u64,
         total_size: len as u64,
+        version,
+        entries,
     })
 }
 
@@ -242,4 +284,56 @@ pub fn restore(
         .with_context(|| format!("renaming {} to {}", tmp.display(), p.data_dir.display()))?;
     crate::statemachine::snapdir::sync_dirs_up(&[&p.data_dir], &p.data_dir)?;
     Ok(Restored { members, bumped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn kv(key: &str, rev: i64) -> Vec<u8> {
+        strata_proto::mvccpb::KeyValue {
+            key: key.as_bytes().to_vec(),
+            mod_revision: rev,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn rev(main: i64, tombstone: bool) -> Vec<u8> {
+        let mut k = main.to_be_bytes().to_vec();
+        k.push(b'_');
+        k.extend_from_slice(&0i64.to_be_bytes());
+        if tombstone {
+            k.push(b't');
+        }
+        k
+    }
+
+    /// etcdutl 3.6's count: keys whose newest revision is not a deletion;
+    /// the version is the meta bucket's storage version.
+    #[test]
+    fn status_counts_live_keys_and_reads_the_storage_version() {
+        let f = BoltFile {
+            buckets: vec![
+                (
+                    b"key".to_vec(),
+                    vec![
+                        (rev(2, false), kv("a", 2)),
+                        (rev(3, false), kv("b", 3)),
+                        (rev(4, false), kv("a", 4)),
+                        (rev(5, true), kv("b", 5)),
+                        (rev(6, false), kv("c", 6)),
+                    ],
+                ),
+                (
+                    b"meta".to_vec(),
+                    vec![(b"storageVersion".to_vec(), b"3.6.0".to_vec())],
+                ),
+            ],
+        };
+        let s = status_of(&f, 4096).unwrap();
+        assert_eq!((s.total_key, s.revision, s.entries), (2, 6, 6));
+        assert_eq!(s.version, "3.6.0");
+    }
 }
