@@ -26,6 +26,9 @@ use prometheus::{
 pub struct State {
     pub leader: u64,
     pub member: u64,
+    pub learner: bool,
+    pub revision: i64,
+    pub compact_revision: i64,
     pub committed: u64,
     pub applied: u64,
     pub pending: usize,
@@ -92,6 +95,21 @@ pub struct Metrics {
     pub watch_send_per_event: Histogram,
     pub watch_send_control: Histogram,
     pub watch_send_progress: Histogram,
+    /// etcd's mvcc counters (metrics_txn.go): ranges, puts, deletes seen
+    /// by this member, transactions of more than one operation, and the
+    /// bytes of the puts' keys and values.
+    mvcc_range: IntCounter,
+    mvcc_put: IntCounter,
+    mvcc_delete: IntCounter,
+    mvcc_txn: IntCounter,
+    mvcc_put_bytes: IntGauge,
+    mvcc_current_revision: IntGauge,
+    mvcc_compact_revision: IntGauge,
+    /// Open watch streams and their watchers.
+    pub watch_streams: IntGauge,
+    pub watchers: IntGauge,
+    is_learner: IntGauge,
+    server_id: IntGaugeVec,
     /// `/health` answers, healthy or not.
     health_success: IntCounter,
     health_failures: IntCounter,
@@ -390,6 +408,62 @@ impl Metrics {
                 "The total duration in seconds of running through the progress loop control stream response.",
                 doubling(0.001, 14),
             ),
+            mvcc_range: counter(
+                &r,
+                "etcd_mvcc_range_total",
+                "Total number of ranges seen by this member.",
+            ),
+            mvcc_put: counter(
+                &r,
+                "etcd_mvcc_put_total",
+                "Total number of puts seen by this member.",
+            ),
+            mvcc_delete: counter(
+                &r,
+                "etcd_mvcc_delete_total",
+                "Total number of deletes seen by this member.",
+            ),
+            mvcc_txn: counter(
+                &r,
+                "etcd_mvcc_txn_total",
+                "Total number of txns seen by this member.",
+            ),
+            mvcc_put_bytes: gauge(
+                &r,
+                "etcd_debugging_mvcc_total_put_size_in_bytes",
+                "The total size of put kv pairs seen by this member.",
+            ),
+            mvcc_current_revision: gauge(
+                &r,
+                "etcd_debugging_mvcc_current_revision",
+                "The current revision of store.",
+            ),
+            mvcc_compact_revision: gauge(
+                &r,
+                "etcd_debugging_mvcc_compact_revision",
+                "The revision of the last compaction in store.",
+            ),
+            watch_streams: gauge(
+                &r,
+                "etcd_debugging_mvcc_watch_stream_total",
+                "Total number of watch streams.",
+            ),
+            watchers: gauge(
+                &r,
+                "etcd_debugging_mvcc_watcher_total",
+                "Total number of watchers.",
+            ),
+            is_learner: gauge(
+                &r,
+                "etcd_server_is_learner",
+                "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            ),
+            server_id: gauge_vec(
+                &r,
+                "etcd_server_id",
+                "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+                &["server_id"],
+            ),
             health_success: counter(
                 &r,
                 "etcd_server_health_success",
@@ -415,6 +489,55 @@ impl Metrics {
             process,
             registry: r,
         }
+    }
+
+    /// One transaction's operations, as etcd's metricsTxnWrite counts them
+    /// when it ends: a transaction of more than one counts as a txn.
+    pub fn mvcc_ops(&self, ranges: u64, puts: u64, deletes: u64, put_bytes: u64) {
+        if ranges + puts + deletes > 1 {
+            self.mvcc_txn.inc();
+        }
+        self.mvcc_range.inc_by(ranges);
+        self.mvcc_put.inc_by(puts);
+        self.mvcc_delete.inc_by(deletes);
+        self.mvcc_put_bytes.add(put_bytes as i64);
+    }
+
+    /// [`Metrics::mvcc_ops`] of a transaction that ran: the operations of
+    /// the branch it took, nested transactions' included.
+    pub fn mvcc_txn(
+        &self,
+        req: &strata_engine::mvcc::TxnRequest,
+        resp: &strata_engine::mvcc::TxnResponse,
+    ) {
+        fn walk(
+            req: &strata_engine::mvcc::TxnRequest,
+            resp: &strata_engine::mvcc::TxnResponse,
+            c: &mut [u64; 4],
+        ) {
+            use strata_engine::mvcc::{RequestOp as Q, ResponseOp as A};
+            let branch = if resp.succeeded {
+                &req.success
+            } else {
+                &req.failure
+            };
+            for (q, a) in branch.iter().zip(&resp.responses) {
+                match (q, a) {
+                    (_, A::Range(_)) => c[0] += 1,
+                    (Q::Put(p), A::Put(_)) => {
+                        c[1] += 1;
+                        c[3] += (p.key.len() + p.value.len()) as u64;
+                    }
+                    (_, A::Put(_)) => c[1] += 1,
+                    (_, A::DeleteRange(_)) => c[2] += 1,
+                    (Q::Txn(inner), A::Txn(r)) => walk(inner, r, c),
+                    (_, A::Txn(_)) => {}
+                }
+            }
+        }
+        let mut c = [0u64; 4];
+        walk(req, resp, &mut c);
+        self.mvcc_ops(c[0], c[1], c[2], c[3]);
     }
 
     /// One `/health` answer.
@@ -524,6 +647,15 @@ impl Metrics {
         self.db_total_size.set(st.db_size);
         self.db_in_use.set(st.db_in_use);
         self.keys_total.set(st.keys as i64);
+        self.mvcc_current_revision.set(st.revision);
+        self.mvcc_compact_revision.set(st.compact_revision);
+        self.is_learner.set(i64::from(st.learner));
+        if st.member != 0 {
+            self.server_id.reset();
+            self.server_id
+                .with_label_values(&[&peer_label(st.member)])
+                .set(1);
+        }
         self.process.update();
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

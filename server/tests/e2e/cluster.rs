@@ -885,6 +885,24 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
     );
     assert!(value(&err, "etcd_server_range_duration_seconds", &[]) >= 1.0);
     assert_eq!(value(&after, "etcd_disk_defrag_inflight", &[]), 0.0);
+    // etcd's mvcc counters (v3.6.14 server/storage/mvcc/metrics.go): every
+    // member counts what it applies.
+    assert_eq!(moved("etcd_mvcc_put_total", &[]), 20.0);
+    assert!(moved("etcd_debugging_mvcc_total_put_size_in_bytes", &[]) >= 20.0 * 3.0);
+    assert!(value(&err, "etcd_mvcc_range_total", &[]) >= 1.0);
+    // 20 puts on a fresh store.
+    assert_eq!(
+        value(&after, "etcd_debugging_mvcc_current_revision", &[]),
+        21.0
+    );
+    assert_eq!(value(&after, "etcd_server_is_learner", &[]), 0.0);
+    assert_eq!(
+        after
+            .iter()
+            .filter(|(n, _, v)| n == "etcd_server_id" && *v == 1.0)
+            .count(),
+        1
+    );
     // Every member, this one included, known to this one.
     let known: Vec<&String> = after
         .iter()
@@ -893,14 +911,40 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
         .collect();
     assert_eq!(known.len(), 3, "{known:?}");
     // A watch: its created response and an event go through the send loop.
-    let watched = std::process::Command::new("timeout")
-        .args(["3", "etcdctl", "--endpoints", &c.members[0].endpoint()])
+    let mut watching = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &c.members[0].endpoint()])
         .args(["watch", "m0", "--rev=1"])
         .env("ETCDCTL_API", "3")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .expect("etcdctl watch");
+    // While it watches: one stream, one watcher, and its history sent.
+    let open = common::wait_for(10, || {
+        let m = scrape(port);
+        let sent = "etcd_debugging_server_watch_send_loop_watch_stream_duration_seconds";
+        (value(&m, "etcd_debugging_mvcc_watcher_total", &[]) == 1.0
+            && value(&m, "etcd_debugging_mvcc_watch_stream_total", &[]) == 1.0
+            && value(&m, sent, &[]) >= 1.0)
+            .then_some(())
+    });
+    // etcdctl prints what it got.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = watching.kill();
+    let watched = watching.wait_with_output().expect("etcdctl watch output");
+    assert!(
+        open.is_some(),
+        "the watch stream and watcher were not counted"
+    );
     assert!(String::from_utf8_lossy(&watched.stdout).contains("m0"));
     let w = scrape(port);
+    // The stream ended with etcdctl: no stream or watcher is left open.
+    let closed = common::wait_for(10, || {
+        let m = scrape(port);
+        (value(&m, "etcd_debugging_mvcc_watcher_total", &[]) == 0.0
+            && value(&m, "etcd_debugging_mvcc_watch_stream_total", &[]) == 0.0)
+            .then_some(())
+    });
+    assert!(closed.is_some(), "a watch stream or watcher left counted");
     for name in [
         "etcd_debugging_server_watch_send_loop_control_stream_duration_seconds",
         "etcd_debugging_server_watch_send_loop_watch_stream_duration_seconds",

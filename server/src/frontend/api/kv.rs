@@ -87,7 +87,9 @@ pub(super) fn stale_check(srv: &EtcdServer, who: Option<&AuthInfo>) -> Result<()
 pub(super) fn timed_range<T, E>(read: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     let start = std::time::Instant::now();
     let r = read();
-    crate::metrics::global().observe_range(r.is_ok(), start.elapsed());
+    let m = crate::metrics::global();
+    m.observe_range(r.is_ok(), start.elapsed());
+    m.mvcc_ops(1, 0, 0, 0);
     r
 }
 
@@ -234,6 +236,7 @@ impl pb::kv_server::Kv for KvService {
                 self.srv.read_barrier().await?;
                 self.srv.shared.auth.check_txn(who.as_ref(), &t)?;
                 let resp = self.srv.store().txn(&mt).grpc()?;
+                crate::metrics::global().mvcc_txn(&mt, &resp);
                 stale_check(&self.srv, who.as_ref())?;
                 let h = self.srv.shared.header(resp.revision);
                 Ok(Response::new(convert::txn_out(resp, &h)))

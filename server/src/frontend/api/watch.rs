@@ -164,6 +164,7 @@ impl StreamState {
         };
         let engine_id = store.watch_into(&req, Box::new(Sink(self.ev_tx.clone())));
         self.by_engine.insert(engine_id, id);
+        crate::metrics::global().watchers.inc();
         self.watchers.insert(
             id,
             Watcher {
@@ -183,6 +184,7 @@ impl StreamState {
         let Some(w) = self.watchers.remove(&id) else {
             return true;
         };
+        crate::metrics::global().watchers.dec();
         self.by_engine.remove(&w.engine_id);
         self.srv.shared.store.cancel(w.engine_id);
         let rev = self.srv.store().revision();
@@ -248,6 +250,7 @@ impl StreamState {
         };
         if canceled {
             if let Some(w) = self.watchers.remove(&id) {
+                crate::metrics::global().watchers.dec();
                 self.by_engine.remove(&w.engine_id);
             }
         }
@@ -329,6 +332,9 @@ impl StreamState {
         for w in self.watchers.values() {
             self.srv.shared.store.cancel(w.engine_id);
         }
+        crate::metrics::global()
+            .watchers
+            .sub(self.watchers.len() as i64);
         self.watchers.clear();
     }
 }
@@ -383,6 +389,7 @@ impl pb::watch_server::Watch for WatchService {
             // ends when the client goes away or the input fails.
             let mut input_open = true;
             let metrics = crate::metrics::global();
+            metrics.watch_streams.inc();
             loop {
                 let ok = tokio::select! {
                     msg = input.next(), if input_open => match msg {
@@ -434,6 +441,7 @@ impl pb::watch_server::Watch for WatchService {
                 }
             }
             st.close();
+            metrics.watch_streams.dec();
         });
         let s = ReceiverStream::new(out_rx);
         Ok(Response::new(Box::pin(s.map(|r| r))))

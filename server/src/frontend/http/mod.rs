@@ -60,6 +60,9 @@ async fn metrics(State(srv): State<Arc<EtcdServer>>) -> impl IntoResponse {
     let state = crate::metrics::State {
         leader: st.leader.load(Acquire),
         member: srv.member_id(),
+        learner: srv.is_learner(),
+        revision: srv.store().revision(),
+        compact_revision: srv.store().compact_revision(),
         committed: st.commit.load(Acquire),
         applied: st.applied.load(Acquire),
         pending: srv.shared.waiters.len(),

@@ -41,6 +41,9 @@ impl Applier {
         let res = tx.put(&p);
         self.track_leases(&tx);
         let rev = tx.end();
+        if res.is_ok() {
+            crate::metrics::global().mvcc_ops(0, 1, 0, (p.key.len() + p.value.len()) as u64);
+        }
         match res {
             Ok(resp) => Ok(Ok(Applied::Put(convert::put_out(resp, sh.header(rev))))),
             Err(e) => request_err(e),
@@ -70,6 +73,9 @@ impl Applier {
         let res = tx.delete_range(&d);
         self.track_leases(&tx);
         let rev = tx.end();
+        if res.is_ok() {
+            crate::metrics::global().mvcc_ops(0, 0, 1, 0);
+        }
         match res {
             Ok(resp) => Ok(Ok(Applied::DeleteRange(convert::delete_out(
                 resp,
@@ -101,6 +107,7 @@ impl Applier {
         let rev = tx.end();
         match res {
             Ok(mut resp) => {
+                crate::metrics::global().mvcc_txn(&t, &resp);
                 mtxn::stamp(&mut resp, rev);
                 Ok(Ok(Applied::Txn(convert::txn_out(resp, &sh.header(rev)))))
             }
