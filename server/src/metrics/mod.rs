@@ -95,6 +95,10 @@ pub struct Metrics {
     pub watch_send_per_event: Histogram,
     pub watch_send_control: Histogram,
     pub watch_send_progress: Histogram,
+    /// Each entry's apply time by op and success, and the applies that
+    /// took longer than `--warning-apply-duration`.
+    apply_duration: HistogramVec,
+    slow_applies: IntCounter,
     /// etcd's mvcc counters (metrics_txn.go): ranges, puts, deletes seen
     /// by this member, transactions of more than one operation, and the
     /// bytes of the puts' keys and values.
@@ -408,6 +412,19 @@ impl Metrics {
                 "The total duration in seconds of running through the progress loop control stream response.",
                 doubling(0.001, 14),
             ),
+            apply_duration: histogram_vec(
+                &r,
+                "etcd_server_apply_duration_seconds",
+                "The latency distributions of v2 apply called by backend.",
+                doubling(0.0001, 20),
+                &["version", "op", "success"],
+                true,
+            ),
+            slow_applies: counter(
+                &r,
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
+            ),
             mvcc_range: counter(
                 &r,
                 "etcd_mvcc_range_total",
@@ -538,6 +555,18 @@ impl Metrics {
         let mut c = [0u64; 4];
         walk(req, resp, &mut c);
         self.mvcc_ops(c[0], c[1], c[2], c[3]);
+    }
+
+    /// One entry applied (etcd's ApplySecObserve, version "v3").
+    pub fn observe_apply(&self, op: &str, success: bool, took: Duration) {
+        self.apply_duration
+            .with_label_values(&["v3", op, if success { "true" } else { "false" }])
+            .observe(took.as_secs_f64());
+    }
+
+    /// One apply past `--warning-apply-duration`.
+    pub fn slow_apply(&self) {
+        self.slow_applies.inc();
     }
 
     /// One `/health` answer.

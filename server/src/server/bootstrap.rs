@@ -365,7 +365,8 @@ pub fn bootstrap_with<T: Transport, S: StateMachine>(
         transport,
         machine(
             Applier::new(shared.clone(), membership.clone(), applied, cells)
-                .with_max_learners(cfg.max_learners),
+                .with_max_learners(cfg.max_learners)
+                .with_warning_apply_duration(cfg.warning_apply_duration),
         ),
         status,
         applied_tx,

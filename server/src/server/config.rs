@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
     pub max_learners: usize,
+    /// `--warning-apply-duration`.
+    pub warning_apply_duration: std::time::Duration,
     pub strict_reconfig_check: bool,
 
     // Storage.

@@ -303,7 +303,7 @@ impl EtcdServer {
         if st.commit.load(Ordering::Acquire) > st.applied.load(Ordering::Acquire) + MAX_APPLY_GAP {
             return Err(EtcdError::TooManyRequests);
         }
-        let typ = request_type(&r);
+        let typ = crate::statemachine::state::request_type(&r);
         let start = std::time::Instant::now();
         let res = self.propose_timed(r, header).await;
         if let Some(typ) = typ {
@@ -571,59 +571,4 @@ impl EtcdServer {
             tracing::error!(error = %e, "final commit of the backend failed");
         }
     }
-}
-
-/// etcd's name of a raft request's type (v3_server.go getRequestType), the
-/// `type` label of `etcd_server_request_duration_seconds`; None for
-/// strata's own entries, which etcd does not have.
-fn request_type(r: &pb::InternalRaftRequest) -> Option<&'static str> {
-    Some(if r.range.is_some() {
-        "Range"
-    } else if r.put.is_some() {
-        "Put"
-    } else if r.delete_range.is_some() {
-        "DeleteRange"
-    } else if r.txn.is_some() {
-        "Txn"
-    } else if r.compaction.is_some() {
-        "Compaction"
-    } else if r.lease_grant.is_some() {
-        "LeaseGrant"
-    } else if r.lease_revoke.is_some() {
-        "LeaseRevoke"
-    } else if r.lease_checkpoint.is_some() {
-        "LeaseCheckpoint"
-    } else if r.alarm.is_some() {
-        "Alarm"
-    } else if r.authenticate.is_some() {
-        "Authenticate"
-    } else if r.auth_enable.is_some() {
-        "AuthEnable"
-    } else if r.auth_disable.is_some() {
-        "AuthDisable"
-    } else if r.auth_user_add.is_some() {
-        "AuthUserAdd"
-    } else if r.auth_user_delete.is_some() {
-        "AuthUserDelete"
-    } else if r.auth_user_change_password.is_some() {
-        "AuthUserChangePassword"
-    } else if r.auth_user_grant_role.is_some() {
-        "AuthUserGrantRole"
-    } else if r.auth_user_revoke_role.is_some() {
-        "AuthUserRevokeRole"
-    } else if r.auth_role_add.is_some() {
-        "AuthRoleAdd"
-    } else if r.auth_role_grant_permission.is_some() {
-        "AuthRoleGrantPermission"
-    } else if r.auth_role_revoke_permission.is_some() {
-        "AuthRoleRevokePermission"
-    } else if r.auth_role_delete.is_some() {
-        "AuthRoleDelete"
-    } else if r.member_attr.is_some() {
-        "ClusterMemberAttrSet"
-    } else if r.downgrade_info_set.is_some() {
-        "DowngradeInfoSet"
-    } else {
-        return None;
-    })
 }

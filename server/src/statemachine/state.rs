@@ -136,6 +136,61 @@ raft_requests! {
     pb::DowngradeInfoSetRequest => downgrade_info_set,
 }
 
+/// etcd's name of a raft request's type (v3_server.go getRequestType), the
+/// `type` label of `etcd_server_request_duration_seconds`; None for
+/// strata's own entries, which etcd does not have.
+pub fn request_type(r: &pb::InternalRaftRequest) -> Option<&'static str> {
+    Some(if r.range.is_some() {
+        "Range"
+    } else if r.put.is_some() {
+        "Put"
+    } else if r.delete_range.is_some() {
+        "DeleteRange"
+    } else if r.txn.is_some() {
+        "Txn"
+    } else if r.compaction.is_some() {
+        "Compaction"
+    } else if r.lease_grant.is_some() {
+        "LeaseGrant"
+    } else if r.lease_revoke.is_some() {
+        "LeaseRevoke"
+    } else if r.lease_checkpoint.is_some() {
+        "LeaseCheckpoint"
+    } else if r.alarm.is_some() {
+        "Alarm"
+    } else if r.authenticate.is_some() {
+        "Authenticate"
+    } else if r.auth_enable.is_some() {
+        "AuthEnable"
+    } else if r.auth_disable.is_some() {
+        "AuthDisable"
+    } else if r.auth_user_add.is_some() {
+        "AuthUserAdd"
+    } else if r.auth_user_delete.is_some() {
+        "AuthUserDelete"
+    } else if r.auth_user_change_password.is_some() {
+        "AuthUserChangePassword"
+    } else if r.auth_user_grant_role.is_some() {
+        "AuthUserGrantRole"
+    } else if r.auth_user_revoke_role.is_some() {
+        "AuthUserRevokeRole"
+    } else if r.auth_role_add.is_some() {
+        "AuthRoleAdd"
+    } else if r.auth_role_grant_permission.is_some() {
+        "AuthRoleGrantPermission"
+    } else if r.auth_role_revoke_permission.is_some() {
+        "AuthRoleRevokePermission"
+    } else if r.auth_role_delete.is_some() {
+        "AuthRoleDelete"
+    } else if r.member_attr.is_some() {
+        "ClusterMemberAttrSet"
+    } else if r.downgrade_info_set.is_some() {
+        "DowngradeInfoSet"
+    } else {
+        return None;
+    })
+}
+
 pub type ApplyResult = Result<Applied, EtcdError>;
 
 /// Clients waiting for their proposals to be applied, by request id.

@@ -888,6 +888,13 @@ fn metrics_have_etcd_s_names_and_move_with_writes() {
     // etcd's mvcc counters (v3.6.14 server/storage/mvcc/metrics.go): every
     // member counts what it applies.
     assert_eq!(moved("etcd_mvcc_put_total", &[]), 20.0);
+    assert_eq!(
+        moved(
+            "etcd_server_apply_duration_seconds",
+            &[("version", "v3"), ("op", "Put"), ("success", "true")]
+        ),
+        20.0
+    );
     assert!(moved("etcd_debugging_mvcc_total_put_size_in_bytes", &[]) >= 20.0 * 3.0);
     assert!(value(&err, "etcd_mvcc_range_total", &[]) >= 1.0);
     // 20 puts on a fresh store.
@@ -1161,4 +1168,28 @@ fn the_leader_raises_corrupt_for_a_follower_whose_leases_differ() {
         log.contains("whole-state hash mismatch") && log.contains("lease"),
         "the leader's log names the differing bucket"
     );
+}
+
+/// `--warning-apply-duration` (etcd 3.6's name; `--experimental-…` before):
+/// an entry that takes longer to apply is logged with etcd's words ("apply
+/// request took too long") and counted in etcd_server_slow_apply_total
+/// (v3.6.14 server/etcdserver/txn/util.go).
+#[test]
+fn slow_applies_are_logged_and_counted() {
+    let s = common::Server::start(&["--warning-apply-duration=1us"]);
+    s.etcdctl_ok(&["put", "slow", "v"]);
+    let logged = common::wait_for(10, || {
+        s.drain_log()
+            .iter()
+            .any(|l| l.contains("apply request took too long") && l.contains("Put"))
+            .then_some(())
+    });
+    assert!(logged.is_some(), "no slow-apply warning");
+    let (_, m) = common::http_get(s.port, "/metrics");
+    let slow: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd_server_slow_apply_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(slow >= 1.0, "{m}");
 }

@@ -57,7 +57,6 @@ ignored_flags! {
     experimental_enable_lease_checkpoint, "experimental-enable-lease-checkpoint", "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", "lease checkpoints are always on (see --experimental-lease-checkpoint-interval)";
     experimental_enable_lease_checkpoint_persist, "experimental-enable-lease-checkpoint-persist", "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST", "lease checkpoints are always persisted";
     experimental_peer_skip_client_san_verification, "experimental-peer-skip-client-san-verification", "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", "peer client certificates are checked against the trusted CA and --peer-cert-allowed-cn/-hostname only";
-    experimental_warning_apply_duration, "experimental-warning-apply-duration", "ETCD_EXPERIMENTAL_WARNING_APPLY_DURATION", "slow applies are not logged yet";
     experimental_warning_unary_request_duration, "experimental-warning-unary-request-duration", "ETCD_EXPERIMENTAL_WARNING_UNARY_REQUEST_DURATION", "slow requests are not logged yet";
     experimental_memory_mlock, "experimental-memory-mlock", "ETCD_EXPERIMENTAL_MEMORY_MLOCK", "the db is not locked in memory";
     experimental_txn_mode_write_with_shared_buffer, "experimental-txn-mode-write-with-shared-buffer", "ETCD_EXPERIMENTAL_TXN_MODE_WRITE_WITH_SHARED_BUFFER", "a bbolt buffer setting with no counterpart here";
@@ -89,7 +88,6 @@ ignored_flags! {
     compaction_batch_limit, "compaction-batch-limit", "ETCD_COMPACTION_BATCH_LIMIT", "compaction deletes in batches of 1,000 (etcd's default)";
     compaction_sleep_interval, "compaction-sleep-interval", "ETCD_COMPACTION_SLEEP_INTERVAL", "compaction does not pause between batches";
     downgrade_check_time, "downgrade-check-time", "ETCD_DOWNGRADE_CHECK_TIME", "downgrades are not supported";
-    warning_apply_duration, "warning-apply-duration", "ETCD_WARNING_APPLY_DURATION", "slow applies are not logged yet";
     warning_unary_request_duration, "warning-unary-request-duration", "ETCD_WARNING_UNARY_REQUEST_DURATION", "slow requests are not logged yet";
     memory_mlock, "memory-mlock", "ETCD_MEMORY_MLOCK", "the db is not locked in memory";
     bootstrap_defrag_threshold_megabytes, "bootstrap-defrag-threshold-megabytes", "ETCD_BOOTSTRAP_DEFRAG_THRESHOLD_MEGABYTES", "use strata-util defrag --data-dir on a stopped member";

@@ -316,6 +316,12 @@ pub struct Config {
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub strict_reconfig_check: bool,
 
+    /// An entry that takes longer than this to apply is logged ("apply
+    /// request took too long") and counted in etcd_server_slow_apply_total.
+    #[arg(long, alias = "experimental-warning-apply-duration", env = "ETCD_WARNING_APPLY_DURATION",
+          default_value = "100ms", value_parser = parse_duration)]
+    pub warning_apply_duration: Duration,
+
     /// The most learners a cluster may have.
     #[arg(
         long,
@@ -615,6 +621,7 @@ impl Config {
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,
             max_learners: self.max_learners,
+            warning_apply_duration: self.warning_apply_duration,
             strict_reconfig_check: self.strict_reconfig_check,
             unsafe_no_fsync: self.unsafe_no_fsync,
             wal_segment_size: self.wal_segment_size,

@@ -152,6 +152,8 @@ pub struct Applier {
     caller: Option<crate::statemachine::auth::AuthInfo>,
     /// `--max-learners`.
     max_learners: usize,
+    /// `--warning-apply-duration`.
+    warning_apply: std::time::Duration,
     /// The verdict on the conf change being applied (checked before raft
     /// takes it, recorded after).
     pending_change: Option<Result<crate::statemachine::membership::change::Change, EtcdError>>,
@@ -182,7 +184,40 @@ impl Applier {
             results: Vec::new(),
             caller: None,
             max_learners: 1,
+            warning_apply: std::time::Duration::from_millis(100),
             pending_change: None,
+        }
+    }
+
+    /// Sets `--warning-apply-duration`.
+    pub fn with_warning_apply_duration(mut self, d: std::time::Duration) -> Applier {
+        self.warning_apply = d;
+        self
+    }
+
+    /// etcd's apply metrics and slow-apply warning for one entry
+    /// (v3.6.14 server/etcdserver/apply/uber_applier.go dispatch,
+    /// txn/util.go): its time by op and success (a compacted revision
+    /// counts as success, as etcd counts it), and past
+    /// `--warning-apply-duration` a warning and etcd_server_slow_apply_total.
+    fn observe_apply(
+        &self,
+        op: &str,
+        result: &crate::statemachine::state::ApplyResult,
+        took: std::time::Duration,
+    ) {
+        let success = matches!(result, Ok(_) | Err(EtcdError::Compacted));
+        let m = crate::metrics::global();
+        m.observe_apply(op, success, took);
+        if took > self.warning_apply {
+            m.slow_apply();
+            tracing::warn!(
+                took = ?took,
+                expected_duration = ?self.warning_apply,
+                request = op,
+                error = result.as_ref().err().map(|e| e.to_string()).unwrap_or_default(),
+                "apply request took too long"
+            );
         }
     }
 
@@ -290,7 +325,12 @@ impl StateMachine for Applier {
         } else {
             None
         };
+        let op = crate::statemachine::state::request_type(&req);
+        let started = std::time::Instant::now();
         let result = self.apply_request(req.into(), at)?;
+        if let Some(op) = op {
+            self.observe_apply(op, &result, started.elapsed());
+        }
         self.ci = e.index;
         if at.request_id != 0 {
             self.results.push((at.request_id, result));
