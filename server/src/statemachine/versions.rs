@@ -8,9 +8,11 @@
 //! - A job is enabled and cancelled through raft (`DowngradeInfoSet`,
 //!   etcd's entry). Applying one writes, in the entry's own transaction,
 //!   the cluster bucket's `downgrade` key (etcd's JSON,
-//!   `{"target-version":"3.5.0","enabled":true}`) and `clusterVersion`
-//!   key, and moves the storage version: applying depends only on the
-//!   entry and the state before it.
+//!   `{"target-version":"3.5.0","enabled":true}`) and, while a job is on,
+//!   the `clusterVersion` key (its target; a cancel removes it): the
+//!   replicated state depends only on the entry and the state before it,
+//!   never on the binary applying it. The same transaction moves the
+//!   storage version, which is the member's own.
 //! - The storage version (meta `storageVersion`, `X.Y.0`, as etcd writes
 //!   it) is the cluster version's major.minor; etcd 3.5's schema has none
 //!   (the key came with 3.6's). A member settles it when it opens its db

@@ -31,11 +31,16 @@ impl Applier {
             v::DOWNGRADE_KEY,
             v::downgrade_json(target).as_bytes(),
         )?;
-        tx.put_bucket(
-            Bucket::Cluster,
-            v::CLUSTER_VERSION_KEY,
-            cluster.full().as_bytes(),
-        )?;
+        // The replicated state holds only what the entry says: a job's
+        // target, or no recorded cluster version once cancelled (each
+        // member then runs at its binary's). The storage version, written
+        // from the binary's, is the member's own (out of the state hash).
+        match target {
+            Some(t) => {
+                tx.put_bucket(Bucket::Cluster, v::CLUSTER_VERSION_KEY, t.full().as_bytes())?
+            }
+            None => tx.delete_bucket(Bucket::Cluster, v::CLUSTER_VERSION_KEY)?,
+        }
         match v::storage_change(cluster) {
             Some(sv) => tx.put_bucket(Bucket::Meta, v::STORAGE_VERSION_KEY, &sv)?,
             None => tx.delete_bucket(Bucket::Meta, v::STORAGE_VERSION_KEY)?,
