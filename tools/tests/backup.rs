@@ -3,19 +3,12 @@
 //! new data dir that a member then serves; a damaged backup refused; a
 //! backup made by real etcd restored and served by Strata.
 
+mod common;
+use common::util;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-fn util(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata-util"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
 
 fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new("/usr/bin/etcdctl")

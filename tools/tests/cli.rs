@@ -1,21 +1,14 @@
 //! The `strata-util` binary against real files: every inspect verb, compact
 //! and waldump, including a corrupted page and a corrupted log.
 
+mod common;
+use common::util;
+
 use std::path::Path;
 use std::process::Command;
 
 use strata_engine::btree::{Database, Options, WriteBucket};
 use strata_engine::wal::{Entry, HardState, Metadata, Wal, WalOptions};
-
-fn util(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata-util"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
 
 fn make_db(path: &Path) {
     let db = Database::open(path, Options::default()).unwrap();

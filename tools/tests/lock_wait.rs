@@ -2,20 +2,12 @@
 //! verb waits for a db file another process holds, up to the timeout,
 //! then gives up saying so; a lock released in time lets it through.
 
-use std::process::Command;
+mod common;
+use common::util;
+
 use std::time::{Duration, Instant};
 
 use strata_engine::backend::{Backend, BackendConfig};
-
-fn util(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata-util"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
 
 #[test]
 fn a_held_db_is_waited_for_up_to_the_timeout() {

@@ -5,19 +5,11 @@
 //! member's data dir refused; `--force` writes what it is told, and the
 //! member then refuses the unknown schema; a migrated data dir serves.
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+mod common;
+use common::util;
 
-fn util(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata-util"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
+use std::path::Path;
+use std::time::Duration;
 
 /// The db's storage version (None: etcd 3.5's schema, none recorded), as
 /// `strata-util inspect get` reads it (another process: the in-process
@@ -117,16 +109,7 @@ fn migrate_moves_the_storage_schema_as_etcdutl_does() {
     ]);
     assert!(ok, "{out}");
     assert_eq!(storage_version(&data).as_deref(), Some("3.9.0"));
-    let out = Command::new(strata_testkit::strata_bin())
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--listen-client-urls=http://127.0.0.1:0")
-        .env(
-            "STRATA_WAL_SEGMENT_SIZE",
-            strata_testkit::TEST_WAL_SEGMENT_SIZE,
-        )
-        .output()
-        .unwrap();
+    let out = strata_testkit::process::start_refused(&data);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("strata-util migrate"),

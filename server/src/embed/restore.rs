@@ -101,8 +101,9 @@ pub fn status_of(f: &BoltFile, len: usize) -> anyhow::Result<Status> {
     let mut crc = 0u32;
     let mut entries = 0u64;
     let mut revision = 0i64;
-    let mut live: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
-    let mut keys: Vec<Vec<u8>> = Vec::new();
+    // Live keys, in revision order: a tombstone (a revision key ending in
+    // `t`) ends its key's life.
+    let mut live: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
     let mut version = String::new();
     for (name, bucket) in &f.buckets {
         crc = crc32c::crc32c_append(crc, name);
@@ -132,22 +133,11 @@ pub fn status_of(f: &BoltFile, len: usize) -> anyhow::Result<Status> {
             for (k, v) in bucket {
                 let kv = strata_proto::mvccpb::KeyValue::decode(v.as_slice())
                     .with_context(|| format!("the key bucket's value at {}", hex(k)))?;
-                keys.push(kv.key);
-            }
-        }
-    }
-    // Live keys, in revision order: a tombstone (a revision key ending in
-    // `t`) ends its key's life.
-    if let Some((_, bucket)) = f
-        .buckets
-        .iter()
-        .find(|(n, _)| n.as_slice() == Bucket::Key.name())
-    {
-        for ((k, _), key) in bucket.iter().zip(&keys) {
-            if k.len() == 18 && k[17] == b't' {
-                live.remove(key.as_slice());
-            } else {
-                live.insert(key.as_slice());
+                if k.len() == 18 && k[17] == b't' {
+                    live.remove(&kv.key);
+                } else {
+                    live.insert(kv.key);
+                }
             }
         }
     }

@@ -152,10 +152,12 @@ fn labels(path: &str) -> Option<Arc<Labels>> {
     Some(l)
 }
 
-/// A response body that counts its bytes as sent and its RPC as handled
-/// when it ends.
+/// A body that counts its bytes (into `bytes`: received for a request,
+/// sent for a response) and, for a response, its RPC as handled when it
+/// ends.
 struct Counted {
     inner: Body,
+    bytes: &'static prometheus::IntCounter,
     labels: Option<Arc<Labels>>,
     start: Instant,
 }
@@ -172,7 +174,7 @@ impl http_body::Body for Counted {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    super::global().client_grpc_sent.inc_by(data.len() as u64);
+                    self.bytes.inc_by(data.len() as u64);
                 }
                 if let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
                     if let Some(l) = self.labels.take() {
@@ -207,39 +209,6 @@ impl Drop for Counted {
     }
 }
 
-/// A request body that counts its bytes as received.
-struct Received {
-    inner: Body,
-}
-
-impl http_body::Body for Received {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                super::global()
-                    .client_grpc_received
-                    .inc_by(data.len() as u64);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// The middleware.
 /// Counts the RPC `run` answers (the middleware's body, for a caller that
 /// has more to do in the same layer).
@@ -253,7 +222,15 @@ where
     };
     let start = Instant::now();
     labels.started.inc();
-    let req = req.map(|inner| Body::new(Received { inner }));
+    let m = super::global();
+    let req = req.map(|inner| {
+        Body::new(Counted {
+            inner,
+            bytes: &m.client_grpc_received,
+            labels: None,
+            start,
+        })
+    });
     let resp = run(req).await;
     if let Some(code) = resp.headers().get("grpc-status") {
         labels.handled(code_index(code.as_bytes()), start);
@@ -264,6 +241,7 @@ where
         parts,
         Body::new(Counted {
             inner: body,
+            bytes: &m.client_grpc_sent,
             labels: Some(labels),
             start,
         }),

@@ -98,6 +98,9 @@ pub struct Metrics {
     /// Each entry's apply time by op and success, and the applies that
     /// took longer than `--warning-apply-duration`.
     apply_duration: HistogramVec,
+    apply_series: ByType,
+    request_series: ByType,
+    range_series: [OnceLock<Histogram>; 2],
     slow_applies: IntCounter,
     /// etcd's mvcc counters (metrics_txn.go): ranges, puts, deletes seen
     /// by this member, transactions of more than one operation, and the
@@ -167,6 +170,69 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogr
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     let _ = r.register(Box::new(h.clone()));
     h
+}
+
+/// etcd's names of request types (v3_server.go getRequestType) and
+/// `ReadonlyTxn`: the labels whose series are looked up once and kept.
+const REQUEST_TYPES: [&str; 24] = [
+    "Range",
+    "ReadonlyTxn",
+    "Put",
+    "DeleteRange",
+    "Txn",
+    "Compaction",
+    "LeaseGrant",
+    "LeaseRevoke",
+    "LeaseCheckpoint",
+    "Alarm",
+    "Authenticate",
+    "AuthEnable",
+    "AuthDisable",
+    "AuthUserAdd",
+    "AuthUserDelete",
+    "AuthUserChangePassword",
+    "AuthUserGrantRole",
+    "AuthUserRevokeRole",
+    "AuthRoleAdd",
+    "AuthRoleGrantPermission",
+    "AuthRoleRevokePermission",
+    "AuthRoleDelete",
+    "ClusterMemberAttrSet",
+    "DowngradeInfoSet",
+];
+
+fn success_label(success: bool) -> &'static str {
+    if success {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+/// A histogram vector's series by request type and success, each looked
+/// up by label once (a lookup hashes every label; these are observed on
+/// every request and every applied entry). A type not in
+/// [`REQUEST_TYPES`] is looked up by label each time.
+#[derive(Default)]
+struct ByType {
+    cells: [[OnceLock<Histogram>; 2]; REQUEST_TYPES.len()],
+}
+
+impl ByType {
+    /// The series of `vec` with labels `first`, then `typ` and `success`.
+    fn get(&self, vec: &HistogramVec, first: &[&str], typ: &str, success: bool) -> Histogram {
+        let labels = |typ: &str| {
+            let mut l = first.to_vec();
+            l.extend([typ, success_label(success)]);
+            vec.with_label_values(&l)
+        };
+        match REQUEST_TYPES.iter().position(|t| *t == typ) {
+            Some(i) => self.cells[i][usize::from(success)]
+                .get_or_init(|| labels(typ))
+                .clone(),
+            None => labels(typ),
+        }
+    }
 }
 
 /// `start` doubled `count - 1` times.
@@ -420,6 +486,9 @@ impl Metrics {
                 &["version", "op", "success"],
                 true,
             ),
+            apply_series: ByType::default(),
+            request_series: ByType::default(),
+            range_series: Default::default(),
             slow_applies: counter(
                 &r,
                 "etcd_server_slow_apply_total",
@@ -559,8 +628,8 @@ impl Metrics {
 
     /// One entry applied (etcd's ApplySecObserve, version "v3").
     pub fn observe_apply(&self, op: &str, success: bool, took: Duration) {
-        self.apply_duration
-            .with_label_values(&["v3", op, if success { "true" } else { "false" }])
+        self.apply_series
+            .get(&self.apply_duration, &["v3"], op, success)
             .observe(took.as_secs_f64());
     }
 
@@ -653,15 +722,18 @@ impl Metrics {
 
     /// One request's time by etcd's type name and outcome.
     pub fn observe_request(&self, typ: &str, success: bool, took: Duration) {
-        self.request_duration
-            .with_label_values(&[typ, if success { "true" } else { "false" }])
+        self.request_series
+            .get(&self.request_duration, &[], typ, success)
             .observe(took.as_secs_f64());
     }
 
     /// One read of a range from the store.
     pub fn observe_range(&self, success: bool, took: Duration) {
-        self.range_duration
-            .with_label_values(&[if success { "true" } else { "false" }])
+        self.range_series[usize::from(success)]
+            .get_or_init(|| {
+                self.range_duration
+                    .with_label_values(&[success_label(success)])
+            })
             .observe(took.as_secs_f64());
     }
 

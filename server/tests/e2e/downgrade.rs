@@ -199,16 +199,7 @@ fn a_newer_storage_schema_is_refused_and_a_known_one_settled() {
     let data = dir.path().join("data");
 
     set_storage_version(&data, "3.9.0");
-    let out = std::process::Command::new(strata_testkit::strata_bin())
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--listen-client-urls=http://127.0.0.1:0")
-        .env(
-            "STRATA_WAL_SEGMENT_SIZE",
-            strata_testkit::TEST_WAL_SEGMENT_SIZE,
-        )
-        .output()
-        .unwrap();
+    let out = strata_testkit::process::start_refused(&data);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

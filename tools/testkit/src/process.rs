@@ -386,3 +386,16 @@ pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs strata on `data` (client URL on port 0) expecting it to refuse to
+/// start; its output once it exits. (A member that starts would keep
+/// running: call it only where the data dir or flags are refused.)
+pub fn start_refused(data: &Path) -> std::process::Output {
+    Command::new(strata_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--listen-client-urls=http://127.0.0.1:0")
+        .env("STRATA_WAL_SEGMENT_SIZE", TEST_WAL_SEGMENT_SIZE)
+        .output()
+        .expect("strata runs")
+}
